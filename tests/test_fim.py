@@ -43,3 +43,15 @@ def test_trained_tokenizer_has_single_fim_tokens(tiny_model_dir):
         assert len(ids) == 1, special
     text = "def f(x):\n    return  x  # ünïcode\n\t\n"
     assert tok.decode(tok(text).input_ids) == text
+
+
+def test_newline_and_indentation_are_token_boundaries(tiny_model_dir):
+    """A prompt cut right after Enter (with or without the auto-indent) ends on a token boundary."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    full = "def f(x):\n    return x\n"
+    ids = tok(full, add_special_tokens=False).input_ids
+    for cut in ("def f(x):\n", "def f(x):\n    "):
+        head = tok(cut, add_special_tokens=False).input_ids
+        assert ids[: len(head)] == head, cut

@@ -34,12 +34,21 @@ def train_bpe(
     fim_template: str = "codecomplete",
 ) -> Path:
     """Train a byte-level BPE on `texts` and save it as a HF tokenizer folder in `out_dir`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     specials = special_tokens(fim_template)
     tok = Tokenizer(models.BPE())
-    # add_prefix_space=False: code is completed mid-line, a space must never be invented.
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            # A newline, and the indentation that starts a line, are tokens of their own. GPT-2's
+            # rule glues "\n" to the following spaces ("\n   " + " return"), so a prompt that ends
+            # where an editor's cursor is after Enter ("\n" or "\n    ") would end mid-token,
+            # in a split the model never saw in training.
+            pre_tokenizers.Split(Regex(r"\n|(?<=\n)[ \t]+"), behavior="isolated"),
+            # add_prefix_space=False: code is completed mid-line, a space must never be invented.
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
@@ -55,7 +64,7 @@ def train_bpe(
     tok.save(str(out / "tokenizer.json"))
     fim = TEMPLATES[fim_template]
     config = {
-        "tokenizer_class": "GPT2TokenizerFast",
+        "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": model_max_length,
         "bos_token": EOS_TOKEN,
         "eos_token": EOS_TOKEN,
