@@ -101,8 +101,10 @@ def test_opening_a_socket_fails():
 
 
 def test_huge_output_is_capped_by_the_file_size_limit():
-    res = run_program("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
-                      SandboxConfig(timeout_s=5.0, fsize_mb=1))
+    res = run_program(
+        "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
+        SandboxConfig(timeout_s=5.0, fsize_mb=1),
+    )
     assert res.status in ("failed", "timeout")
     assert len(res.stdout) <= 4000  # the evaluator reads only the tail
 
@@ -121,7 +123,9 @@ def test_kernel_layers_hold_without_the_python_guard(program, needs):
     if not any(g.startswith(needs) for g in _guards()):
         pytest.skip(f"{needs} is not available on this machine")
     res = run_program(program, SandboxConfig(timeout_s=3.0, python_guard=False))
-    assert res.status == "failed" and ("PermissionError" in res.reason or "Operation not permitted" in res.reason), res.reason
+    assert res.status == "failed" and (
+        "PermissionError" in res.reason or "Operation not permitted" in res.reason
+    ), res.reason
     assert not os.path.exists("/tmp/codecomplete-sandbox-escape-probe")
 
 

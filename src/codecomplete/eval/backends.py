@@ -67,7 +67,7 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> dict: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- optional: only the server backend holds connections
         pass
 
 
@@ -80,7 +80,9 @@ class LocalBackend(Backend):
 
     kind = "local"
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", fim_template: str | None = None):
+    def __init__(
+        self, model: str, device: str = "auto", dtype: str = "auto", fim_template: str | None = None
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -96,21 +98,32 @@ class LocalBackend(Backend):
         self.dtype = dtype
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.tokenizer.model_max_length = 1 << 40  # whole files are encoded, then cut to the context here
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
+        )
         config = self.model.config
         self._ctx = next(
-            (getattr(config, a) for a in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
-             if isinstance(getattr(config, a, None), int)),
+            (
+                getattr(config, a)
+                for a in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
+                if isinstance(getattr(config, a, None), int)
+            ),
             None,
         )
-        configured = fim_template or getattr(config, "fim_template", None) or self.tokenizer.init_kwargs.get("fim_template")
+        configured = (
+            fim_template
+            or getattr(config, "fim_template", None)
+            or self.tokenizer.init_kwargs.get("fim_template")
+        )
         self.fim = fim.detect(self.tokenizer.get_vocab(), configured)
         vocab = self.tokenizer.get_vocab()
         eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
         eos_ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
         end_ids = [vocab[t] for t in (self.fim.end_tokens if self.fim else ()) if t in vocab]
         self.stop_ids = sorted(set(eos_ids + end_ids))
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (eos_ids or [0])[0]
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (eos_ids or [0])[0]
+        )
 
     def context_length(self) -> int | None:
         return self._ctx
@@ -146,7 +159,7 @@ class LocalBackend(Backend):
         room = budget - len(self.fim.encode([], [], self.tokenizer.convert_tokens_to_ids))
         suf_room = max(room // 4, room - len(pre))
         suf = suf[: max(0, suf_room)]
-        pre = pre[-max(1, room - len(suf)):] if pre else pre
+        pre = pre[-max(1, room - len(suf)) :] if pre else pre
         return self.fim.encode(pre, suf, self.tokenizer.convert_tokens_to_ids)
 
     def _generate(self, req: CompletionRequest) -> Completion:
@@ -162,16 +175,22 @@ class LocalBackend(Backend):
             eos_token_id=self.stop_ids or None,
             pad_token_id=self.pad_id,
             stop_strings=list(req.stop) or None,
-            **({"temperature": req.temperature, "top_p": req.top_p, "top_k": 0} if req.temperature > 0 else {}),
+            **(
+                {"temperature": req.temperature, "top_p": req.top_p, "top_k": 0}
+                if req.temperature > 0
+                else {}
+            ),
         )
         extra = {"tokenizer": self.tokenizer} if req.stop else {}
         if req.seed is not None:
             torch.manual_seed(req.seed)
         inp = torch.tensor([ids], device=self.device)
         with torch.no_grad():
-            out = self.model.generate(inp, attention_mask=torch.ones_like(inp), generation_config=gen, **extra)
+            out = self.model.generate(
+                inp, attention_mask=torch.ones_like(inp), generation_config=gen, **extra
+            )
         texts = []
-        for seq in out[:, len(ids):].tolist():
+        for seq in out[:, len(ids) :].tolist():
             end = next((i for i, t in enumerate(seq) if t in self.stop_ids), len(seq))
             text = self.tokenizer.decode(seq[:end], skip_special_tokens=True)
             texts.append(cut_at_stop(text, req.stop))
@@ -202,8 +221,14 @@ class ServerBackend(Backend):
 
     kind = "server"
 
-    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, timeout_s: float = 600.0):
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout_s: float = 600.0,
+    ):
         import httpx
 
         base = base_url.rstrip("/")
@@ -212,7 +237,9 @@ class ServerBackend(Backend):
         self.base_url = base
         self.concurrency = max(1, concurrency)
         self._client = httpx.Client(
-            base_url=base, timeout=timeout_s, headers={"Authorization": f"Bearer {api_key or 'codecomplete-eval'}"}
+            base_url=base,
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {api_key or 'codecomplete-eval'}"},
         )
         self._min_tokens = 0
         self._ctx: int | None = None
@@ -238,7 +265,12 @@ class ServerBackend(Backend):
         return self._ctx
 
     def describe(self) -> dict:
-        return {"backend": self.kind, "base_url": self.base_url, "model": self.model, "context_length": self._ctx}
+        return {
+            "backend": self.kind,
+            "base_url": self.base_url,
+            "model": self.model,
+            "context_length": self._ctx,
+        }
 
     def close(self) -> None:
         self._client.close()
@@ -281,8 +313,14 @@ class ServerBackend(Backend):
             return list(pool.map(self._one, requests))
 
     def prompt_logprobs(self, token_ids: Sequence[int]) -> list[float]:
-        body = {"model": self.model, "prompt": list(token_ids), "echo": True, "logprobs": 0,
-                "max_tokens": self._min_tokens, "temperature": 0}
+        body = {
+            "model": self.model,
+            "prompt": list(token_ids),
+            "echo": True,
+            "logprobs": 0,
+            "max_tokens": self._min_tokens,
+            "temperature": 0,
+        }
         try:
             data = self._post(body)
         except BackendError as exc:

@@ -21,9 +21,7 @@ def build_program(problem: dict, completion: str) -> str:
     return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
-def check_programs(
-    programs: Sequence[str], sandbox: SandboxConfig, workers: int
-) -> list[SandboxResult]:
+def check_programs(programs: Sequence[str], sandbox: SandboxConfig, workers: int) -> list[SandboxResult]:
     """Run every program in its own sandboxed process, `workers` at a time."""
     from tqdm import tqdm
 
@@ -50,10 +48,19 @@ def run_humaneval(
     if temperature is None:
         temperature = 0.0 if samples == 1 else 0.8
     if temperature == 0.0 and samples > 1:
-        raise ValueError("greedy decoding gives the same sample every time: use --temperature > 0 with --samples > 1")
+        raise ValueError(
+            "greedy decoding gives the same sample every time: use --temperature > 0 with --samples > 1"
+        )
     requests = [
-        CompletionRequest(prompt=p["prompt"], max_tokens=max_tokens, temperature=temperature,
-                          top_p=top_p if temperature > 0 else 1.0, n=samples, stop=STOP, seed=seed + i)
+        CompletionRequest(
+            prompt=p["prompt"],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p if temperature > 0 else 1.0,
+            n=samples,
+            stop=STOP,
+            seed=seed + i,
+        )
         for i, p in enumerate(problems)
     ]
     outs = complete_all(backend, requests, "humaneval", chunk=4)
@@ -66,28 +73,45 @@ def run_humaneval(
         c = sum(r.passed for r in runs)
         counts.append((len(runs), c))
         statuses.update(r.status for r in runs)
-        examples.append({
-            "task_id": p["task_id"],
-            "samples": len(runs),
-            "correct": c,
-            "completions": [
-                {"text": t, "status": r.status, "reason": r.reason, "seconds": round(r.duration_s, 3)}
-                for t, r in zip(out.texts, runs, strict=True)
-            ],
-        })
+        examples.append(
+            {
+                "task_id": p["task_id"],
+                "samples": len(runs),
+                "correct": c,
+                "completions": [
+                    {"text": t, "status": r.status, "reason": r.reason, "seconds": round(r.duration_s, 3)}
+                    for t, r in zip(out.texts, runs, strict=True)
+                ],
+            }
+        )
     result_metrics: dict = {}
     for k in (1, 10, 100):
         if k <= samples:
             result_metrics[f"pass@{k}"] = 100.0 * metrics.mean_pass_at_k(counts, k)
-    result_metrics.update({"problems": len(problems), "samples_per_problem": samples,
-                           "solved_problems": sum(c > 0 for _, c in counts)})
+    result_metrics.update(
+        {
+            "problems": len(problems),
+            "samples_per_problem": samples,
+            "solved_problems": sum(c > 0 for _, c in counts),
+        }
+    )
     result_metrics.update({f"candidates_{s}": statuses.get(s, 0) for s in ("passed", "failed", "timeout")})
     guards = results[0].guards if results else []
     return TaskResult(
         metrics=result_metrics,
-        settings={"samples": samples, "temperature": temperature, "top_p": top_p if temperature > 0 else 1.0,
-                  "max_tokens": max_tokens, "seed": seed, "stop": list(STOP),
-                  "sandbox": {"timeout_s": sandbox.timeout_s, "memory_mb": sandbox.memory_mb,
-                              "fsize_mb": sandbox.fsize_mb, "guards": guards}},
+        settings={
+            "samples": samples,
+            "temperature": temperature,
+            "top_p": top_p if temperature > 0 else 1.0,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "stop": list(STOP),
+            "sandbox": {
+                "timeout_s": sandbox.timeout_s,
+                "memory_mb": sandbox.memory_mb,
+                "fsize_mb": sandbox.fsize_mb,
+                "guards": guards,
+            },
+        },
         examples=examples,
     )

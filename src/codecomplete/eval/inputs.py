@@ -58,9 +58,13 @@ def load_source_files(path: str | Path, split: str | None = None) -> tuple[list[
     if path.is_file():
         if path.name.endswith((".jsonl", ".jsonl.gz")):
             return _documents_from_jsonl([path]), str(path)
-        return [SourceFile(str(path), path.read_text(encoding="utf-8", errors="replace"), "python")], str(path)
+        return [SourceFile(str(path), path.read_text(encoding="utf-8", errors="replace"), "python")], str(
+            path
+        )
     if (path / "meta.json").exists() and not (path / "documents").exists():
-        raise ValueError(f"--data {path} is a token dataset; this task needs source text (curated documents or .py files)")
+        raise ValueError(
+            f"--data {path} is a token dataset; this task needs source text (curated documents or .py files)"
+        )
     docs_root = path / "documents"
     if docs_root.is_dir():
         splits = [split] if split else [s for s in HELD_OUT_SPLITS if (docs_root / s).is_dir()]
@@ -100,8 +104,13 @@ class TokenSplit:
 def _shard_paths(root: Path, split: str, info: dict) -> list[Path]:
     paths = []
     for entry in info.get("shards") or []:
-        name = entry if isinstance(entry, str) else next(
-            (entry[k] for k in ("path", "file", "bin", "name") if isinstance(entry, dict) and k in entry), None
+        name = (
+            entry
+            if isinstance(entry, str)
+            else next(
+                (entry[k] for k in ("path", "file", "bin", "name") if isinstance(entry, dict) and k in entry),
+                None,
+            )
         )
         if name is None:
             continue
@@ -127,7 +136,9 @@ def load_token_split(path: str | Path, split: str = "valid", max_tokens: int | N
         raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected 'codecomplete-tokens-v1'")
     info = (meta.get("splits") or {}).get(split)
     if info is None:
-        raise ValueError(f"{meta_path} has no {split!r} split; it has {sorted(meta.get('splits') or {})} (--split)")
+        raise ValueError(
+            f"{meta_path} has no {split!r} split; it has {sorted(meta.get('splits') or {})} (--split)"
+        )
     dtype = np.dtype(meta["dtype"])
     parts, total, docs = [], 0, 0
     for shard in _shard_paths(root, split, info):

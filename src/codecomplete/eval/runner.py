@@ -1,7 +1,7 @@
 """`codecomplete eval`: one task against one backend, a JSON result and a one-screen table.
 
-    codecomplete eval --model models/codecomplete-tiny-py --task line-completion --data corpus/ --n 200
-    codecomplete eval --base-url http://127.0.0.1:5000 --task humaneval --samples 10 --out he.json
+codecomplete eval --model models/codecomplete-tiny-py --task line-completion --data corpus/ --n 200
+codecomplete eval --base-url http://127.0.0.1:5000 --task humaneval --samples 10 --out he.json
 """
 
 from __future__ import annotations
@@ -80,9 +80,16 @@ class EvalConfig:
 def _build_backend(config: EvalConfig):
     from codecomplete.eval.backends import build_backend
 
-    return build_backend(config.model, config.base_url, device=config.device, dtype=config.dtype,
-                         fim_template=config.fim_template, served_model=config.served_model,
-                         api_key=config.api_key, concurrency=config.concurrency)
+    return build_backend(
+        config.model,
+        config.base_url,
+        device=config.device,
+        dtype=config.dtype,
+        fim_template=config.fim_template,
+        served_model=config.served_model,
+        api_key=config.api_key,
+        concurrency=config.concurrency,
+    )
 
 
 def run_eval(config: EvalConfig) -> dict:
@@ -100,13 +107,17 @@ def run_eval(config: EvalConfig) -> dict:
             split = inputs.load_token_split(config.data, config.split or "valid", max_tokens=max_tokens)
             vocab = backend.describe().get("vocab_size")
             if vocab and split.meta.get("vocab_size", 0) > vocab:
-                raise ValueError("the token dataset's vocabulary is larger than the model's: another tokenizer?")
+                raise ValueError(
+                    "the token dataset's vocabulary is larger than the model's: another tokenizer?"
+                )
             res = tasks.run_perplexity(backend, split, window, config.n)
             source = f"{config.data} ({split.split})"
         elif config.task in ("line-completion", "fim"):
             files, source = inputs.load_source_files(config.data, config.split)
             if config.task == "fim":
-                res = tasks.run_fim(backend, files, config.n, config.seed, config.max_tokens, config.fim_lines)
+                res = tasks.run_fim(
+                    backend, files, config.n, config.seed, config.max_tokens, config.fim_lines
+                )
             else:
                 res = tasks.run_line_completion(backend, files, config.n, config.seed, config.max_tokens)
         else:
@@ -114,9 +125,17 @@ def run_eval(config: EvalConfig) -> dict:
             if config.n is not None:
                 problems = problems[: config.n]
             sandbox = SandboxConfig(timeout_s=config.timeout_s, memory_mb=config.sandbox_memory_mb)
-            res = humaneval.run_humaneval(backend, problems, config.samples, config.seed, config.max_tokens,
-                                          config.temperature, config.top_p, sandbox,
-                                          config.workers or os.cpu_count() or 1)
+            res = humaneval.run_humaneval(
+                backend,
+                problems,
+                config.samples,
+                config.seed,
+                config.max_tokens,
+                config.temperature,
+                config.top_p,
+                sandbox,
+                config.workers or os.cpu_count() or 1,
+            )
         described = backend.describe()
     finally:
         backend.close()
@@ -147,7 +166,11 @@ def _fmt(value) -> str:
 def format_table(result: dict, examples: int = 3) -> str:
     """The headline numbers, what produced them, and a few examples: one screen."""
     model = result["model"]
-    who = model.get("model") if model.get("backend") == "local" else f"{model.get('base_url')} ({model.get('model')})"
+    who = (
+        model.get("model")
+        if model.get("backend") == "local"
+        else f"{model.get('base_url')} ({model.get('model')})"
+    )
     rows = [("task", result["task"]), ("model", who), ("data", result["data"])]
     rows += [(k, _fmt(v)) for k, v in result["metrics"].items()]
     rows += [(k, _fmt(v)) for k, v in result["settings"].items()]

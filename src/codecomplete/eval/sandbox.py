@@ -62,7 +62,9 @@ class SandboxConfig:
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be > 0 (--timeout)")
         if self.memory_mb < 64:
-            raise ValueError("memory_mb must be at least 64: the interpreter itself needs it (--sandbox-memory-mb)")
+            raise ValueError(
+                "memory_mb must be at least 64: the interpreter itself needs it (--sandbox-memory-mb)"
+            )
 
 
 @dataclass
@@ -87,7 +89,11 @@ def _unshare_prefix(as_root: bool) -> tuple[str, ...]:
     exe = shutil.which("unshare")
     if exe is None:
         return ()
-    for prefix in ((exe, "--net"), (exe, "--map-root-user", "--net")) if as_root else ((exe, "--map-root-user", "--net"),):
+    for prefix in (
+        ((exe, "--net"), (exe, "--map-root-user", "--net"))
+        if as_root
+        else ((exe, "--map-root-user", "--net"),)
+    ):
         try:
             ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
@@ -205,7 +211,11 @@ def _run(program: str, config: SandboxConfig, drop_root: bool, netns: bool) -> S
 def _working_mode(config_key: tuple) -> tuple[bool, bool]:
     """The strongest (drop_root, netns) combination that runs a trivial program on this machine."""
     config = SandboxConfig(*config_key)
-    for drop, netns in ((config.drop_root, config.network_namespace), (False, config.network_namespace), (False, False)):
+    for drop, netns in (
+        (config.drop_root, config.network_namespace),
+        (False, config.network_namespace),
+        (False, False),
+    ):
         try:
             if _run("print('ok')\n", config, drop, netns).stdout.strip() == "ok":
                 return drop, netns
@@ -217,8 +227,16 @@ def _working_mode(config_key: tuple) -> tuple[bool, bool]:
 def run_program(program: str, config: SandboxConfig | None = None) -> SandboxResult:
     """Run `program` (Python source) in the sandbox; `passed` means it exited with status 0."""
     config = config or SandboxConfig()
-    probe_key = (5.0, config.memory_mb, config.fsize_mb, config.nofile, config.kernel_guard,
-                 config.python_guard, config.network_namespace, config.drop_root)
+    probe_key = (
+        5.0,
+        config.memory_mb,
+        config.fsize_mb,
+        config.nofile,
+        config.kernel_guard,
+        config.python_guard,
+        config.network_namespace,
+        config.drop_root,
+    )
     drop, netns = _working_mode(probe_key)
     return _run(program, config, drop, netns)
 
@@ -227,5 +245,9 @@ def describe() -> dict:
     """What the sandbox does on this machine (for results and `docs/eval.md`)."""
     config = SandboxConfig()
     result = run_program("print('ok')\n", config)
-    return {"guards": result.guards, "timeout_s": config.timeout_s, "memory_mb": config.memory_mb,
-            "fsize_mb": config.fsize_mb}
+    return {
+        "guards": result.guards,
+        "timeout_s": config.timeout_s,
+        "memory_mb": config.memory_mb,
+        "fsize_mb": config.fsize_mb,
+    }

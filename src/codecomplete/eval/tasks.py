@@ -25,7 +25,9 @@ class TaskResult:
     examples: list[dict] = field(default_factory=list)
 
 
-def complete_all(backend: Backend, requests: Sequence[CompletionRequest], desc: str, chunk: int = 16) -> list[Completion]:
+def complete_all(
+    backend: Backend, requests: Sequence[CompletionRequest], desc: str, chunk: int = 16
+) -> list[Completion]:
     """All completions, with a progress bar on a terminal."""
     from tqdm import tqdm
 
@@ -41,7 +43,9 @@ def complete_all(backend: Backend, requests: Sequence[CompletionRequest], desc: 
 # --- perplexity ---------------------------------------------------------------------------------
 
 
-def run_perplexity(backend: Backend, data: TokenSplit, window: int, max_windows: int | None = None) -> TaskResult:
+def run_perplexity(
+    backend: Backend, data: TokenSplit, window: int, max_windows: int | None = None
+) -> TaskResult:
     """Mean negative log-likelihood over the split, scored in windows of `window` tokens.
 
     The split is read as one stream (documents joined by their EOS). Consecutive windows overlap by
@@ -77,8 +81,13 @@ def run_perplexity(backend: Backend, data: TokenSplit, window: int, max_windows:
             "tokens_scored": count,
             "windows": len(per_window),
         },
-        settings={"window": window, "split": data.split, "split_tokens": int(len(tokens)),
-                  "split_documents": data.num_documents, "eos_id": data.meta.get("eos_id")},
+        settings={
+            "window": window,
+            "split": data.split,
+            "split_tokens": int(len(tokens)),
+            "split_documents": data.num_documents,
+            "eos_id": data.meta.get("eos_id"),
+        },
         examples=per_window,
     )
 
@@ -129,12 +138,26 @@ def run_line_completion(
         sim = metrics.edit_similarity(pred.strip(), target.strip())
         em += exact
         es += sim
-        examples.append({"file": f.name, "line": i + 1, "target": target, "prediction": pred,
-                         "exact_match": exact, "edit_similarity": round(sim, 2)})
+        examples.append(
+            {
+                "file": f.name,
+                "line": i + 1,
+                "target": target,
+                "prediction": pred,
+                "exact_match": exact,
+                "edit_similarity": round(sim, 2),
+            }
+        )
     k = len(examples)
     return TaskResult(
         metrics={"exact_match": 100.0 * em / k, "edit_similarity": es / k, "examples": k},
-        settings={"max_tokens": max_tokens, "seed": seed, "files": len(files), "decoding": "greedy", "stop": ["\n"]},
+        settings={
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "files": len(files),
+            "decoding": "greedy",
+            "stop": ["\n"],
+        },
         examples=examples,
     )
 
@@ -181,18 +204,27 @@ def sample_fim_cuts(files: Sequence[SourceFile], n: int, seed: int, max_lines: i
             if starts:
                 bodies.append((f, lines, starts, last))
     if not bodies:
-        raise ValueError("no Python function bodies found in the held-out files (the fim task parses them with ast)")
+        raise ValueError(
+            "no Python function bodies found in the held-out files (the fim task parses them with ast)"
+        )
     cuts = []
     for _ in range(n):
         f, lines, starts, last = rng.choice(bodies)
         s = rng.choice(starts)
         e = min(last, s + rng.randint(1, max_lines) - 1)
-        cuts.append(FimCut(f.name, "".join(lines[:s]), "".join(lines[s : e + 1]), "".join(lines[e + 1 :]), s + 1))
+        cuts.append(
+            FimCut(f.name, "".join(lines[:s]), "".join(lines[s : e + 1]), "".join(lines[e + 1 :]), s + 1)
+        )
     return cuts
 
 
 def run_fim(
-    backend: Backend, files: Sequence[SourceFile], n: int, seed: int, max_tokens: int = 128, max_lines: int = 3
+    backend: Backend,
+    files: Sequence[SourceFile],
+    n: int,
+    seed: int,
+    max_tokens: int = 128,
+    max_lines: int = 3,
 ) -> TaskResult:
     """Greedy infilling of a middle cut out of a function; exact match after `normalize_block`
     (trailing whitespace and surrounding blank lines ignored, indentation kept)."""
@@ -206,14 +238,28 @@ def run_fim(
         sim = metrics.edit_similarity(pred, target)
         em += exact
         es += sim
-        examples.append({"file": c.file, "line": c.first_line, "lines": c.middle.count("\n"),
-                         "target": c.middle, "prediction": out.texts[0], "exact_match": exact,
-                         "edit_similarity": round(sim, 2)})
+        examples.append(
+            {
+                "file": c.file,
+                "line": c.first_line,
+                "lines": c.middle.count("\n"),
+                "target": c.middle,
+                "prediction": out.texts[0],
+                "exact_match": exact,
+                "edit_similarity": round(sim, 2),
+            }
+        )
     k = len(examples)
     fim_name = backend.describe().get("fim_template")
     return TaskResult(
         metrics={"exact_match": 100.0 * em / k, "edit_similarity": es / k, "examples": k},
-        settings={"max_tokens": max_tokens, "max_lines": max_lines, "seed": seed, "files": len(files),
-                  "decoding": "greedy", "fim_template": fim_name or "the server's"},
+        settings={
+            "max_tokens": max_tokens,
+            "max_lines": max_lines,
+            "seed": seed,
+            "files": len(files),
+            "decoding": "greedy",
+            "fim_template": fim_name or "the server's",
+        },
         examples=examples,
     )
