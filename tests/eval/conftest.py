@@ -156,6 +156,7 @@ class Oracle:
         self.answers: dict[str, list[str]] = {}
         self.requests: list[dict] = []
         self.reject_zero_max_tokens = False
+        self.card = {"id": "fake-model", "object": "model"}
         self.lock = threading.Lock()
 
     def answer(self, body: dict) -> tuple[int, dict]:
@@ -232,7 +233,7 @@ def fake_server(free_port):
 
         def do_GET(self):  # noqa: N802
             if self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+                self._send(200, {"object": "list", "data": [oracle.card]})
             else:
                 self._send(
                     404, {"error": {"message": "not found", "type": "not_found", "param": None, "code": None}}

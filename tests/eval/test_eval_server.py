@@ -21,6 +21,7 @@ def test_line_completion_through_the_server_scores_an_oracle_100(fake_server, py
         "base_url": fake_server.url,
         "model": "fake-model",
         "context_length": None,
+        "fim_template": None,
     }
     sent = fake_server.requests
     assert len(sent) == 12
@@ -131,3 +132,12 @@ def test_cli_reports_a_missing_data_flag_as_an_error(fake_server, capsys):
     rc = main(["eval", "--base-url", fake_server.url, "--task", "fim"])
     assert rc == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_fim_refuses_a_server_model_without_fim(fake_server, py_dir, capsys):
+    # codecomplete's /v1/models says so; the server would silently ignore `suffix`.
+    fake_server.card.update(fill_in_the_middle=False, context_length=2048)
+    rc = main(["eval", "--base-url", fake_server.url, "--task", "fim", "--data", str(py_dir)])
+    assert rc == 2
+    assert "fill-in-the-middle" in capsys.readouterr().err
+    assert fake_server.requests == []

@@ -67,6 +67,10 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> dict: ...
 
+    @abstractmethod
+    def supports_fim(self) -> bool:
+        """Whether a `suffix` is used (False: the model has no fill-in-the-middle tokens)."""
+
     def close(self) -> None:  # noqa: B027 -- optional: only the server backend holds connections
         pass
 
@@ -139,6 +143,9 @@ class LocalBackend(Backend):
             "vocab_size": len(self.tokenizer),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
+
+    def supports_fim(self) -> bool:
+        return self.fim is not None
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -231,6 +238,7 @@ class ServerBackend(Backend):
     ):
         import httpx
 
+        self._httpx = httpx
         base = base_url.rstrip("/")
         if base.endswith("/v1"):
             base = base[:-3]
@@ -246,6 +254,9 @@ class ServerBackend(Backend):
         listed = self._models()
         self.model = model or (listed[0]["id"] if listed else "default")
         entry = next((m for m in listed if m.get("id") == self.model), None)
+        # codecomplete's /v1/models says whether `suffix` is used; other servers are taken at their word.
+        self.fill_in_the_middle = (entry or {}).get("fill_in_the_middle", True) is not False
+        self.fim_template = (entry or {}).get("fim_template")
         for key in ("max_model_len", "context_length", "max_context_length"):
             if entry and isinstance(entry.get(key), int):
                 self._ctx = entry[key]
@@ -254,7 +265,7 @@ class ServerBackend(Backend):
     def _models(self) -> list[dict]:
         try:
             r = self._client.get("/v1/models")
-        except Exception as exc:
+        except self._httpx.HTTPError as exc:
             raise BackendError(f"cannot reach {self.base_url}: {exc}") from exc
         if r.status_code != 200:
             return []
@@ -270,13 +281,20 @@ class ServerBackend(Backend):
             "base_url": self.base_url,
             "model": self.model,
             "context_length": self._ctx,
+            "fim_template": self.fim_template,
         }
+
+    def supports_fim(self) -> bool:
+        return self.fill_in_the_middle
 
     def close(self) -> None:
         self._client.close()
 
     def _post(self, body: dict) -> dict:
-        r = self._client.post("/v1/completions", json=body)
+        try:
+            r = self._client.post("/v1/completions", json=body)
+        except self._httpx.HTTPError as exc:
+            raise BackendError(f"{self.base_url}/v1/completions: {exc}") from exc
         if r.status_code != 200:
             try:
                 message = r.json()["error"]["message"]

@@ -102,7 +102,10 @@ def run_eval(config: EvalConfig) -> dict:
     backend = _build_backend(config)
     try:
         if config.task == "perplexity":
-            window = config.window or backend.context_length() or 1024
+            ctx = backend.context_length()
+            # A server keeps room for one new token even with max_tokens=0, so a full-context
+            # window would come back truncated by one.
+            window = config.window or (ctx - 1 if ctx and backend.kind == "server" else ctx) or 1024
             max_tokens = None if config.n is None else config.n * (window - 1) + 1
             split = inputs.load_token_split(config.data, config.split or "valid", max_tokens=max_tokens)
             vocab = backend.describe().get("vocab_size")

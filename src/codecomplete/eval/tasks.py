@@ -228,6 +228,11 @@ def run_fim(
 ) -> TaskResult:
     """Greedy infilling of a middle cut out of a function; exact match after `normalize_block`
     (trailing whitespace and surrounding blank lines ignored, indentation kept)."""
+    if not backend.supports_fim():
+        raise ValueError(
+            "this model has no fill-in-the-middle tokens (a server would ignore `suffix`): the fim task "
+            "cannot score it; with a model folder, name a template with --fim-template if it has one"
+        )
     cuts = sample_fim_cuts(files, n, seed, max_lines)
     requests = [CompletionRequest(prompt=c.prefix, suffix=c.suffix, max_tokens=max_tokens) for c in cuts]
     outs = complete_all(backend, requests, "fim")
