@@ -95,6 +95,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=0.95, help="humaneval nucleus sampling (default 0.95)")
     p.add_argument("--window", type=int, help="perplexity window in tokens (default: the model's context)")
     p.add_argument("--fim-lines", type=int, default=3, help="fim: the middle is 1..N whole lines (default 3)")
+    p.add_argument("--keep-newline", action="store_true",
+                   help="line-completion, humaneval: end prompts with their line break (the literal cut; "
+                   "off by default, see docs/eval.md)")
     p.add_argument("--fim-template", help="override the FIM template detected from the tokenizer (--model)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (--model)")
     p.add_argument("--dtype", default="auto", help="auto|float32|bfloat16|float16 (--model)")
@@ -115,6 +118,7 @@ def _run_eval(args: argparse.Namespace, extra: list[str]) -> int:
             task=args.task, model=args.model, base_url=args.base_url, data=args.data, split=args.split,
             n=args.n, samples=args.samples, seed=args.seed, max_tokens=args.max_tokens,
             temperature=args.temperature, top_p=args.top_p, window=args.window, fim_lines=args.fim_lines,
+            keep_newline=args.keep_newline,
             device=args.device, dtype=args.dtype, fim_template=args.fim_template,
             served_model=args.served_model, api_key=args.api_key, concurrency=args.concurrency,
             timeout_s=args.timeout, sandbox_memory_mb=args.sandbox_memory_mb, workers=args.workers,

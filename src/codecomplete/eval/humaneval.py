@@ -17,8 +17,18 @@ from codecomplete.eval.tasks import TaskResult, complete_all
 STOP = ("\ndef", "\nclass", "\nif", "\nprint", "\n#")
 
 
-def build_program(problem: dict, completion: str) -> str:
-    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+def prompt_of(problem: dict, keep_newline: bool = False) -> str:
+    """The prompt sent to the model: by default without its trailing line break, so the model
+    writes the line break and the body's indentation as one token the way it saw them in training
+    (bigcode-evaluation-harness strips HumanEval prompts for the same reason)."""
+    return problem["prompt"] if keep_newline else problem["prompt"].rstrip()
+
+
+def build_program(problem: dict, completion: str, keep_newline: bool = False) -> str:
+    """The prompt the completion continues + completion + the problem's tests + check(entry_point).
+    (The canonical solutions continue the unstripped prompt: keep_newline=True.)"""
+    head = prompt_of(problem, keep_newline)
+    return f"{head}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
 def check_programs(programs: Sequence[str], sandbox: SandboxConfig, workers: int) -> list[SandboxResult]:
@@ -40,6 +50,7 @@ def run_humaneval(
     top_p: float = 0.95,
     sandbox: SandboxConfig | None = None,
     workers: int = 2,
+    keep_newline: bool = False,
 ) -> TaskResult:
     if samples < 1:
         raise ValueError("--samples must be at least 1")
@@ -53,7 +64,7 @@ def run_humaneval(
         )
     requests = [
         CompletionRequest(
-            prompt=p["prompt"],
+            prompt=prompt_of(p, keep_newline),
             max_tokens=max_tokens,
             temperature=temperature,
             top_p=top_p if temperature > 0 else 1.0,
@@ -64,7 +75,11 @@ def run_humaneval(
         for i, p in enumerate(problems)
     ]
     outs = complete_all(backend, requests, "humaneval", chunk=4)
-    programs = [build_program(p, text) for p, out in zip(problems, outs, strict=True) for text in out.texts]
+    programs = [
+        build_program(p, text, keep_newline)
+        for p, out in zip(problems, outs, strict=True)
+        for text in out.texts
+    ]
     results = check_programs(programs, sandbox, workers)
     examples, counts, statuses = [], [], Counter()
     it = iter(results)
@@ -106,6 +121,7 @@ def run_humaneval(
             "max_tokens": max_tokens,
             "seed": seed,
             "stop": list(STOP),
+            "prompt_ends": "with the line break" if keep_newline else "stripped of trailing whitespace",
             "sandbox": {
                 "timeout_s": sandbox.timeout_s,
                 "memory_mb": sandbox.memory_mb,

@@ -49,6 +49,9 @@ class EvalConfig:
     """perplexity: tokens per window (default: the model's context; 1024 for a server that does not say)."""
     fim_lines: int = 3
     """fim: the middle is 1..fim_lines whole lines."""
+    keep_newline: bool = False
+    """line-completion, humaneval: end the prompt with its line break (the literal cut) instead of at
+    the end of the text above (docs/eval.md: why)."""
     device: str = "auto"
     dtype: str = "auto"
     fim_template: str | None = None
@@ -122,7 +125,9 @@ def run_eval(config: EvalConfig) -> dict:
                     backend, files, config.n, config.seed, config.max_tokens, config.fim_lines
                 )
             else:
-                res = tasks.run_line_completion(backend, files, config.n, config.seed, config.max_tokens)
+                res = tasks.run_line_completion(
+                    backend, files, config.n, config.seed, config.max_tokens, config.keep_newline
+                )
         else:
             problems, source = inputs.load_humaneval(config.data)
             if config.n is not None:
@@ -138,6 +143,7 @@ def run_eval(config: EvalConfig) -> dict:
                 config.top_p,
                 sandbox,
                 config.workers or os.cpu_count() or 1,
+                config.keep_newline,
             )
         described = backend.describe()
     finally:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from codecomplete.eval import metrics
-from codecomplete.eval.backends import Backend, Completion, CompletionRequest
+from codecomplete.eval.backends import Backend, Completion, CompletionRequest, next_line
 from codecomplete.eval.inputs import SourceFile, TokenSplit
 
 
@@ -120,20 +120,37 @@ def sample_line_cuts(files: Sequence[SourceFile], n: int, seed: int) -> list[tup
 
 
 def run_line_completion(
-    backend: Backend, files: Sequence[SourceFile], n: int, seed: int, max_tokens: int = 64
+    backend: Backend,
+    files: Sequence[SourceFile],
+    n: int,
+    seed: int,
+    max_tokens: int = 64,
+    keep_newline: bool = False,
 ) -> TaskResult:
-    """Greedy completion from the start of a line to its end, scored as CodeXGLUE line-level:
-    exact match of whitespace-split tokens, edit similarity of the stripped strings."""
+    """Greedy completion of a whole line given everything above it, scored as CodeXGLUE
+    line-level: exact match of whitespace-split tokens, edit similarity of the stripped strings.
+
+    By default the prompt ends at the end of the last non-blank line above the cut and the model
+    writes the line break, the indentation and the line; the prediction is the first non-blank line
+    it writes after a line break. Byte-level BPE merges a line break with the indentation after it
+    ("\n   " is one token), so a prompt that ends *with* the line break (`keep_newline`, the literal
+    cut, stopped at "\n") ends on a token the model rarely saw followed by indentation.
+    """
     cuts = sample_line_cuts(files, n, seed)
     requests, targets = [], []
     for f, i in cuts:
         lines = f.text.splitlines(keepends=True)
-        requests.append(CompletionRequest(prompt="".join(lines[:i]), max_tokens=max_tokens, stop=("\n",)))
+        above = "".join(lines[:i])
+        if keep_newline:
+            req = CompletionRequest(prompt=above, max_tokens=max_tokens, stop=("\n",))
+        else:
+            req = CompletionRequest(prompt=above.rstrip(), max_tokens=max_tokens, next_line=True)
+        requests.append(req)
         targets.append(lines[i].rstrip("\r\n"))
     outs = complete_all(backend, requests, "line-completion")
     examples, em, es = [], 0, 0.0
     for (f, i), target, out in zip(cuts, targets, outs, strict=True):
-        pred = out.texts[0]
+        pred = out.texts[0] if keep_newline else (next_line(out.texts[0]) or "")
         exact = metrics.line_exact_match(pred, target)
         sim = metrics.edit_similarity(pred.strip(), target.strip())
         em += exact
@@ -146,6 +163,7 @@ def run_line_completion(
                 "prediction": pred,
                 "exact_match": exact,
                 "edit_similarity": round(sim, 2),
+                **({} if keep_newline else {"new_line": next_line(out.texts[0]) is not None}),
             }
         )
     k = len(examples)
@@ -156,7 +174,7 @@ def run_line_completion(
             "seed": seed,
             "files": len(files),
             "decoding": "greedy",
-            "stop": ["\n"],
+            "prompt_ends": "with the line break" if keep_newline else "at the end of the line above",
         },
         examples=examples,
     )
