@@ -110,7 +110,7 @@ def test_perplexity_end_to_end_scores_every_token_once(tiny_model_dir, token_dir
     )
     meta = json.loads((token_dir / "meta.json").read_text())
     m = result["metrics"]
-    assert result["settings"]["window"] == local_backend.context_length() == 256
+    assert result["settings"]["window"] == local_backend.context_length() - 1 == 255
     assert m["tokens_scored"] == meta["splits"]["valid"]["num_tokens"] - 1
     # A random-init model is about as unsure as a uniform guess over its vocabulary.
     assert 1 < m["perplexity"] < 5 * meta["vocab_size"]

@@ -39,10 +39,14 @@ def _set_limits() -> None:
         # Counted per user: blocks fork for any uid but root (root is exempt; seccomp covers it).
         resource.RLIMIT_NPROC: 0,
     }
+    failed = []
     for which, value in limits.items():
-        # soft == hard: the candidate cannot raise them again.
-        resource.setrlimit(which, (value, value))
-    guards.append("rlimits")
+        try:
+            # soft == hard: the candidate cannot raise them again.
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):  # e.g. RLIMIT_AS on macOS; reported, the rest still apply
+            failed.append(str(which))
+    guards.append("rlimits" + (f"(failed:{','.join(failed)})" if failed else ""))
 
 
 def _prctl_no_new_privs() -> None:

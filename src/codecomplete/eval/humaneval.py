@@ -74,7 +74,7 @@ def run_humaneval(
         )
         for i, p in enumerate(problems)
     ]
-    outs = complete_all(backend, requests, "humaneval", chunk=4)
+    outs = complete_all(backend, requests, "humaneval", chunk=8)
     programs = [
         build_program(p, text, keep_newline)
         for p, out in zip(problems, outs, strict=True)

@@ -20,6 +20,7 @@ TASKS: tuple[str, ...] = ("perplexity", "line-completion", "fim", "humaneval")
 
 # Per-task defaults for --n (None: everything) and --max-tokens.
 DEFAULT_N = {"perplexity": None, "line-completion": 200, "fim": 200, "humaneval": None}
+MAX_DEFAULT_WINDOW = 2048
 DEFAULT_MAX_TOKENS = {"line-completion": 64, "fim": 128, "humaneval": 300}
 
 
@@ -46,7 +47,8 @@ class EvalConfig:
     """humaneval only (the other tasks are greedy): default 0.8, or greedy with --samples 1."""
     top_p: float = 0.95
     window: int | None = None
-    """perplexity: tokens per window (default: the model's context; 1024 for a server that does not say)."""
+    """perplexity: tokens per window (default: the context length - 1, at most 2048; 1024 for a
+    server that does not say)."""
     fim_lines: int = 3
     """fim: the middle is 1..fim_lines whole lines."""
     keep_newline: bool = False
@@ -106,9 +108,10 @@ def run_eval(config: EvalConfig) -> dict:
     try:
         if config.task == "perplexity":
             ctx = backend.context_length()
-            # A server keeps room for one new token even with max_tokens=0, so a full-context
-            # window would come back truncated by one.
-            window = config.window or (ctx - 1 if ctx and backend.kind == "server" else ctx) or 1024
+            # context - 1: a server keeps room for one new token even with max_tokens=0, so a
+            # full-context window would come back truncated; the folder uses the same windows so
+            # the two agree. At most MAX_DEFAULT_WINDOW: a 32k window's logits alone are gigabytes.
+            window = config.window or (min(ctx - 1, MAX_DEFAULT_WINDOW) if ctx else 1024)
             max_tokens = None if config.n is None else config.n * (window - 1) + 1
             split = inputs.load_token_split(config.data, config.split or "valid", max_tokens=max_tokens)
             vocab = backend.describe().get("vocab_size")
