@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -127,6 +128,25 @@ def test_kernel_layers_hold_without_the_python_guard(program, needs):
         "PermissionError" in res.reason or "Operation not permitted" in res.reason
     ), res.reason
     assert not os.path.exists("/tmp/codecomplete-sandbox-escape-probe")
+
+
+def test_signalling_the_evaluator_fails_and_it_survives():
+    res = run_program("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", FAST)
+    assert res.status == "failed"
+
+
+def test_signals_to_outside_processes_are_refused_by_the_kernel():
+    if not any(g.startswith("landlock") and "+scoped" in g for g in _guards()):
+        pytest.skip("Landlock signal scoping (ABI >= 6) is not available on this machine")
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        program = f"import os, signal\nos.kill({victim.pid}, signal.SIGKILL)\n"
+        res = run_program(program, SandboxConfig(timeout_s=3.0, python_guard=False))
+        assert res.status == "failed" and "PermissionError" in res.reason, res.reason
+        assert victim.poll() is None  # still alive
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 def test_guards_are_reported():

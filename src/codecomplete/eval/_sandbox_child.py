@@ -77,7 +77,14 @@ def _landlock() -> None:
     if abi >= 3:
         handled |= truncate
     net = 0b11 if abi >= 4 else 0  # BIND_TCP | CONNECT_TCP, no rule allows any port
-    attr = struct.pack("=QQ", handled, net) if net else struct.pack("=Q", handled)
+    # ABSTRACT_UNIX_SOCKET | SIGNAL: no signals to, no abstract sockets of, processes outside.
+    scoped = 0b11 if abi >= 6 else 0
+    if scoped:
+        attr = struct.pack("=QQQ", handled, net, scoped)
+    elif net:
+        attr = struct.pack("=QQ", handled, net)
+    else:
+        attr = struct.pack("=Q", handled)
     buf = ctypes.create_string_buffer(attr, len(attr))
     ruleset = libc.syscall(create, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
     if ruleset < 0:
@@ -93,7 +100,7 @@ def _landlock() -> None:
     if libc.syscall(restrict, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
         raise OSError(ctypes.get_errno(), "landlock_restrict_self")
     os.close(ruleset)
-    guards.append(f"landlock-v{abi}" + ("+net" if net else ""))
+    guards.append(f"landlock-v{abi}" + ("+net" if net else "") + ("+scoped" if scoped else ""))
 
 
 # --- seccomp-bpf: no new processes, no sockets --------------------------------------------------
