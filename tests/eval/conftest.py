@@ -71,21 +71,26 @@ def py_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def curated_dir(tmp_path_factory) -> Path:
-    """The curated-documents contract: <out>/documents/<split>/*.jsonl.gz."""
+    """The curated-documents contract: <out>/documents/<split>/*.jsonl.gz, held-out repos in `test`."""
     root = tmp_path_factory.mktemp("curated")
-    valid = root / "documents" / "valid"
-    valid.mkdir(parents=True)
-    with gzip.open(valid / "shard-00000.jsonl.gz", "wt") as f:
-        for name, text in SOURCES.items():
-            doc = {
-                "code": text,
-                "repo": "heldout/pkg",
-                "path": name,
-                "license": "MIT",
-                "language": "python",
-                "size": len(text),
-            }
-            f.write(json.dumps(doc) + "\n")
+    other = {"other.py": "def other():\n    return 1\n"}
+    for split, repo, files in (
+        ("train", "train/pkg", other),
+        ("valid", "valid/pkg", other),
+        ("test", "heldout/pkg", SOURCES),
+    ):
+        (root / "documents" / split).mkdir(parents=True)
+        with gzip.open(root / "documents" / split / "shard-00000.jsonl.gz", "wt") as f:
+            for name, text in files.items():
+                doc = {
+                    "code": text,
+                    "repo": repo,
+                    "path": name,
+                    "license": "MIT",
+                    "language": "python",
+                    "size": len(text),
+                }
+                f.write(json.dumps(doc) + "\n")
     (root / "stats.json").write_text("{}")
     return root
 

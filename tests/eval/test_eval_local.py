@@ -31,7 +31,7 @@ def test_line_cuts_are_seeded_and_start_at_non_blank_lines(py_dir):
 
 def test_fim_cuts_are_whole_lines_inside_function_bodies(curated_dir):
     files, source = load_source_files(curated_dir)
-    assert source.endswith("valid") and {f.name for f in files} == {
+    assert source.endswith("test") and {f.name for f in files} == {
         "heldout/pkg/geometry.py",
         "heldout/pkg/text/words.py",
     }
@@ -147,3 +147,11 @@ def test_humaneval_end_to_end_on_a_tiny_model(tiny_model_dir, problems_file):
     assert m["candidates_passed"] + m["candidates_failed"] + m["candidates_timeout"] == 4
     assert 0 <= m["pass@1"] <= 100
     assert all(len(ex["completions"]) == 2 for ex in result["examples"])
+
+
+def test_documents_split_can_be_named_and_unfinished_folders_are_refused(curated_dir, tmp_path):
+    files, source = load_source_files(curated_dir, "valid")
+    assert source.endswith("valid") and [f.name for f in files] == ["valid/pkg/other.py"]
+    (tmp_path / "documents" / "test").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="stats.json"):
+        load_source_files(tmp_path)

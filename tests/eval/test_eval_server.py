@@ -42,7 +42,7 @@ def test_line_completion_with_the_literal_cut_stops_at_the_line_end(fake_server,
 def test_fim_sends_prefix_and_suffix_and_scores_an_oracle_100(fake_server, curated_dir):
     result = run_eval(EvalConfig(task="fim", base_url=fake_server.url + "/v1", data=str(curated_dir), n=10))
     assert result["metrics"]["exact_match"] == 100.0
-    assert result["data"].endswith("documents/valid")
+    assert result["data"].endswith("documents/test")  # the held-out repositories
     for req, ex in zip(fake_server.requests, result["examples"], strict=True):
         assert req["suffix"] is not None
         assert ex["prediction"] == ex["target"]

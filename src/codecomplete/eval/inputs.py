@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-HELD_OUT_SPLITS = ("valid", "test", "heldout", "eval")
+# `codecomplete curate` writes train/valid/test: `test` holds the held-out repositories (packages),
+# never trained on; `valid` a hashed fraction of the others.
+HELD_OUT_SPLITS = ("test", "heldout", "valid", "eval")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def load_source_files(path: str | Path, split: str | None = None) -> tuple[list[
     """Held-out files and a description of where they came from.
 
     `path` may be a curated output directory (its `documents/<split>/` shards; with no split given,
-    the first of valid/test/heldout/eval that exists), a directory of shards or of `.py` files,
+    the first of test/heldout/valid/eval that exists), a directory of shards or of `.py` files,
     or a single `.jsonl[.gz]` or `.py` file.
     """
     path = Path(path)
@@ -67,6 +69,8 @@ def load_source_files(path: str | Path, split: str | None = None) -> tuple[list[
         )
     docs_root = path / "documents"
     if docs_root.is_dir():
+        if not (path / "stats.json").exists():
+            raise FileNotFoundError(f"{path} is not a finished curated folder (no stats.json yet)")
         splits = [split] if split else [s for s in HELD_OUT_SPLITS if (docs_root / s).is_dir()]
         for s in splits:
             shards = sorted((docs_root / s).glob("*.jsonl*"))

