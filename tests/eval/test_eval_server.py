@@ -80,7 +80,8 @@ def test_perplexity_falls_back_to_one_token_when_max_tokens_0_is_refused(fake_se
     )
     assert result["metrics"]["perplexity"] == pytest.approx(math.e)  # the extra token is not counted
     assert result["metrics"]["tokens_scored"] == 3 * 31
-    assert [r["max_tokens"] for r in fake_server.requests] == [0, 1, 1, 1]
+    sent = [r["max_tokens"] for r in fake_server.requests]
+    assert sent.count(1) == 3 and set(sent) == {0, 1}  # windows go out in parallel: some may try 0 first
 
 
 def test_humaneval_through_the_server_runs_candidates_in_the_sandbox(fake_server):

@@ -87,6 +87,9 @@ class Backend(ABC):
     def prompt_logprobs(self, token_ids: Sequence[int]) -> list[float]:
         """log p(token_ids[i] | token_ids[:i]) for i = 1..len-1, in nats."""
 
+    def prompt_logprobs_many(self, windows: Sequence[Sequence[int]]) -> list[list[float]]:
+        return [self.prompt_logprobs(w) for w in windows]
+
     @abstractmethod
     def context_length(self) -> int | None: ...
 
@@ -370,6 +373,10 @@ class ServerBackend(Backend):
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self._one, requests))
 
+    def prompt_logprobs_many(self, windows: Sequence[Sequence[int]]) -> list[list[float]]:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(self.prompt_logprobs, windows))
+
     def prompt_logprobs(self, token_ids: Sequence[int]) -> list[float]:
         body = {
             "model": self.model,
@@ -382,7 +389,7 @@ class ServerBackend(Backend):
         try:
             data = self._post(body)
         except BackendError as exc:
-            if self._min_tokens or "max_tokens" not in str(exc):
+            if body["max_tokens"] != 0 or "max_tokens" not in str(exc):
                 raise
             self._min_tokens = 1  # this server wants at least one new token; it is ignored below
             return self.prompt_logprobs(token_ids)

@@ -61,17 +61,19 @@ def run_perplexity(
     starts = list(range(0, max(1, len(tokens) - 1), stride))
     if max_windows is not None:
         starts = starts[:max_windows]
+    starts = [s for s in starts if len(tokens[s : s + window]) >= 2]
     total_nll, count = 0.0, 0
     per_window = []
-    for s in tqdm(starts, desc="perplexity", disable=None, file=sys.stderr):
-        ids = tokens[s : s + window].tolist()
-        if len(ids) < 2:
-            break
-        lps = backend.prompt_logprobs(ids)
-        nll = -sum(lps)
-        total_nll += nll
-        count += len(lps)
-        per_window.append({"start": s, "tokens": len(lps), "nll": nll / len(lps)})
+    with tqdm(total=len(starts), desc="perplexity", disable=None, file=sys.stderr) as bar:
+        for i in range(0, len(starts), 16):
+            chunk = starts[i : i + 16]
+            scored = backend.prompt_logprobs_many([tokens[s : s + window].tolist() for s in chunk])
+            for s, lps in zip(chunk, scored, strict=True):
+                nll = -sum(lps)
+                total_nll += nll
+                count += len(lps)
+                per_window.append({"start": s, "tokens": len(lps), "nll": nll / len(lps)})
+            bar.update(len(chunk))
     nll = total_nll / count if count else float("nan")
     return TaskResult(
         metrics={
