@@ -124,7 +124,7 @@ def _run_eval(args: argparse.Namespace, extra: list[str]) -> int:
             timeout_s=args.timeout, sandbox_memory_mb=args.sandbox_memory_mb, workers=args.workers,
         )
         result = run_eval(config)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # a user mistake or an unreachable server
         print(f"codecomplete eval: error: {exc}", file=sys.stderr)
         return 2
     out = write_result(result, args.out or f"eval-{args.task}.json")

@@ -122,6 +122,8 @@ class LocalBackend(Backend):
         from codecomplete.models import fim
 
         self._torch = torch
+        if model.startswith(("/", "./", "../", "~")) and not os.path.isdir(os.path.expanduser(model)):
+            raise FileNotFoundError(f"--model {model}: no such model folder")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
