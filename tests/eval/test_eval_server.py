@@ -9,7 +9,9 @@ import math
 import pytest
 
 from codecomplete.cli import main
+from codecomplete.eval.inputs import load_source_files
 from codecomplete.eval.runner import EvalConfig, run_eval
+from codecomplete.eval.tasks import sample_fim_cuts
 
 
 def test_line_completion_through_the_server_scores_an_oracle_100(fake_server, py_dir):
@@ -51,10 +53,11 @@ def test_fim_sends_prefix_and_suffix_and_scores_an_oracle_100(fake_server, curat
 def test_fim_counts_a_wrong_middle_as_a_miss(fake_server, py_dir):
     first = run_eval(EvalConfig(task="fim", base_url=fake_server.url, data=str(py_dir), n=4, seed=3))
     assert first["metrics"]["exact_match"] == 100.0
-    # The server now answers the first cut (by its prefix) wrongly; the same seed gives the same cuts.
-    prefix = fake_server.requests[0]["prompt"]
-    fake_server.answers[prefix] = ["    pass\n"]
-    hits = sum(r["prompt"] != prefix for r in fake_server.requests)
+    # The server now answers the first cut (keyed by its prefix) wrongly; the same seed gives the
+    # same cuts. (Requests go out in parallel, so their order says nothing about the cuts' order.)
+    cuts = sample_fim_cuts(load_source_files(py_dir)[0], 4, seed=3)
+    fake_server.answers[cuts[0].prefix] = ["    pass\n"]
+    hits = sum(c.prefix != cuts[0].prefix for c in cuts)
     second = run_eval(EvalConfig(task="fim", base_url=fake_server.url, data=str(py_dir), n=4, seed=3))
     assert second["metrics"]["exact_match"] == pytest.approx(100.0 * hits / 4)
     assert second["examples"][0]["exact_match"] is False
