@@ -76,7 +76,7 @@ def test_streaming_holds_back_only_what_a_cut_could_remove():
     assert trim_point("\n    a()\nelse", 0) == (None, len("\n    a()"))
     assert trim_point("\n    a()\nelse:", 0) == (None, len("\n    a()\nelse:"))
     # A decided dedent: cut now.
-    assert trim_point("\n    a()\n\nd", 0) == (len("\n    a()"), len("\n    a()"))
+    assert trim_point("\n    a()\n\nx", 0) == (len("\n    a()"), len("\n    a()"))
     # Deeper lines are sent as they come.
     text = "\n    a()\n    b"
     assert trim_point(text, 0) == (None, len(text))
