@@ -70,12 +70,18 @@ async def default_script(request: GenerationRequest) -> AsyncIterator[RequestOut
             lp = None
             if p.logprobs is not None:
                 value = -(k + 1) / 10
-                top = {piece: value, **{f"alt{a}": value - 1 - a for a in range(p.logprobs - 1)}} if p.logprobs else {}
+                top = (
+                    {piece: value, **{f"alt{a}": value - 1 - a for a in range(p.logprobs - 1)}}
+                    if p.logprobs
+                    else {}
+                )
                 lp = [TokenLogprob(piece, value, top, len(texts[j]))]
             texts[j] += piece
             last = k == steps - 1
             out.choices.append(
-                ChoiceDelta(index=j, text=piece, token_ids=[k], logprobs=lp, finish_reason="length" if last else None)
+                ChoiceDelta(
+                    index=j, text=piece, token_ids=[k], logprobs=lp, finish_reason="length" if last else None
+                )
             )
         out.finished = k == steps - 1
         out.num_prompt_tokens = n_prompt

@@ -26,7 +26,9 @@ def test_non_streaming_shape_and_usage(client):
     assert list(body) == ["id", "object", "created", "model", "choices", "usage"]
     assert body["id"].startswith("cmpl-") and body["object"] == "text_completion" and body["created"] > 0
     assert body["model"] == "fake-model"
-    assert body["choices"] == [{"text": expected_text(3, 0), "index": 0, "logprobs": None, "finish_reason": "length"}]
+    assert body["choices"] == [
+        {"text": expected_text(3, 0), "index": 0, "logprobs": None, "finish_reason": "length"}
+    ]
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
 
 
@@ -133,17 +135,23 @@ def test_include_usage_adds_one_final_chunk(client):
 
 
 def test_echo_puts_the_prompt_in_front(client):
-    body = client.post("/v1/completions", json={"prompt": "def f", "echo": True, "max_tokens": 2, "n": 2}).json()
+    body = client.post(
+        "/v1/completions", json={"prompt": "def f", "echo": True, "max_tokens": 2, "n": 2}
+    ).json()
     assert [c["text"] for c in body["choices"]] == ["def f" + expected_text(2, j) for j in range(2)]
     chunks = parse_sse(
-        client.post("/v1/completions", json={"prompt": "def f", "echo": True, "max_tokens": 2, "stream": True}).content
+        client.post(
+            "/v1/completions", json={"prompt": "def f", "echo": True, "max_tokens": 2, "stream": True}
+        ).content
     )
     assert chunks[0]["choices"][0]["text"] == "def f" + token_text(0, 0)  # echo and first token, one entry
     assert "".join(c["choices"][0]["text"] for c in chunks) == "def f" + expected_text(2, 0)
 
 
 def test_echo_with_zero_max_tokens_scores_the_prompt(client):
-    body = client.post("/v1/completions", json={"prompt": "a bb", "echo": True, "max_tokens": 0, "logprobs": 1}).json()
+    body = client.post(
+        "/v1/completions", json={"prompt": "a bb", "echo": True, "max_tokens": 0, "logprobs": 1}
+    ).json()
     c = body["choices"][0]
     assert c["text"] == "a bb"
     assert c["logprobs"]["tokens"] == ["a", " bb"]
@@ -161,21 +169,29 @@ def test_logprobs_format(client):
     assert all(len(t) == 2 for t in lp["top_logprobs"])
     assert lp["text_offset"] == [0, 3, 7]  # "t00", " t10", " t20"
     text = body["choices"][0]["text"]
-    assert [text[o : o + len(t)] for o, t in zip(lp["text_offset"], lp["tokens"], strict=True)] == lp["tokens"]
+    assert [text[o : o + len(t)] for o, t in zip(lp["text_offset"], lp["tokens"], strict=True)] == lp[
+        "tokens"
+    ]
 
 
 def test_logprobs_with_echo_offsets_include_the_prompt(client):
-    body = client.post("/v1/completions", json={"prompt": "ab cd", "echo": True, "max_tokens": 2, "logprobs": 1}).json()
+    body = client.post(
+        "/v1/completions", json={"prompt": "ab cd", "echo": True, "max_tokens": 2, "logprobs": 1}
+    ).json()
     c = body["choices"][0]
     lp = c["logprobs"]
     assert lp["tokens"] == ["ab", " cd", "t00", " t10"]
     assert lp["text_offset"] == [0, 2, 5, 8]
-    assert [c["text"][o : o + len(t)] for o, t in zip(lp["text_offset"], lp["tokens"], strict=True)] == lp["tokens"]
+    assert [c["text"][o : o + len(t)] for o, t in zip(lp["text_offset"], lp["tokens"], strict=True)] == lp[
+        "tokens"
+    ]
 
 
 def test_streamed_logprobs_offsets_are_absolute(client):
     chunks = parse_sse(
-        client.post("/v1/completions", json={"prompt": "x", "max_tokens": 3, "logprobs": 0, "stream": True}).content
+        client.post(
+            "/v1/completions", json={"prompt": "x", "max_tokens": 3, "logprobs": 0, "stream": True}
+        ).content
     )
     offsets = [o for c in chunks for o in c["choices"][0]["logprobs"]["text_offset"]]
     assert offsets == [0, 3, 7]
@@ -233,7 +249,12 @@ def test_engine_error_mid_stream_is_an_error_event_then_done():
         events = parse_sse(r.content)
         assert [e["choices"][0]["text"] for e in events[:2]] == ["x0", "x1"]
         assert events[-1] == {
-            "error": {"message": "prompt rejected", "type": "invalid_request_error", "param": "prompt", "code": None}
+            "error": {
+                "message": "prompt rejected",
+                "type": "invalid_request_error",
+                "param": "prompt",
+                "code": None,
+            }
         }
         # Non-streaming: the whole answer is the error.
         assert_openai_error(c.post("/v1/completions", json={"prompt": "a"}), 400)
@@ -253,10 +274,14 @@ def test_queue_full_is_429_with_retry_after():
 def test_a_choice_ends_once_even_if_the_engine_repeats_itself():
     async def script(request):
         yield RequestOutput(request.request_id, choices=[ChoiceDelta(0, text="a", finish_reason="stop")])
-        yield RequestOutput(request.request_id, choices=[ChoiceDelta(0, text="b", finish_reason="length")], finished=True)
+        yield RequestOutput(
+            request.request_id, choices=[ChoiceDelta(0, text="b", finish_reason="length")], finished=True
+        )
 
     with make_client(FakeEngine(script)) as c:
         body = c.post("/v1/completions", json={"prompt": "a"}).json()
         assert body["choices"][0] == {"text": "a", "index": 0, "logprobs": None, "finish_reason": "stop"}
         chunks = parse_sse(c.post("/v1/completions", json={"prompt": "a", "stream": True}).content)
-        assert [ch["choices"] for ch in chunks] == [[{"text": "a", "index": 0, "logprobs": None, "finish_reason": "stop"}]]
+        assert [ch["choices"] for ch in chunks] == [
+            [{"text": "a", "index": 0, "logprobs": None, "finish_reason": "stop"}]
+        ]

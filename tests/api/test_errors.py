@@ -40,7 +40,12 @@ BAD_JSON_BODIES = [
     ("logit_bias key out of vocabulary", {"prompt": "a", "logit_bias": {"5000": 1}}, 400, "logit_bias"),
     ("logit_bias value 1000", {"prompt": "a", "logit_bias": {"5": 1000}}, 400, "logit_bias.5"),
     ("stream not a bool", {"prompt": "a", "stream": "yes please"}, 400, "stream"),
-    ("stream_options not an object", {"prompt": "a", "stream": True, "stream_options": 3}, 400, "stream_options"),
+    (
+        "stream_options not an object",
+        {"prompt": "a", "stream": True, "stream_options": 3},
+        400,
+        "stream_options",
+    ),
     ("seed beyond 64 bits", {"prompt": "a", "seed": 2**70}, 400, "seed"),
     ("suffix not a string", {"prompt": "a", "suffix": 5}, 400, "suffix"),
 ]
@@ -57,7 +62,9 @@ def _still_serving(c) -> None:
     assert r.status_code == 200 and r.json()["choices"][0]["text"]
 
 
-@pytest.mark.parametrize(("what", "body", "status", "param"), BAD_JSON_BODIES, ids=[b[0] for b in BAD_JSON_BODIES])
+@pytest.mark.parametrize(
+    ("what", "body", "status", "param"), BAD_JSON_BODIES, ids=[b[0] for b in BAD_JSON_BODIES]
+)
 def test_bad_fields(shared_client, what, body, status, param):
     r = shared_client.post("/v1/completions", json=body)
     assert_openai_error(r, status, param=param)
@@ -78,7 +85,12 @@ RAW_BODIES = [
     ("invalid UTF-8", b'{"prompt": "\xff\xfe caf\xe9"}', "application/json", 400),
     ("lone surrogate escape", b'{"prompt": "a\\ud800b"}', "application/json", 400),
     ("form body", b"prompt=hello&max_tokens=5", "application/x-www-form-urlencoded", 415),
-    ("multipart body", b"--x\r\nContent-Disposition: form-data; name=prompt\r\n\r\nhi\r\n--x--", "multipart/form-data; boundary=x", 415),
+    (
+        "multipart body",
+        b"--x\r\nContent-Disposition: form-data; name=prompt\r\n\r\nhi\r\n--x--",
+        "multipart/form-data; boundary=x",
+        415,
+    ),
 ]
 
 
@@ -125,7 +137,11 @@ class TestApiKey:
     def test_no_key_configured_never_401(self):
         with make_client() as c:
             for auth in ("Bearer ghu_copilots_own_token", "token abc", "", "Basic Zm9v"):
-                r = c.post("/v1/engines/copilot-codex/completions", json={"prompt": "a"}, headers={"authorization": auth})
+                r = c.post(
+                    "/v1/engines/copilot-codex/completions",
+                    json={"prompt": "a"},
+                    headers={"authorization": auth},
+                )
                 assert r.status_code == 200
 
     def test_key_required_when_configured(self):

@@ -60,7 +60,13 @@ def test_models_say_when_suffix_is_ignored():
 def test_engines_for_openai_0x(client):
     body = client.get("/v1/engines").json()
     assert body["object"] == "list"
-    assert body["data"][0] == {"id": "fake-model", "object": "engine", "owner": "codecomplete", "ready": True, "created": body["data"][0]["created"]}
+    assert body["data"][0] == {
+        "id": "fake-model",
+        "object": "engine",
+        "owner": "codecomplete",
+        "ready": True,
+        "created": body["data"][0]["created"],
+    }
     assert client.get("/v1/engines/codegen").json()["id"] == "codegen"
     assert client.get("/engines").status_code == 200
 
@@ -88,7 +94,9 @@ def test_lifespan_starts_and_stops_the_engine():
 
 
 def test_autocomplete_ivolution(client, fake):
-    r = client.post("/autocomplete", content=b'{"text": "import os\\n"}', headers={"content-type": "text/plain"})
+    r = client.post(
+        "/autocomplete", content=b'{"text": "import os\\n"}', headers={"content-type": "text/plain"}
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     result = r.json()["result"]
     assert len(result) == 5 and all(isinstance(t, str) and t for t in result)
@@ -102,7 +110,9 @@ def test_autocomplete_ivolution(client, fake):
 
 def test_metrics_text(client):
     client.post("/v1/completions", json={"prompt": "a", "max_tokens": 3})
-    client.post("http://testserver//v1/engines/x/completions", json={"prompt": "a", "max_tokens": 3, "stream": True})
+    client.post(
+        "http://testserver//v1/engines/x/completions", json={"prompt": "a", "max_tokens": 3, "stream": True}
+    )
     client.post("/v1/completions", json={"prompt": "a", "n": 0})
     client.get("/does-not-exist")
     r = client.get("/metrics")

@@ -40,7 +40,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
                 raise _too_large(max_bytes)
             chunks.append(chunk)
     except ClientDisconnect:
-        raise APIError(400, "the client closed the connection while sending the body", code="client_closed") from None
+        raise APIError(
+            400, "the client closed the connection while sending the body", code="client_closed"
+        ) from None
     return b"".join(chunks)
 
 
@@ -71,7 +73,9 @@ def parse_json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise APIError.invalid(None, f"the body is not valid UTF-8 (byte {e.start})", code="invalid_encoding") from None
+        raise APIError.invalid(
+            None, f"the body is not valid UTF-8 (byte {e.start})", code="invalid_encoding"
+        ) from None
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as e:

@@ -91,7 +91,9 @@ def to_api_error(exc: BaseException) -> APIError:
     if isinstance(exc, StarletteHTTPException):
         return _from_http_exception(exc)
     log.exception("unexpected error while serving a request", exc_info=exc)
-    return APIError(500, "internal server error; see the server log", type="server_error", code="internal_error")
+    return APIError(
+        500, "internal server error; see the server log", type="server_error", code="internal_error"
+    )
 
 
 def _loc_to_param(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -127,7 +129,9 @@ def from_validation_errors(errors: list[dict[str, Any]]) -> APIError:
 def _from_http_exception(exc: StarletteHTTPException) -> APIError:
     status = exc.status_code if exc.status_code != 409 else 400
     if status == 404:
-        return APIError(404, str(exc.detail) if exc.detail != "Not Found" else "unknown route", code="not_found")
+        return APIError(
+            404, str(exc.detail) if exc.detail != "Not Found" else "unknown route", code="not_found"
+        )
     if status == 405:
         return APIError(405, "method not allowed on this route", code="method_not_allowed")
     return APIError(status, str(exc.detail), type="invalid_request_error" if status < 500 else "server_error")

@@ -40,7 +40,11 @@ class _EngineCollector(Collector):
         health = self.engine.health()
         values.setdefault("queue_depth", health.queue_depth)
         values.setdefault("running", health.running)
-        yield GaugeMetricFamily("codecomplete_engine_up", "1 when the engine is loaded and its loop alive.", value=float(health.ok))
+        yield GaugeMetricFamily(
+            "codecomplete_engine_up",
+            "1 when the engine is loaded and its loop alive.",
+            value=float(health.ok),
+        )
         for key, (name, doc) in self.WELL_KNOWN.items():
             yield GaugeMetricFamily(name, doc, value=float(values[key]))
         for key, value in sorted(values.items()):
@@ -58,7 +62,10 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "codecomplete_http_requests", "HTTP requests by route and status.", ["route", "method", "status"], registry=r
+            "codecomplete_http_requests",
+            "HTTP requests by route and status.",
+            ["route", "method", "status"],
+            registry=r,
         )
         self.ttft = Histogram(
             "codecomplete_time_to_first_token_seconds",

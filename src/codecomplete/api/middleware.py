@@ -62,4 +62,6 @@ class RequestMetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(route=template, method=scope.get("method", ""), status=str(status)).inc()
+            self.metrics.requests.labels(
+                route=template, method=scope.get("method", ""), status=str(status)
+            ).inc()

@@ -18,7 +18,12 @@ TOKEN_LIFETIME_S = 3600
 async def health(request: Request) -> JSONResponse:
     """200 once the model is loaded and the engine loop is alive, 503 otherwise."""
     h = request.app.state.engine.health()
-    body = {"status": "ok" if h.ok else "unavailable", "detail": h.detail, "queue_depth": h.queue_depth, "running": h.running}
+    body = {
+        "status": "ok" if h.ok else "unavailable",
+        "detail": h.detail,
+        "queue_depth": h.queue_depth,
+        "running": h.running,
+    }
     return JSONResponse(body, status_code=200 if h.ok else 503)
 
 
@@ -36,5 +41,9 @@ async def copilot_token() -> JSONResponse:
     """
     now = int(time.time())
     return JSONResponse(
-        {"token": "codecomplete-local", "expires_at": now + TOKEN_LIFETIME_S, "refresh_in": TOKEN_LIFETIME_S // 2}
+        {
+            "token": "codecomplete-local",
+            "expires_at": now + TOKEN_LIFETIME_S,
+            "refresh_in": TOKEN_LIFETIME_S // 2,
+        }
     )

@@ -36,7 +36,10 @@ class SSEResponse(Response):
         headers: dict[str, str] | None = None,
         on_disconnect: Callable[[], Awaitable[None]] | None = None,
     ):
-        super().__init__(content=None, status_code=200, headers=headers, media_type=self.media_type)
+        # Not Response.__init__: it would render an empty body and declare Content-Length: 0.
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
         self.headers["cache-control"] = "no-cache"
         self.headers["x-accel-buffering"] = "no"  # nginx: do not buffer the stream
         self.events = events
@@ -46,7 +49,9 @@ class SSEResponse(Response):
         disconnected = False
 
         async def stream() -> None:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
             async for chunk in self.events:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -56,7 +56,9 @@ class OutputStream:
                 if not self.finished[index]:
                     # The engine ended the stream without a finished event: treat as finished.
                     self.finished[index] = True
-                    self._queue.put_nowait(Event(index, output=RequestOutput(request.request_id, finished=True)))
+                    self._queue.put_nowait(
+                        Event(index, output=RequestOutput(request.request_id, finished=True))
+                    )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # QueueFullError, or an engine bug: reported to the reader

@@ -30,7 +30,9 @@ class AutocompleteRequest(BaseModel):
         return check_text(value, "text")
 
     def to_sampling_params(self) -> SamplingParams:
-        return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, n=self.n)
+        return SamplingParams(
+            max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, n=self.n
+        )
 
 
 class AutocompleteResponse(BaseModel):

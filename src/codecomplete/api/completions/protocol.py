@@ -68,7 +68,9 @@ def _drop_nulls(data: Any, model: type[BaseModel]) -> Any:
         return {
             k: v
             for k, v in data.items()
-            if not (v is None and k in fields and fields[k].default is not None and not fields[k].is_required())
+            if not (
+                v is None and k in fields and fields[k].default is not None and not fields[k].is_required()
+            )
         }
     return data
 
@@ -165,7 +167,9 @@ class CompletionRequest(BaseModel):
             if self.best_of < self.n:
                 raise APIError.invalid("best_of", "best_of must be at least n")
             if self.stream and self.best_of > self.n:
-                raise APIError.invalid("best_of", "best_of > n cannot stream: the best choices are known only at the end")
+                raise APIError.invalid(
+                    "best_of", "best_of > n cannot stream: the best choices are known only at the end"
+                )
         choices = len(self.prompts()) * max(self.n, self.best_of or 0)
         if choices > max_choices:
             raise APIError.invalid(
@@ -176,7 +180,9 @@ class CompletionRequest(BaseModel):
                 "max_tokens", f"max_tokens must be at most {max_tokens_limit} (--max-tokens-limit)"
             )
         if self.max_tokens == 0 and not self.echo:
-            raise APIError.invalid("max_tokens", "max_tokens must be at least 1 (0 only with echo, to score a prompt)")
+            raise APIError.invalid(
+                "max_tokens", "max_tokens must be at least 1 (0 only with echo, to score a prompt)"
+            )
         if len(self.stop or []) > max_stop:
             raise APIError.invalid("stop", f"at most {max_stop} stop strings (--max-stop)")
 

@@ -192,7 +192,9 @@ class CompletionServing:
                 raise APIError.invalid("prompt", f"token id {max(p)} is out of the vocabulary (size {vocab})")
         for key in req.logit_bias or {}:
             if int(key) >= vocab:
-                raise APIError.invalid("logit_bias", f"token id {key} is out of the vocabulary (size {vocab})")
+                raise APIError.invalid(
+                    "logit_bias", f"token id {key} is out of the vocabulary (size {vocab})"
+                )
         trim = req.extra is not None and req.extra.trim_by_indentation
         next_indent = req.extra.next_indent if req.extra is not None else None
         out = []
@@ -275,7 +277,9 @@ class CompletionServing:
                     finish_reason=c.finish_reason or "length",  # type: ignore[arg-type]
                 )
             )
-        return CompletionResponse(id=request_id, created=created, model=model, choices=choices, usage=state.usage())
+        return CompletionResponse(
+            id=request_id, created=created, model=model, choices=choices, usage=state.usage()
+        )
 
     def _apply(self, state: _RequestState, p: int, out: RequestOutput) -> list[CompletionChoice]:
         """Fold one engine output into the request's state; return the pieces that are new."""
@@ -286,8 +290,16 @@ class CompletionServing:
             state.seen_first.add(p)
             if req.echo:
                 prompt = state.prompts[p]
-                text = out.prompt_text if out.prompt_text is not None else (prompt if isinstance(prompt, str) else "")
-                lp = format_prompt_logprobs(out.prompt_logprobs, text) if want_lp and out.prompt_logprobs else None
+                text = (
+                    out.prompt_text
+                    if out.prompt_text is not None
+                    else (prompt if isinstance(prompt, str) else "")
+                )
+                lp = (
+                    format_prompt_logprobs(out.prompt_logprobs, text)
+                    if want_lp and out.prompt_logprobs
+                    else None
+                )
                 for j in range(state.n):
                     c = state.choice(p * state.n + j)
                     c.text.append(text)
@@ -318,7 +330,9 @@ class CompletionServing:
                 self.metrics.tokens_generated.inc(len(d.token_ids))
             c.finish_reason = d.finish_reason
             if d.text or d.finish_reason or (lp is not None and lp.tokens):
-                new.append(CompletionChoice(text=d.text, index=index, logprobs=lp, finish_reason=d.finish_reason))
+                new.append(
+                    CompletionChoice(text=d.text, index=index, logprobs=lp, finish_reason=d.finish_reason)
+                )
         if out.num_prompt_tokens:
             if p not in state.prompt_tokens:
                 self.metrics.prompt_tokens.inc(out.num_prompt_tokens)
