@@ -48,6 +48,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="sampler seed for requests without one (default 0)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body, 413 beyond (default 2 MiB)")
     p.add_argument("--max-n", type=int, help="largest n / best_of (default 20)")
+    p.add_argument("--max-choices", type=int, help="largest prompts x n in one request (default 64)")
+    p.add_argument("--max-stop", type=int, help="most stop strings per request (default 16)")
     p.add_argument("--max-tokens-limit", type=int, help="largest max_tokens accepted (default 65536)")
     p.add_argument(
         "--cache-dir", help="where the fallback tiny model is built (default ~/.cache/codecomplete)"
@@ -74,6 +76,8 @@ _SERVE_FLAGS = (
     "max_body_bytes",
     "max_n",
     "max_tokens_limit",
+    "max_choices",
+    "max_stop",
     "cache_dir",
     "log_level",
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import Response
@@ -34,7 +34,6 @@ class SSEResponse(Response):
         self,
         events: AsyncIterator[bytes],
         headers: dict[str, str] | None = None,
-        on_disconnect: Callable[[], Awaitable[None]] | None = None,
     ):
         # Not Response.__init__: it would render an empty body and declare Content-Length: 0.
         self.status_code = 200
@@ -43,10 +42,8 @@ class SSEResponse(Response):
         self.headers["cache-control"] = "no-cache"
         self.headers["x-accel-buffering"] = "no"  # nginx: do not buffer the stream
         self.events = events
-        self.on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = False
 
         async def stream() -> None:
             await send(
@@ -57,11 +54,9 @@ class SSEResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def watch() -> None:
-            nonlocal disconnected
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    disconnected = True
                     return
 
         writer = asyncio.ensure_future(stream())
@@ -77,9 +72,7 @@ class SSEResponse(Response):
                 await aclose()
         if writer.done() and not writer.cancelled() and writer.exception() is not None:
             exc = writer.exception()
-            if isinstance(exc, OSError) or type(exc).__name__ == "ClientDisconnect":
-                disconnected = True
-            else:
+            # A write to a client that is gone is not our error; the generator's `finally` has
+            # already aborted generation.
+            if not (isinstance(exc, OSError) or type(exc).__name__ == "ClientDisconnect"):
                 raise exc
-        if disconnected and self.on_disconnect is not None:
-            await self.on_disconnect()

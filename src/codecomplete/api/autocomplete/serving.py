@@ -7,7 +7,7 @@ import uuid
 from starlette.requests import Request
 
 from codecomplete.api.autocomplete.protocol import AutocompleteRequest, AutocompleteResponse
-from codecomplete.api.completions.serving import ClientGone, resolve_model, until_disconnect
+from codecomplete.api.completions.serving import ClientGone, check_ready, resolve_model, until_disconnect
 from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.streams import OutputStream
@@ -27,6 +27,7 @@ class AutocompleteServing:
         if not req.text:
             # The old backend answered null here, which the plugin could not read.
             return AutocompleteResponse(result=[])
+        check_ready(self.engine)
         if req.n > self.settings.max_n:
             raise APIError.invalid("n", f"n must be at most {self.settings.max_n} (--max-n)")
         gen = GenerationRequest(

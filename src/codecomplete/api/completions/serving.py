@@ -69,6 +69,19 @@ async def until_disconnect(raw: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
+def check_ready(engine: EngineClient) -> None:
+    """503 + Retry-After while the engine is not serving (its loop died, or it is stopping)."""
+    health = engine.health()
+    if not health.ok:
+        raise APIError(
+            503,
+            f"the model is not ready: {health.detail}",
+            type="server_error",
+            code="engine_unavailable",
+            headers={"Retry-After": "5"},
+        )
+
+
 def resolve_model(engine: EngineClient, requested: str | None) -> str:
     """The served name a request asked for, or the primary name for any other name (PROTOCOLS.md)."""
     info = engine.model_info
@@ -214,6 +227,7 @@ class CompletionServing:
 
     async def create(self, req: CompletionRequest, raw: Request, engine_name: str | None = None) -> Response:
         started = time.perf_counter()
+        check_ready(self.engine)
         model = resolve_model(self.engine, engine_name or req.model)
         request_id = f"cmpl-{uuid.uuid4().hex}"
         gen_requests = self.build_requests(req, request_id, model)
