@@ -8,6 +8,7 @@ strings, that greedy answers agree across routes and streaming, counts in /metri
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -310,15 +311,20 @@ def test_closed_streams_are_cancelled_and_freed(server):
     api_before = metric(server, "codecomplete_requests_cancelled_total")
     engine_before = metric(server, "codecomplete_engine_requests_cancelled_total")
     body = {"prompt": "def f():\n", "max_tokens": 200, "stream": True, "ignore_eos": True}
-    with httpx.Client(timeout=30) as c:
-        streams = [c.stream("POST", server + "/v1/completions", json=body) for _ in range(8)]
-        responses = [s.__enter__() for s in streams]
-        for r in responses:
+
+    async def open_read_first_close(client: httpx.AsyncClient) -> str:
+        async with client.stream("POST", server + "/v1/completions", json=body) as r:
             assert r.status_code == 200
-            first = next(r.iter_lines())
-            assert first.startswith("data: {")
-        for s in streams:
-            s.__exit__(None, None, None)  # close the connection after the first token
+            async for line in r.aiter_lines():
+                return line  # leaving the block closes the connection after the first token
+        return ""
+
+    async def eight_streams() -> list[str]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(*(open_read_first_close(client) for _ in range(8)))
+
+    firsts = asyncio.run(eight_streams())
+    assert all(line.startswith("data: {") for line in firsts)
     deadline = time.time() + 10
     while time.time() < deadline:
         api = metric(server, "codecomplete_requests_cancelled_total") - api_before

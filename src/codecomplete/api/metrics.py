@@ -59,7 +59,7 @@ class _EngineCollector(Collector):
 
 class ServerMetrics:
     def __init__(self, engine: EngineClient):
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)  # no engine call before start()
         r = self.registry
         self.requests = Counter(
             "codecomplete_http_requests",

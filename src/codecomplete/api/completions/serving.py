@@ -136,18 +136,28 @@ def _extend(into: CompletionLogprobs, more: CompletionLogprobs) -> None:
 
 def _merge_by_index(pieces: list[CompletionChoice]) -> list[CompletionChoice]:
     """One entry per choice index in a chunk (the echoed prompt and the first delta become one)."""
+    if len({p.index for p in pieces}) == len(pieces):
+        return pieces
     merged: dict[int, CompletionChoice] = {}
     for piece in pieces:
         prev = merged.get(piece.index)
         if prev is None:
-            merged[piece.index] = piece.model_copy(deep=True)
+            merged[piece.index] = piece
             continue
-        prev.text += piece.text
+        lp = prev.logprobs
         if piece.logprobs is not None:
-            if prev.logprobs is None:
-                prev.logprobs = CompletionLogprobs()
-            _extend(prev.logprobs, piece.logprobs)
-        prev.finish_reason = piece.finish_reason or prev.finish_reason
+            lp = CompletionLogprobs(
+                tokens=(lp.tokens if lp else []) + piece.logprobs.tokens,
+                token_logprobs=(lp.token_logprobs if lp else []) + piece.logprobs.token_logprobs,
+                top_logprobs=(lp.top_logprobs if lp else []) + piece.logprobs.top_logprobs,
+                text_offset=(lp.text_offset if lp else []) + piece.logprobs.text_offset,
+            )
+        merged[piece.index] = CompletionChoice(
+            text=prev.text + piece.text,
+            index=piece.index,
+            logprobs=lp,
+            finish_reason=piece.finish_reason or prev.finish_reason,
+        )
     return list(merged.values())
 
 
