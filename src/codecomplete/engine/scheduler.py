@@ -38,7 +38,8 @@ class Scheduler:
 
     @property
     def running_seqs(self) -> int:
-        return sum(len(r.unfinished()) for r in self.running)
+        # A request admitted this step has no sequences yet: it holds num_seqs slots.
+        return sum(len(r.unfinished()) if r.seqs else r.num_seqs for r in self.running if not r.finished)
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
