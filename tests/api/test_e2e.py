@@ -122,6 +122,29 @@ def test_n_choices(oai):
     assert r.usage.completion_tokens <= 3 * 8
 
 
+def test_best_of_returns_n(oai):
+    r = oai.completions.create(model="tiny", prompt=PROMPT, n=2, best_of=4, max_tokens=6, seed=3)
+    assert sorted(c.index for c in r.choices) == [0, 1]
+
+
+def test_seed_makes_sampling_reproducible(oai):
+    texts = [
+        oai.completions.create(model="tiny", prompt=PROMPT, max_tokens=12, temperature=1, seed=7)
+        .choices[0]
+        .text
+        for _ in range(2)
+    ]
+    assert texts[0] == texts[1]
+
+
+def test_logit_bias_and_token_id_prompts(oai):
+    # The text of token 300, read back through echo of a token-id prompt.
+    piece = oai.completions.create(model="tiny", prompt=[300], echo=True, max_tokens=0).choices[0].text
+    assert piece
+    r = greedy(oai, max_tokens=3, logit_bias={"300": 100}, extra_body={"ignore_eos": True})
+    assert r.choices[0].text == piece * 3
+
+
 def test_stop_cuts_at_the_first_occurrence(oai):
     full = greedy(oai, max_tokens=40, extra_body={"ignore_eos": True}).choices[0].text
     assert len(full) >= 8
