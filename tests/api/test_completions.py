@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from codecomplete.engine.types import ChoiceDelta, EngineError, GenerationRequest, RequestOutput
+from codecomplete.engine.types import ChoiceDelta, EngineError, GenerationRequest, RequestOutput, TokenLogprob
 
 from .conftest import make_client
 from .fake_engine import FakeEngine, token_text
@@ -285,3 +285,21 @@ def test_a_choice_ends_once_even_if_the_engine_repeats_itself():
         assert [ch["choices"] for ch in chunks] == [
             [{"text": "a", "index": 0, "logprobs": None, "finish_reason": "stop"}]
         ]
+
+
+def test_infinite_logprobs_become_a_finite_floor():
+    async def script(request):
+        lp = [TokenLogprob("a", float("-inf"), {"a": float("-inf"), "b": -0.1}, 0)]
+        yield RequestOutput(
+            request.request_id,
+            choices=[ChoiceDelta(0, text="a", logprobs=lp, finish_reason="stop")],
+            finished=True,
+        )
+
+    with make_client(FakeEngine(script)) as c:
+        lp = c.post("/v1/completions", json={"prompt": "x", "logprobs": 1}).json()["choices"][0]["logprobs"]
+        assert lp["token_logprobs"] == [-9999.0] and lp["top_logprobs"] == [{"a": -9999.0, "b": -0.1}]
+        chunks = parse_sse(
+            c.post("/v1/completions", json={"prompt": "x", "logprobs": 1, "stream": True}).content
+        )
+        assert chunks[0]["choices"][0]["logprobs"]["token_logprobs"] == [-9999.0]

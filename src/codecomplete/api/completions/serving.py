@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -93,8 +94,19 @@ def resolve_model(engine: EngineClient, requested: str | None) -> str:
 # --- logprobs formatting -------------------------------------------------------------------------
 
 
+# JSON has no -Infinity (json.dumps would write an invalid token, JSONResponse would raise): a
+# token with zero probability gets this floor instead, as vLLM does.
+LOGPROB_FLOOR = -9999.0
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else LOGPROB_FLOOR
+
+
 def _top(entry: TokenLogprob) -> dict[str, float]:
-    return dict(entry.top) if entry.top else {entry.token: entry.logprob}
+    if not entry.top:
+        return {entry.token: _finite(entry.logprob)}
+    return {token: _finite(value) for token, value in entry.top.items()}
 
 
 def format_logprobs(entries: list[TokenLogprob], base_offset: int) -> CompletionLogprobs:
@@ -102,7 +114,7 @@ def format_logprobs(entries: list[TokenLogprob], base_offset: int) -> Completion
     past an echoed prompt."""
     return CompletionLogprobs(
         tokens=[e.token for e in entries],
-        token_logprobs=[e.logprob for e in entries],
+        token_logprobs=[_finite(e.logprob) for e in entries],
         top_logprobs=[_top(e) for e in entries],
         text_offset=[base_offset + e.text_offset for e in entries],
     )
@@ -121,7 +133,7 @@ def format_prompt_logprobs(entries: list[TokenLogprob | None], prompt_text: str)
             out.text_offset.append(start)
         else:
             out.tokens.append(e.token)
-            out.token_logprobs.append(e.logprob)
+            out.token_logprobs.append(_finite(e.logprob))
             out.top_logprobs.append(_top(e))
             out.text_offset.append(e.text_offset)
     return out
