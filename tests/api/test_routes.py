@@ -137,3 +137,11 @@ def test_each_app_has_its_own_registry():
         a.post("/v1/completions", json={"prompt": "a"})
         assert "codecomplete_time_to_first_token_seconds_count 1.0" in a.get("/metrics").text
         assert "codecomplete_time_to_first_token_seconds_count 0.0" in b.get("/metrics").text
+
+
+def test_latency_histograms_count_engine_steps_not_choices(client):
+    client.post("/v1/completions", json={"prompt": "a", "max_tokens": 4, "n": 3})
+    text = client.get("/metrics").text
+    assert "codecomplete_time_to_first_token_seconds_count 1.0" in text
+    assert "codecomplete_inter_token_latency_seconds_count 3.0" in text  # 4 steps: 3 gaps
+    assert "codecomplete_tokens_generated_total 12.0" in text

@@ -196,7 +196,8 @@ class _RequestState:
     prompt_tokens: dict[int, int] = field(default_factory=dict)
     completion_tokens: dict[int, int] = field(default_factory=dict)
     seen_first: set[int] = field(default_factory=set)
-    last_text_at: float | None = None
+    first_text_seen: bool = False
+    last_text_at: dict[int, float] = field(default_factory=dict)  # per prompt: inter-token latency
 
     def choice(self, index: int) -> _ChoiceState:
         return self.choices.setdefault(index, _ChoiceState())
@@ -343,7 +344,7 @@ class CompletionServing:
                     if want_lp:
                         c.logprobs = lp.model_copy(deep=True) if lp else CompletionLogprobs()
                     new.append(CompletionChoice(text=text, index=p * state.n + j, logprobs=lp))
-        now = time.perf_counter()
+        got_text = False
         for d in out.choices:
             index = p * state.n + d.index
             c = state.choice(index)
@@ -357,11 +358,7 @@ class CompletionServing:
                     _extend(c.logprobs, lp)
             if d.text:
                 c.text.append(d.text)
-                if state.last_text_at is None:
-                    self.metrics.ttft.observe(now - state.started)
-                else:
-                    self.metrics.itl.observe(now - state.last_text_at)
-                state.last_text_at = now
+                got_text = True
             if d.token_ids:
                 self.metrics.tokens_generated.inc(len(d.token_ids))
             c.finish_reason = d.finish_reason
@@ -369,6 +366,15 @@ class CompletionServing:
                 new.append(
                     CompletionChoice(text=d.text, index=index, logprobs=lp, finish_reason=d.finish_reason)
                 )
+        if got_text:
+            # One observation per engine output (all choices of a step arrive together).
+            now = time.perf_counter()
+            if not state.first_text_seen:
+                state.first_text_seen = True
+                self.metrics.ttft.observe(now - state.started)
+            elif p in state.last_text_at:
+                self.metrics.itl.observe(now - state.last_text_at[p])
+            state.last_text_at[p] = now
         if out.num_prompt_tokens:
             if p not in state.prompt_tokens:
                 self.metrics.prompt_tokens.inc(out.num_prompt_tokens)
