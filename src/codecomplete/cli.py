@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 # --- serve (api + engine) ---------------------------------------------------------------------
 
 
