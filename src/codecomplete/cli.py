@@ -147,7 +147,13 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
         raise SystemExit(f"serve: {e}") from None
     app = build_app(settings, build_engine(config))
     logging.getLogger("codecomplete").info("listening on http://%s:%d", settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=settings.log_level in ("debug", "trace"))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("debug", "trace"),
+    )
     return 0
 
 
