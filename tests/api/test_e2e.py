@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -24,6 +25,8 @@ import pytest
 from .conftest import free_port_number
 from .sse_util import assert_openai_error, parse_sse, read_like_copilot
 from .test_errors import BAD_JSON_BODIES, RAW_BODIES
+from .test_fuzz import _body as _random_body
+from .test_fuzz import valid_body
 
 pytestmark = pytest.mark.slow
 
@@ -386,3 +389,43 @@ def test_prompt_longer_than_the_context_keeps_its_end(oai):
     r = oai.completions.create(model="tiny", prompt="x = 1\n" * 400, max_tokens=500, temperature=0)
     assert r.choices[0].finish_reason in ("stop", "length")
     assert r.usage.prompt_tokens + r.usage.completion_tokens <= 256
+
+
+def test_random_bodies_never_fail_on_the_real_engine(server):
+    # The fuzz of test_fuzz.py, now against the real engine: accepted parameters must not make the
+    # model step fail (a 500, or an error event inside a 200 stream).
+    rng = random.Random(2)
+    seen = set()
+    with httpx.Client(base_url=server, timeout=60) as c:
+        for _ in range(40):
+            body = _random_body(rng)
+            if isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 8:
+                body["max_tokens"] = 8  # keep it fast; large values are covered elsewhere
+            r = c.post("/v1/completions", json=body)
+            seen.add(r.status_code)
+            assert r.status_code < 500, (body, r.text[:300])
+            if r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"):
+                assert all("error" not in e for e in parse_sse(r.content)), body
+    assert 200 in seen
+
+
+def test_accepted_edge_values_work_on_the_real_engine(server):
+    rng = random.Random(5)
+    with httpx.Client(base_url=server, timeout=60) as c:
+        for _ in range(40):
+            body = valid_body(rng)
+            r = c.post("/v1/completions", json=body)
+            assert r.status_code == 200, (body, r.text[:300])
+            if r.headers["content-type"].startswith("text/event-stream"):
+                events = parse_sse(r.content)
+                assert all("error" not in e for e in events), (body, events[-1])
+            else:
+                choices = r.json()["choices"]
+                assert len(choices) == len(_prompts(body)) * body.get("n", 1)
+
+
+def _prompts(body: dict) -> list:
+    p = body["prompt"]
+    if isinstance(p, str) or (p and isinstance(p[0], int)):
+        return [p]
+    return p
