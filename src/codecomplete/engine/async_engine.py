@@ -47,6 +47,10 @@ class AsyncEngine(EngineClient):
         from codecomplete.models.registry import ModelSpec
 
         cfg = self.config
+        if cfg.num_threads:
+            import torch
+
+            torch.set_num_threads(cfg.num_threads)
         model, tokenizer, device, dtype = load_for_inference(cfg.model, cfg.device, cfg.dtype, cfg.attn_implementation)
         spec = ModelSpec.from_pretrained(model.config, tokenizer, cfg.fim_template)
         names = cfg.served_names or [Path(cfg.model.rstrip("/")).name or cfg.model]

@@ -32,6 +32,9 @@ class EngineConfig:
     """Memory bound of the prefix-reuse KV cache in MiB (LRU); 0 turns prefix reuse off."""
     prefix_min_tokens: int = 16
     """A cached prefix is reused only when at least this many prompt tokens match."""
+    num_threads: int | None = None
+    """CPU threads for torch's intra-op pool (process-wide); None keeps torch's default. On a
+    machine shared with other busy processes, 1 avoids OpenMP threads spinning against each other."""
     attn_implementation: str | None = None
     """Force "eager" or "sdpa"; None keeps the model's default (see docs/engine.md on invariance)."""
 
