@@ -45,6 +45,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fim-template", help="force a fill-in-the-middle template (default: detected)")
     p.add_argument("--seed", type=int, help="sampler seed for requests without one (default 0)")
+    p.add_argument(
+        "--prefix-cache-mb", type=int, help="memory for prompt-prefix KV reuse, 0 = off (default 256)"
+    )
+    p.add_argument("--num-threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body, 413 beyond (default 2 MiB)")
     p.add_argument("--max-n", type=int, help="largest n / best_of (default 20)")
     p.add_argument("--max-choices", type=int, help="largest prompts x n in one request (default 64)")
@@ -72,6 +76,8 @@ _SERVE_FLAGS = (
     "max_step_tokens",
     "fim_template",
     "seed",
+    "prefix_cache_mb",
+    "num_threads",
     "max_body_bytes",
     "max_n",
     "max_tokens_limit",
@@ -142,6 +148,8 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
             max_step_tokens=settings.max_step_tokens,
             fim_template=settings.fim_template,
             seed=settings.seed,
+            prefix_cache_mb=settings.prefix_cache_mb,
+            num_threads=settings.num_threads,
         )
     except ValueError as e:
         raise SystemExit(f"serve: {e}") from None

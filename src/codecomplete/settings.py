@@ -55,6 +55,11 @@ class ServerSettings(BaseSettings):
     tokenizer's special tokens."""
     seed: int = 0
     """Seed of the engine's sampler for requests that send no `seed`."""
+    prefix_cache_mb: int = Field(256, ge=0)
+    """Memory for reusing the KV cache of repeated prompt prefixes (Copilot resends most of the
+    file on every keystroke); 0 turns prefix reuse off."""
+    num_threads: int | None = Field(None, ge=1)
+    """CPU threads for torch (process-wide); None keeps torch's default."""
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     """Log level of codecomplete and uvicorn."""
     cache_dir: Path = Path.home() / ".cache" / "codecomplete"

@@ -40,6 +40,7 @@ def server(tiny_model_dir):
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "codecomplete", "serve", "--model", str(tiny_model_dir), "--port", str(port)]
     cmd += ["--served-model-name", "tiny", "codegen", "--device", "cpu", "--log-level", "warning"]
+    cmd += ["--num-threads", "1"]  # a tiny model gains nothing from more; CI machines are shared
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
