@@ -107,19 +107,20 @@ def resolve_model(settings) -> str:
     """--model, else the model shipped in models/, else a tiny random model (said loudly)."""
     import logging
 
-    from codecomplete.settings import SHIPPED_MODEL
+    from codecomplete.settings import SHIPPED_MODEL_NAME, shipped_model
 
     if settings.model:
         return settings.model
-    if (SHIPPED_MODEL / "config.json").exists():
-        return str(SHIPPED_MODEL)
+    shipped = shipped_model()
+    if shipped is not None:
+        return str(shipped)
     from codecomplete.models.tiny import build_tiny_model
 
     out = settings.cache_dir / "tiny-gpt2"
     logging.getLogger("codecomplete").warning(
-        "no --model given and %s is missing: serving a TINY RANDOM model built at %s "
+        "no --model given and models/%s is missing: serving a TINY RANDOM model built at %s "
         "(its completions are gibberish; it is only for trying clients). Pass --model <folder or hub id>.",
-        SHIPPED_MODEL,
+        SHIPPED_MODEL_NAME,
         out,
     )
     return str(build_tiny_model("gpt2", out))

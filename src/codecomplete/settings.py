@@ -17,9 +17,18 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# The model that ships with the repository (see the model issue), when it is there.
+# The model that ships with the repository (see the model issue), when it is there: looked up in
+# the working directory (an installed package, e.g. the Docker image's /app) and in the source tree.
+SHIPPED_MODEL_NAME = "codecomplete-tiny-py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MODEL = REPO_ROOT / "models" / "codecomplete-tiny-py"
+
+
+def shipped_model() -> Path | None:
+    for root in (Path.cwd(), REPO_ROOT):
+        candidate = root / "models" / SHIPPED_MODEL_NAME
+        if (candidate / "config.json").exists():
+            return candidate
+    return None
 
 
 class ServerSettings(BaseSettings):

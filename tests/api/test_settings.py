@@ -58,3 +58,15 @@ def test_bad_values_name_the_flag(monkeypatch):
 def test_api_key_is_not_printed():
     s = ServerSettings(api_key="very-secret")
     assert "very-secret" not in repr(s) and "very-secret" not in str(s.model_dump())
+
+
+def test_default_model_is_the_shipped_one_from_the_working_directory(tmp_path, monkeypatch):
+    from codecomplete.cli import resolve_model
+
+    shipped = tmp_path / "models" / "codecomplete-tiny-py"
+    shipped.mkdir(parents=True)
+    (shipped / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CODECOMPLETE_MODEL", raising=False)
+    assert resolve_model(ServerSettings()) == str(shipped)
+    assert resolve_model(ServerSettings(model="org/other")) == "org/other"
