@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codecomplete.engine.client import QueueFullError
@@ -86,8 +85,10 @@ def to_api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, QueueFullError):
         return APIError.queue_full(exc)
-    if isinstance(exc, RequestValidationError | ValidationError):
-        return from_validation_errors(exc.errors())
+    if isinstance(exc, RequestValidationError):
+        # Request bodies are validated in body.py; a pydantic ValidationError that gets here comes
+        # from building a response, i.e. a bug: it stays a 500.
+        return from_validation_errors(list(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
         return _from_http_exception(exc)
     log.exception("unexpected error while serving a request", exc_info=exc)
