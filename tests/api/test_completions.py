@@ -303,3 +303,17 @@ def test_infinite_logprobs_become_a_finite_floor():
             c.post("/v1/completions", json={"prompt": "x", "logprobs": 1, "stream": True}).content
         )
         assert chunks[0]["choices"][0]["logprobs"]["token_logprobs"] == [-9999.0]
+
+
+def test_an_engine_crash_mid_stream_is_still_an_error_event_then_done():
+    async def script(request):
+        yield RequestOutput(request.request_id, choices=[ChoiceDelta(0, text="a", token_ids=[1])])
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    with make_client(FakeEngine(script)) as c:
+        r = c.post("/v1/completions", json={"prompt": "a", "stream": True})
+        events = parse_sse(r.content)
+        assert events[0]["choices"][0]["text"] == "a"
+        assert events[-1]["error"]["type"] == "server_error"
+        assert "CUDA" not in events[-1]["error"]["message"]  # internals stay in the server log
+        assert_openai_error(c.post("/v1/completions", json={"prompt": "a"}), 500)

@@ -418,10 +418,10 @@ class CompletionServing:
                     new = self._apply(state, event.prompt_index, self._check(event))
                     if new:
                         yield encode_event(chunk(new))
-            except APIError as err:
+            except Exception as exc:
                 # An error after the 200: one error event, then [DONE] (PROTOCOLS.md).
                 self.metrics.completions.labels(outcome="error").inc()
-                yield encode_event(err.body())
+                yield encode_event(to_api_error(exc).body())
                 yield DONE
                 completed = True
                 return
