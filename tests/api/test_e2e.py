@@ -280,6 +280,20 @@ def test_copilot_replay(server):
     parse_sse(r.content)  # and the framing is exact
 
 
+def test_copilot_panel(server):
+    # Ctrl+Enter: ten choices with logprobs, streamed and interleaved.
+    body = copilot_body(n=10) | {"logprobs": 2}
+    body["extra"]["force_indent"] = 4
+    headers = COPILOT_HEADERS | {"OpenAI-Intent": "copilot-panel"}
+    r = httpx.post(server + "/v1/engines/copilot-codex/completions", json=body, headers=headers, timeout=30)
+    choices = read_like_copilot(r.content)
+    assert sorted(choices) == list(range(10))
+    assert all(c["finishes"] == 1 for c in choices.values())
+    events = parse_sse(r.content)
+    with_lp = [ch for e in events for ch in e["choices"] if ch["logprobs"] and ch["logprobs"]["tokens"]]
+    assert with_lp and all(len(top) <= 2 for ch in with_lp for top in ch["logprobs"]["top_logprobs"])
+
+
 def test_copilot_single_line(server):
     body = copilot_body(n=1) | {"stop": ["\n"], "max_tokens": 60}
     r = httpx.post(
