@@ -51,10 +51,14 @@ def indentation(line: str) -> int:
 def block_indent(prompt: str, next_indent: int | None = None) -> int:
     """The `c` of the rule: max(indentation of the last non-blank prompt line, next_indent)."""
     last = 0
-    for line in reversed(prompt.split("\n")):
+    end = len(prompt)
+    while end >= 0:  # walk back line by line: prompts can be megabytes, the answer is near the end
+        start = prompt.rfind("\n", 0, end) + 1
+        line = prompt[start:end]
         if line.strip():
             last = indentation(line)
             break
+        end = start - 1
     return max(last, next_indent or 0)
 
 
