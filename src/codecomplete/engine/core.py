@@ -200,9 +200,10 @@ class EngineCore:
                 entry = self._inbox.popleft()
                 aborted = id(entry) in self._aborted_early
                 self._aborted_early.discard(id(entry))
-            if aborted:
-                continue
             request, sink, _ = entry
+            if aborted:
+                sink(_cancelled_output(request.request_id))
+                continue
             try:
                 req = self._admit(request, sink)
             except PromptError as exc:
@@ -402,11 +403,13 @@ class EngineCore:
         self.batch = self.runner.select(self.batch, keep) if keep else None
 
     def _release(self, req: RequestState) -> None:
-        """An aborted request leaves: its client is gone, so nothing more is sent."""
+        """An aborted request leaves. Its client is normally gone; a reader still iterating gets
+        one last event so it never waits forever."""
         req.finished = True
         for s in req.seqs:
             s.finished = True
         self._forget(req)
+        req.sink(_cancelled_output(req.request_id))
 
     def _forget(self, req: RequestState) -> None:
         with self._lock:
@@ -460,6 +463,11 @@ def _choice_indices(reqs: list[RequestState]):
     for i, req in enumerate(reqs):
         for j in range(req.num_seqs):
             yield i, j
+
+
+def _cancelled_output(request_id: str) -> RequestOutput:
+    error = EngineError("the request was cancelled", type="cancelled", code="cancelled", status=499)
+    return RequestOutput(request_id, error=error, finished=True)
 
 
 def _error_output(request_id: str, message: str) -> RequestOutput:
