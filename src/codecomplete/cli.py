@@ -154,15 +154,33 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
         )
     except ValueError as e:
         raise SystemExit(f"serve: {e}") from None
-    app = build_app(settings, build_engine(config))
-    logging.getLogger("codecomplete").info("listening on http://%s:%d", settings.host, settings.port)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level in ("debug", "trace"),
+    # The port opens at once and /health says 503 while the model loads; a model that fails to
+    # load stops the server with an error rather than leaving it answering 503.
+    failures: list[BaseException] = []
+
+    def on_start_failure(exc: BaseException) -> None:
+        failures.append(exc)
+        server.should_exit = True
+
+    app = build_app(
+        settings, build_engine(config), start_in_background=True, on_start_failure=on_start_failure
     )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.log_level in ("debug", "trace"),
+        )
+    )
+    logging.getLogger("codecomplete").info(
+        "listening on http://%s:%d (loading %s)", settings.host, settings.port, model
+    )
+    server.run()
+    if failures:
+        exc = failures[0]
+        raise SystemExit(f"serve: the model failed to load: {type(exc).__name__}: {exc}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -63,3 +64,32 @@ def test_the_server_keeps_serving_after_disconnects(slow_server):
         httpx.post(srv.base + "/v1/completions", json={"prompt": "a", "max_tokens": 100}, timeout=0.3)
     r = httpx.post(srv.base + "/v1/completions", json={"prompt": "a", "max_tokens": 2}, timeout=10)
     assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "length"
+
+
+class _BrokenEngine(FakeEngine):
+    async def start(self) -> None:
+        await asyncio.sleep(0.2)
+        raise OSError("no model at /nowhere")
+
+
+def test_background_start_answers_503_until_the_model_is_loaded():
+    engine = FakeEngine(start_delay=1.5)
+    app = build_app(settings(), engine, start_in_background=True)
+    with ServerThread(app, free_port_number()) as srv:
+        r = httpx.get(srv.base + "/health")
+        assert r.status_code == 503 and r.json()["status"] == "unavailable"
+        r = httpx.post(srv.base + "/v1/completions", json={"prompt": "a"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert r.json()["error"]["code"] == "engine_unavailable"
+        assert httpx.get(srv.base + "/v1/models").status_code == 503
+        assert _wait_for(lambda: httpx.get(srv.base + "/health").status_code == 200, timeout=10)
+        assert httpx.post(srv.base + "/v1/completions", json={"prompt": "a"}).status_code == 200
+
+
+def test_a_model_that_fails_to_load_is_reported_to_the_caller():
+    failures = []
+    app = build_app(settings(), _BrokenEngine(), start_in_background=True, on_start_failure=failures.append)
+    with ServerThread(app, free_port_number()) as srv:
+        assert _wait_for(lambda: bool(failures))
+        assert isinstance(failures[0], OSError)
+        assert httpx.get(srv.base + "/health").status_code == 503

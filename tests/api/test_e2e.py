@@ -444,3 +444,22 @@ def _prompts(body: dict) -> list:
     if isinstance(p, str) or (p and isinstance(p[0], int)):
         return [p]
     return p
+
+
+def test_serve_exits_with_an_error_when_the_model_cannot_load(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECOMPLETE_")}
+    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    missing = tmp_path / "no-such-model"
+    cmd = [
+        sys.executable,
+        "-m",
+        "codecomplete",
+        "serve",
+        "--model",
+        str(missing),
+        "--port",
+        str(free_port_number()),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "failed to load" in proc.stderr

@@ -3,8 +3,9 @@ the caller built (cli.py builds the real one; tests pass a scripted fake)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,10 +26,32 @@ from codecomplete.settings import ServerSettings
 log = logging.getLogger("codecomplete.api")
 
 
-def build_app(settings: ServerSettings, engine: EngineClient) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await engine.start()
+def build_app(
+    settings: ServerSettings,
+    engine: EngineClient,
+    *,
+    start_in_background: bool = False,
+    on_start_failure: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """The app over `engine`, which the lifespan starts and stops.
+
+    start_in_background: open the port at once and load the model behind it; until it is loaded
+    /health and the API answer 503 (with Retry-After). `on_start_failure` is then called if the
+    model fails to load, so the caller can stop the server (cli.py exits with an error) instead of
+    leaving it answering 503 forever. Without it, startup waits for the model (tests, embedding).
+    """
+
+    async def start_engine() -> None:
+        try:
+            await engine.start()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            log.error("the engine failed to start: %s: %s", type(exc).__name__, exc)
+            if on_start_failure is None:
+                raise
+            on_start_failure(exc)
+            return
         info = engine.model_info
         if info.fim_template is None:
             log.warning(
@@ -42,9 +65,20 @@ def build_app(settings: ServerSettings, engine: EngineClient) -> FastAPI:
             info.fim_template or "none",
             "; API key required" if settings.api_key else "",
         )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        starting = None
+        if start_in_background:
+            starting = asyncio.ensure_future(start_engine())
+        else:
+            await start_engine()
         try:
             yield
         finally:
+            if starting is not None and not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
             await engine.stop()
 
     app = FastAPI(

@@ -38,3 +38,16 @@ def require_api_key(request: Request) -> None:
             "missing or wrong API key: send `Authorization: Bearer <key>` with the server's --api-key",
             code="invalid_api_key",
         )
+
+
+def check_ready(engine: EngineClient) -> None:
+    """503 + Retry-After while the engine is not serving (loading, stopped, or its loop died)."""
+    health = engine.health()
+    if not health.ok:
+        raise APIError(
+            503,
+            f"the model is not ready: {health.detail}",
+            type="server_error",
+            code="engine_unavailable",
+            headers={"Retry-After": "5"},
+        )

@@ -7,7 +7,8 @@ import uuid
 from starlette.requests import Request
 
 from codecomplete.api.autocomplete.protocol import AutocompleteRequest, AutocompleteResponse
-from codecomplete.api.completions.serving import ClientGone, check_ready, resolve_model, until_disconnect
+from codecomplete.api.completions.serving import ClientGone, resolve_model, until_disconnect
+from codecomplete.api.deps import check_ready
 from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.streams import OutputStream

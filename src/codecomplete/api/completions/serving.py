@@ -27,6 +27,7 @@ from codecomplete.api.completions.protocol import (
     CompletionResponse,
     Usage,
 )
+from codecomplete.api.deps import check_ready
 from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.sse import DONE, SSEResponse, encode_event
@@ -68,19 +69,6 @@ async def until_disconnect(raw: Request, work: Awaitable[T]) -> T:
     if task.cancelled():
         raise ClientGone()
     return task.result()
-
-
-def check_ready(engine: EngineClient) -> None:
-    """503 + Retry-After while the engine is not serving (its loop died, or it is stopping)."""
-    health = engine.health()
-    if not health.ok:
-        raise APIError(
-            503,
-            f"the model is not ready: {health.detail}",
-            type="server_error",
-            code="engine_unavailable",
-            headers={"Retry-After": "5"},
-        )
 
 
 def resolve_model(engine: EngineClient, requested: str | None) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from codecomplete.api.deps import check_ready
 from codecomplete.api.errors import APIError
 from codecomplete.api.models.protocol import EngineCard, EngineList, ModelCard, ModelList
 from codecomplete.engine.client import EngineClient
 
 
 def model_cards(engine: EngineClient) -> list[ModelCard]:
+    check_ready(engine)  # model_info exists only once the model is loaded
     info = engine.model_info
     return [
         ModelCard(
