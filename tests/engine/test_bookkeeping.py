@@ -34,14 +34,14 @@ def test_admission_respects_batch_size_counting_choices():
     assert s.schedule().prefill == []
 
 
-def test_admission_is_fifo_under_token_budget_but_always_admits_one():
+def test_admission_is_fifo_under_token_budget():
     s = Scheduler(max_batch_size=32, max_step_tokens=100, max_queue=10)
-    s.add(req("long", 500))
     s.add(req("x", 40))
     s.add(req("y", 40))
     s.add(req("z", 40))
-    assert [r.request_id for r in s.schedule().prefill] == ["long"]  # over budget, but alone
-    assert [r.request_id for r in s.schedule().prefill] == ["x", "y"]  # 80 <= 100 < 120
+    out = s.schedule()
+    assert [r.request_id for r in out.prefill] == ["x", "y"]  # 80 <= 100 < 120
+    assert out.chunk == (s.waiting[0], 20)  # z starts with the 20 tokens left in the budget
     assert [r.request_id for r in s.schedule().prefill] == ["z"]
 
 
@@ -160,3 +160,34 @@ def test_indent_trim_streams_only_decided_lines():
     text, stopped, chunks = feed(checker, ["foo()\n", "    ", "    bar()\n", "\n", "baz()\n", "more"])
     assert stopped and text == "foo()\n        bar()"
     assert "".join(chunks) == text
+
+
+def test_long_prompts_are_prefilled_in_chunks_under_the_budget():
+    s = Scheduler(max_batch_size=32, max_step_tokens=100, max_queue=10)
+    long, short = req("long", 250), req("short", 30)
+    s.add(short)
+    s.add(long)
+    done = {"long": 0}
+
+    def cost(r):
+        return r.num_prompt_tokens - done.get(r.request_id, 0)
+
+    out = s.schedule(cost)
+    assert out.prefill == [short] and out.chunk == (long, 70)  # the rest of this step's budget
+    done["long"] += 70
+    out = s.schedule(cost)
+    assert out.prefill == [] and out.chunk == (long, 100)
+    done["long"] += 100
+    out = s.schedule(cost)
+    assert out.prefill == [long] and out.chunk is None  # the last 80 tokens: it joins the batch
+    assert out.prefill_tokens == 80
+
+
+def test_unchunkable_prompt_over_budget_runs_alone():
+    s = Scheduler(max_batch_size=32, max_step_tokens=100, max_queue=10)
+    echo = req("echo", 300)
+    echo.request.params.echo, echo.request.params.logprobs = True, 1
+    s.add(req("a", 10))
+    s.add(echo)
+    assert [r.request_id for r in s.schedule().prefill] == ["a"]
+    assert [r.request_id for r in s.schedule().prefill] == ["echo"]

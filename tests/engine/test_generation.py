@@ -219,3 +219,20 @@ def test_detokenizer_never_splits_utf8(gpt2_core):
     assert "".join(deltas) == text
     assert not any("\ufffd" in d for d in deltas)
     assert len(ids) > len(text.encode().decode()) / 4  # multi-byte characters were split in tokens
+
+
+def test_chunked_prefill_gives_the_same_tokens_and_keeps_decoding(gpt2_core, tiny_model_dir):
+    long_prompt = PROMPT * 4  # ~100 tokens: seven chunks of 16
+    solo = submit(gpt2_core, "solo-long", greedy(10), long_prompt)
+    run_until_idle(gpt2_core)
+    core = make_core(tiny_model_dir, max_step_tokens=16, prefix_cache_mb=0)
+    running = submit(core, "running", greedy(40), "x = 1\n")
+    core.step()
+    long = submit(core, "long", greedy(10), long_prompt)
+    while not long:
+        core.step()
+    tokens_meanwhile = len(ids_of(running))
+    run_until_idle(core)
+    assert ids_of(long) == ids_of(solo)
+    n_prompt = len(long[0].prompt_token_ids)
+    assert tokens_meanwhile >= n_prompt // 16  # the batch decoded while the long prompt was chunked

@@ -151,7 +151,7 @@ class EngineCore:
         self._drain_inbox()
         if not self.scheduler.has_work():
             return False
-        sched = self.scheduler.schedule()
+        sched = self.scheduler.schedule(self._prefill_cost)
         for req in sched.aborted:
             self._release(req)
         self._evict()
@@ -165,6 +165,17 @@ class EngineCore:
                 ok = False
                 self._fail({id(s.request): s.request for s in self.batch.seqs}.values(), exc)
                 self.batch = None
+        if sched.chunk is not None:
+            req, n = sched.chunk
+            try:
+                req.partial_kv = self.runner.extend(
+                    req.partial_kv, req.prefilled, req.prompt_ids[req.prefilled : req.prefilled + n]
+                )
+                req.prefilled += n
+            except Exception as exc:
+                ok = False
+                self.scheduler.waiting.remove(req)
+                self._fail([req], exc)
         if sched.prefill:
             try:
                 new = self._prefill(sched.prefill)
@@ -216,7 +227,11 @@ class EngineCore:
             try:
                 self.scheduler.add(req)
             except QueueFullError:
-                sink(RequestOutput(request.request_id, error=EngineError("queue full", status=429), finished=True))
+                sink(
+                    RequestOutput(
+                        request.request_id, error=EngineError("queue full", status=429), finished=True
+                    )
+                )
                 continue
             with self._lock:
                 self._live.setdefault(req.request_id, []).append(req)
@@ -244,13 +259,24 @@ class EngineCore:
             sink=sink,
         )
 
+    def _prefill_cost(self, req: RequestState) -> int:
+        """Prompt tokens still to prefill. The first time a request is looked at, its prompt is
+        matched against the prefix cache: a hit makes the cached tokens free."""
+        if req.prefilled is None:
+            n, kv = self.prefix_cache.lookup(req.prompt_ids) if req.chunkable else (0, None)
+            req.prefilled, req.partial_kv, req.reused_prefix = n, kv, n
+        return len(req.prompt_ids) - req.prefilled
+
     def _prefill(self, reqs: list[RequestState]) -> Batch:
         rows = []
         for req in reqs:
-            full = req.request.params.echo and req.request.params.logprobs is not None
-            n, kv = (0, None) if full else self.prefix_cache.lookup(req.prompt_ids)
-            req.reused_prefix = n
-            rows.append(PrefillRow(req.prompt_ids, reuse=n, kv=kv, full_logits=full))
+            n = req.prefilled or 0
+            rows.append(
+                PrefillRow(
+                    req.prompt_ids, reuse=n, kv=req.partial_kv if n else None, full_logits=not req.chunkable
+                )
+            )
+            req.partial_kv = None
         batch, logits, full_logits = self.runner.prefill(rows)
         if self.prefix_cache.enabled:
             for i, req in enumerate(reqs):
@@ -445,7 +471,9 @@ class EngineCore:
         offset = 0
         first = self._piece(ids[0])
         offset += len(first)
-        for tok, (lp, top) in zip(ids[1:], prompt_logprobs(logits, ids, req.request.params.logprobs or 0), strict=False):
+        for tok, (lp, top) in zip(
+            ids[1:], prompt_logprobs(logits, ids, req.request.params.logprobs or 0), strict=False
+        ):
             piece = self._piece(tok)
             out.append(TokenLogprob(piece, lp, {self._piece(t): v for t, v in top}, offset))
             offset += len(piece)
@@ -454,7 +482,9 @@ class EngineCore:
     def _piece(self, token: int) -> str:
         piece = self._pieces.get(token)
         if piece is None:
-            piece = self.tokenizer.decode([token], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            piece = self.tokenizer.decode(
+                [token], skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
             self._pieces[token] = piece
         return piece
 
@@ -472,4 +502,3 @@ def _cancelled_output(request_id: str) -> RequestOutput:
 
 def _error_output(request_id: str, message: str) -> RequestOutput:
     return RequestOutput(request_id, error=EngineError(message=message), finished=True)
-

@@ -50,8 +50,12 @@ class SlackLayer(DynamicLayer):
         n = key_states.shape[-2]
         if self._n + n > self._k.shape[2]:
             grow = _slack(self._n + n) + n
-            self._k = torch.cat([self._k[:, :, : self._n], self._k.new_zeros((*self._k.shape[:2], grow, self._k.shape[3]))], 2)
-            self._v = torch.cat([self._v[:, :, : self._n], self._v.new_zeros((*self._v.shape[:2], grow, self._v.shape[3]))], 2)
+            self._k = torch.cat(
+                [self._k[:, :, : self._n], self._k.new_zeros((*self._k.shape[:2], grow, self._k.shape[3]))], 2
+            )
+            self._v = torch.cat(
+                [self._v[:, :, : self._n], self._v.new_zeros((*self._v.shape[:2], grow, self._v.shape[3]))], 2
+            )
         self._k[:, :, self._n : self._n + n] = key_states
         self._v[:, :, self._n : self._n + n] = value_states
         self._n += n
@@ -93,7 +97,11 @@ def _stack(layers: list, width: int) -> SlackLayer:
     first = layers[0]
     k0, v0 = first.keys, first.values
     b = sum(sizes)
-    out = SlackLayer(k0.new_zeros((b, *k0.shape[1:2], 0, k0.shape[3])), v0.new_zeros((b, *v0.shape[1:2], 0, v0.shape[3])), width)
+    out = SlackLayer(
+        k0.new_zeros((b, *k0.shape[1:2], 0, k0.shape[3])),
+        v0.new_zeros((b, *v0.shape[1:2], 0, v0.shape[3])),
+        width,
+    )
     row = 0
     for layer, size in zip(layers, sizes, strict=True):
         t = layer.keys.shape[2]
@@ -164,6 +172,17 @@ class ModelRunner:
             logits = logits[inverse]
         return batch, logits, full
 
+    @torch.inference_mode()
+    def extend(self, kv: KV | None, start: int, ids: list[int]) -> KV:
+        """Chunked prefill: run `ids` (prompt positions start..) after the first `start` tokens'
+        KV and return the KV of all start + len(ids) tokens (no logits needed)."""
+        cache = _cache_from([(k[:, :, :start], v[:, :, :start]) for k, v in kv]) if start else None
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
+        mask = torch.ones((1, start + len(ids)), dtype=torch.long, device=self.device)
+        pos = torch.arange(start, start + len(ids), device=self.device)[None, :]
+        _, cache = self._forward(x, mask, pos, cache, True)
+        return [(layer.keys, layer.values) for layer in _layers(cache)]
+
     def _prefill_padded(self, prompts: list[list[int]]) -> tuple[Batch, torch.Tensor]:
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
@@ -193,7 +212,10 @@ class ModelRunner:
         """A copy of row's KV for its last `length` cached tokens (right after prefill: the prompt)."""
         t = batch.width
         return [
-            (layer.keys[row : row + 1, :, t - length :].clone(), layer.values[row : row + 1, :, t - length :].clone())
+            (
+                layer.keys[row : row + 1, :, t - length :].clone(),
+                layer.values[row : row + 1, :, t - length :].clone(),
+            )
             for layer in _layers(batch.cache)
         ]
 
@@ -205,11 +227,19 @@ class ModelRunner:
         start = int(real[0]) if len(real) else 0
         cache = batch.cache
         cache.layers = [
-            SlackLayer(layer.keys[:, :, start:].index_select(0, idx), layer.values[:, :, start:].index_select(0, idx))
+            SlackLayer(
+                layer.keys[:, :, start:].index_select(0, idx), layer.values[:, :, start:].index_select(0, idx)
+            )
             for layer in _layers(cache)
         ]
         seqs = [batch.seqs[r] for r in rows] if batch.seqs else []
-        return Batch(seqs, batch.cache, mask[:, start:], batch.pos.index_select(0, idx), batch.next_ids.index_select(0, idx))
+        return Batch(
+            seqs,
+            batch.cache,
+            mask[:, start:],
+            batch.pos.index_select(0, idx),
+            batch.next_ids.index_select(0, idx),
+        )
 
     def concatenate(self, batches: list[Batch]) -> Batch:
         batches = [b for b in batches if len(b)]

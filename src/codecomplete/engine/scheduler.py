@@ -1,9 +1,11 @@
 """Which requests join the running batch this step. Pure Python: tested without a model.
 
 FIFO admission under two limits: the batch's sequence count (--max-batch-size; a request with
-n choices takes n slots) and a per-step prefill token budget (--max-step-tokens). A step always
-admits at least one request when there is room in the batch, so a prompt longer than the budget
-still runs (alone). The waiting queue is bounded (--max-queue).
+n choices takes n slots) and a per-step prefill token budget (--max-step-tokens). A prompt that
+does not fit the budget left in a step is prefilled in chunks over several steps (it stays at the
+head of the queue meanwhile, and the running batch keeps decoding between chunks), unless it
+cannot be chunked (echo with logprobs), in which case it runs alone. The waiting queue is bounded
+(--max-queue).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from codecomplete.engine.sequence import RequestState
 
 @dataclass
 class SchedulerOutput:
-    prefill: list[RequestState] = field(default_factory=list)
+    prefill: list[RequestState] = field(default_factory=list)  # finish their prefill and join this step
     aborted: list[RequestState] = field(default_factory=list)  # left the queue or the batch this step
+    chunk: tuple[RequestState, int] | None = None  # (request, tokens): a part of a long prompt
     prefill_tokens: int = 0
 
 
@@ -45,6 +48,7 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self, prefill_cost: Callable[[RequestState], int] | None = None) -> SchedulerOutput:
+        """`prefill_cost(req)`: prompt tokens still to prefill (default: the whole prompt)."""
         cost = prefill_cost or (lambda r: r.num_prompt_tokens)
         out = SchedulerOutput()
         # Aborted requests leave first, so their slots are free for this step's admissions.
@@ -62,8 +66,14 @@ class Scheduler:
             tokens = cost(req)
             if req.num_seqs > slots:
                 break
-            if out.prefill and out.prefill_tokens + tokens > self.max_step_tokens:
-                break
+            room = self.max_step_tokens - out.prefill_tokens
+            if tokens > room:
+                if req.chunkable and room > 0:
+                    out.chunk = (req, room)  # stays at the head of the queue
+                    out.prefill_tokens += room
+                    break
+                if out.prefill:
+                    break  # an unchunkable prompt over the budget runs alone, next step
             self.waiting.popleft()
             out.prefill.append(req)
             out.prefill_tokens += tokens

@@ -59,6 +59,16 @@ class RequestState:
     first_sent: bool = False
     prompt_logprobs: list[TokenLogprob | None] | None = None
     reused_prefix: int = 0  # prompt tokens whose KV came from the prefix cache
+    # Chunked prefill: the first `prefilled` prompt tokens already have KV in `partial_kv`
+    # (from the prefix cache and/or earlier chunks); None until the core looked.
+    prefilled: int | None = None
+    partial_kv: Any = None
+
+    @property
+    def chunkable(self) -> bool:
+        """echo + logprobs needs every prompt position's logits at once: never chunked."""
+        p = self.request.params
+        return not (p.echo and p.logprobs is not None)
 
     @property
     def request_id(self) -> str:
