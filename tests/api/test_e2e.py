@@ -124,6 +124,14 @@ def test_n_choices(oai):
     assert sorted(c.index for c in r.choices) == [0, 1, 2]
     assert all(c.finish_reason in ("stop", "length") for c in r.choices)
     assert r.usage.completion_tokens <= 3 * 8
+    finishes: dict[int, list] = {0: [], 1: [], 2: []}
+    for chunk in oai.completions.create(
+        model="tiny", prompt=PROMPT, n=3, max_tokens=8, temperature=0.8, stream=True
+    ):
+        for c in chunk.choices:
+            finishes[c.index].append(c.finish_reason)
+    for reasons in finishes.values():  # interleaved choices, each ends exactly once, last
+        assert reasons and reasons[-1] in ("stop", "length") and not any(reasons[:-1])
 
 
 def test_best_of_returns_n(oai):
