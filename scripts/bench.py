@@ -1,0 +1,371 @@
+"""Benchmark the serving engine: throughput, latency, TTFT/ITL, keystroke prefix reuse, cancellation.
+
+    python scripts/bench.py --out BENCHMARKS.md            # what `make bench` runs (~5-10 min, 2 cores)
+    python scripts/bench.py --quick                        # a fast smoke run, prints only
+    python scripts/bench.py --model path/to/hf-folder      # bench another model
+
+Every measurement uses the same model and the same requests. Unless --url/--serve is given the
+engine is driven through its EngineClient (the object the HTTP layer calls); see BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from codecomplete.engine import EngineConfig, build_engine  # noqa: E402
+from codecomplete.engine.types import GenerationRequest, SamplingParams  # noqa: E402
+
+BENCH_MODEL = dict(arch="gpt2", vocab_size=8192, n_ctx=2048, width=384, layers=6)
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def code_prompts(tokenizer, count: int, tokens: int) -> list[str]:
+    """`count` distinct prompts of about `tokens` tokens, cut from the standard library's source."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    prompts: list[str] = []
+    for path in sorted(stdlib.glob("*.py"))[40:]:
+        ids = tokenizer(path.read_text(encoding="utf-8", errors="replace"))["input_ids"]
+        for start in range(0, len(ids) - tokens, tokens * 3):
+            prompts.append(tokenizer.decode(ids[start : start + tokens]))
+            if len(prompts) == count:
+                return prompts
+    raise RuntimeError("not enough source text for prompts")
+
+
+def params(max_tokens: int) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+
+
+class Runner:
+    """Streams requests through an EngineClient and records per-request timings."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self._n = 0
+
+    async def one(self, prompt: str, max_tokens: int) -> dict:
+        self._n += 1
+        t0 = time.perf_counter()
+        times, tokens = [], 0
+        async for out in self.engine.generate(GenerationRequest(f"b{self._n}", params(max_tokens), prompt=prompt)):
+            if out.error:
+                raise RuntimeError(out.error.message)
+            if out.choices:
+                times.append(time.perf_counter())
+            tokens = out.num_generated_tokens
+        return dict(start=t0, end=time.perf_counter(), times=times, tokens=tokens)
+
+    async def clients(self, prompts: list[str], concurrency: int, max_tokens: int) -> dict:
+        queue = list(prompts)
+        results: list[dict] = []
+
+        async def client():
+            while queue:
+                results.append(await self.one(queue.pop(0), max_tokens))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+        ttft = [r["times"][0] - r["start"] for r in results]
+        itl = [b - a for r in results for a, b in zip(r["times"], r["times"][1:], strict=False)]
+        tokens = sum(r["tokens"] for r in results)
+        return dict(wall=wall, tokens=tokens, tps=tokens / wall, ttft=ttft, itl=itl)
+
+
+def generate_baseline(model, tokenizer, prompts: list[str], max_tokens: int) -> dict:
+    total_tokens, t0 = 0, time.perf_counter()
+    for p in prompts:
+        total_tokens += len(direct_generate(model, tokenizer, p, max_tokens))
+    wall = time.perf_counter() - t0
+    return dict(wall=wall, tokens=total_tokens, tps=total_tokens / wall)
+
+
+def direct_generate(model, tokenizer, prompt: str, max_tokens: int) -> list[int]:
+    import torch
+
+    ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_tokens,
+            min_new_tokens=max_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.eos_token_id,
+        )
+    return out[0, ids.shape[1] :].tolist()
+
+
+async def bench(args) -> tuple[list[str], dict]:
+    from transformers import AutoTokenizer
+
+    from codecomplete.models.loading import load_for_inference
+
+    if args.model:
+        model_dir, model_desc = args.model, args.model
+    else:
+        from codecomplete.models.tiny import build_tiny_model
+
+        model_dir = build_tiny_model(out_dir=ROOT / ".cache" / "bench-gpt2", **BENCH_MODEL)
+        model_desc = "random-init GPT-2 from models/tiny.py ({arch}, vocab {vocab_size}, context {n_ctx}, width {width}, {layers} layers)".format(
+            **BENCH_MODEL
+        )
+    import torch
+
+    torch.set_num_threads(args.threads)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, _, device, dtype = load_for_inference(str(model_dir), args.device, "auto")
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    max_tokens = args.max_tokens
+    prompts = code_prompts(tokenizer, args.requests, args.prompt_tokens)
+    results: dict = dict(model=f"{model_desc}, {n_params:.1f}M parameters", device=f"{device}/{str(dtype)[6:]}, {args.threads} torch thread(s)")
+    log = []
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+        log.append(msg)
+
+    # 1. baseline: the same requests one at a time through model.generate
+    direct_generate(model, tokenizer, prompts[0], 4)  # warm-up
+    base = generate_baseline(model, tokenizer, prompts, max_tokens)
+    results["baseline"] = base
+    say(f"baseline model.generate, one at a time: {base['tps']:.1f} tok/s ({base['tokens']} tokens, {base['wall']:.1f}s)")
+
+    engine = build_engine(EngineConfig(model=str(model_dir), device=args.device, prefix_cache_mb=0))
+    await engine.start()
+    runner = Runner(engine)
+    await runner.one(prompts[0], 4)  # warm-up
+    results["throughput"] = {}
+    for c in args.concurrency:
+        r = await runner.clients(prompts, c, max_tokens)
+        results["throughput"][c] = r
+        say(
+            f"engine, {c:>2} concurrent clients: {r['tps']:.1f} tok/s = {r['tps'] / base['tps']:.2f}x baseline; "
+            f"TTFT p50 {pct(r['ttft'], 50) * 1e3:.0f} ms p99 {pct(r['ttft'], 99) * 1e3:.0f} ms; "
+            f"ITL p50 {pct(r['itl'], 50) * 1e3:.1f} ms p99 {pct(r['itl'], 99) * 1e3:.1f} ms"
+        )
+
+    # 2. single-client latency against a direct model.generate call for the same tokens
+    eng_lat, gen_lat = [], []
+    for i in range(args.latency_reps):
+        p = prompts[i % len(prompts)]
+        t0 = time.perf_counter()
+        direct_generate(model, tokenizer, p, max_tokens)
+        gen_lat.append(time.perf_counter() - t0)
+        r = await runner.one(p, max_tokens)
+        eng_lat.append(r["end"] - r["start"])
+    results["latency"] = dict(engine=statistics.median(eng_lat), generate=statistics.median(gen_lat))
+    say(
+        f"single client, {max_tokens} tokens: engine {results['latency']['engine'] * 1e3:.0f} ms vs generate "
+        f"{results['latency']['generate'] * 1e3:.0f} ms = {results['latency']['engine'] / results['latency']['generate']:.3f}x"
+    )
+
+    # 5. tokens generated for cancelled requests after their client left
+    before = engine.metrics()
+    streams = [
+        engine.generate(GenerationRequest(f"cancel{i}", params(max_tokens), prompt=prompts[i % len(prompts)])) for i in range(16)
+    ]
+    for s in streams:
+        await s.__anext__()
+    for s in streams:
+        await s.aclose()
+    await asyncio.sleep(0.3)
+    after = engine.metrics()
+    leaked = after["tokens_generated_after_cancel_total"] - before["tokens_generated_after_cancel_total"]
+    results["cancel"] = dict(requests=16, after_cancel=leaked, running=after["running"])
+    say(f"cancellation: 16 streams closed after their first token: {leaked} tokens generated after the cancel "
+        f"({leaked / 16:.2f} per request), running afterwards: {after['running']}")
+    await engine.stop()
+
+    # 4. keystroke replay: each prompt is the previous one plus a few characters
+    base_prompt = code_prompts(tokenizer, 1, args.keystroke_tokens)[0]
+    typed = "    result = compute(values, key=lambda item: item[1])\n"
+    replay = [base_prompt + typed[: 3 * (i + 1)] for i in range(10)]
+    results["keystroke"] = {}
+    for label, mb in (("without prefix reuse", 0), ("with prefix reuse", 256)):
+        engine = build_engine(EngineConfig(model=str(model_dir), device=args.device, prefix_cache_mb=mb))
+        await engine.start()
+        runner = Runner(engine)
+        await runner.one(prompts[0], 2)  # warm-up (a different prompt: no reuse from it)
+        lat = []
+        for p in replay:
+            r = await runner.one(p, args.keystroke_max_tokens)
+            lat.append(r["end"] - r["start"])
+        results["keystroke"][label] = dict(mean=statistics.mean(lat), hit_rate=engine.metrics()["prefix_cache_hit_rate"])
+        await engine.stop()
+    k = results["keystroke"]
+    ratio = k["with prefix reuse"]["mean"] / k["without prefix reuse"]["mean"]
+    results["keystroke"]["ratio"] = ratio
+    say(
+        f"keystroke replay ({len(tokenizer(base_prompt)['input_ids'])}-token prompt, {args.keystroke_max_tokens} new tokens): "
+        f"mean {k['without prefix reuse']['mean'] * 1e3:.0f} ms without reuse, {k['with prefix reuse']['mean'] * 1e3:.0f} ms "
+        f"with = {ratio:.2f}x (hit rate {k['with prefix reuse']['hit_rate']:.2f})"
+    )
+    results["dtype"] = dtype_probe(model, device) if device == "cpu" else {}
+    if results["dtype"]:
+        say("cpu dtype: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in results["dtype"].items()))
+    return log, results
+
+
+def dtype_probe(model, device: str, reps: int = 3) -> dict[str, float]:
+    """One forward (batch 16 x 128 tokens) in float32, under bf16 autocast, and with bf16 weights."""
+    import copy
+
+    import torch
+
+    ids = torch.randint(0, model.config.vocab_size, (16, 128), device=device)
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+
+    def timed(fn) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    with torch.inference_mode():
+        out = {"float32": timed(lambda: model(ids))}
+
+        def autocast():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(ids)
+
+        out["bf16 autocast"] = timed(autocast)
+        out["bf16 weights"] = timed(lambda: bf16(ids))
+    return out
+
+
+def report(args, results: dict, elapsed: float) -> str:
+    base = results["baseline"]
+    tp = results["throughput"]
+    lat = results["latency"]
+    k = results["keystroke"]
+    c = results["cancel"]
+    at16 = tp.get(16, {}).get("tps", float("nan")) / base["tps"]
+    lat_ratio = lat["engine"] / lat["generate"]
+    per_req = c["after_cancel"] / c["requests"]
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python scripts/bench.py --out BENCHMARKS.md`). Re-run it to refresh.",
+        "",
+        f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- command: `python scripts/bench.py {' '.join(sys.argv[1:])}` ({elapsed / 60:.1f} min)",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores (shared with other work while measured), "
+        f"Python {platform.python_version()}; load average at start/end: {results['load'][0]:.1f} / "
+        f"{results['load'][1]:.1f} (other processes compete for the 2 cores: numbers are noisy)",
+        f"- model: {results['model']}; device/dtype: {results['device']}",
+        f"- requests: {args.requests} distinct prompts of {args.prompt_tokens} tokens cut from the standard "
+        f"library's source, {args.max_tokens} greedy tokens each (EOS ignored so every request makes the same work)",
+        "- path measured: the engine's EngineClient (`build_engine(...).generate`, streaming) in-process, "
+        "not through HTTP",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | verdict |",
+        "| --- | --- | --- |",
+        f"| throughput at 16 clients >= 8x one-at-a-time `model.generate` | {at16:.2f}x | {verdict(at16 >= 8)} |",
+        f"| single-client latency <= 1.10x direct `model.generate` | {lat_ratio:.3f}x "
+        f"({lat['engine'] * 1e3:.0f} vs {lat['generate'] * 1e3:.0f} ms) | {verdict(lat_ratio <= 1.10)} |",
+        f"| keystroke replay mean latency with prefix reuse <= 0.3x without | {k['ratio']:.2f}x "
+        f"({k['with prefix reuse']['mean'] * 1e3:.0f} vs {k['without prefix reuse']['mean'] * 1e3:.0f} ms, "
+        f"hit rate {k['with prefix reuse']['hit_rate']:.2f}) | {verdict(k['ratio'] <= 0.3)} |",
+        f"| tokens generated after cancel <= 1 per request | {per_req:.2f} ({c['after_cancel']} for "
+        f"{c['requests']} streams; running afterwards: {c['running']}) | {verdict(per_req <= 1)} |",
+        "",
+        "## Throughput and latency per concurrency",
+        "",
+        f"Baseline (same requests one at a time through `model.generate`): {base['tps']:.1f} tokens/s.",
+        "",
+        "| clients | tokens/s | x baseline | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows_tp = list(tp.items())
+    for conc, r in rows_tp:
+        lines.append(
+            f"| {conc} | {r['tps']:.1f} | {r['tps'] / base['tps']:.2f} | {pct(r['ttft'], 50) * 1e3:.0f} ms | "
+            f"{pct(r['ttft'], 99) * 1e3:.0f} ms | {pct(r['itl'], 50) * 1e3:.1f} ms | {pct(r['itl'], 99) * 1e3:.1f} ms |"
+        )
+    if results.get("dtype"):
+        lines += [
+            "",
+            "## CPU dtype",
+            "",
+            "One forward pass of a 16 x 128-token batch (best of 3). This CPU has avx512f but no "
+            "avx512_bf16 / AMX, so bf16 runs through slower paths; the engine keeps float32 on the CPU.",
+            "",
+            "| dtype | time |",
+            "| --- | --- |",
+        ]
+        lines += [f"| {k} | {v * 1e3:.0f} ms |" for k, v in results["dtype"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", help="write the report (Markdown) here")
+    p.add_argument("--model", help="a Hugging Face model folder (default: a ~17M-parameter tiny GPT-2)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for engine and baseline alike")
+    p.add_argument("--requests", type=int, default=32)
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])
+    p.add_argument("--latency-reps", type=int, default=3)
+    p.add_argument("--keystroke-tokens", type=int, default=1024)
+    p.add_argument("--keystroke-max-tokens", type=int, default=8)
+    p.add_argument("--quick", action="store_true", help="a smoke run: fewer requests, nothing written")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.requests, args.max_tokens, args.latency_reps, args.out = 8, 16, 2, None
+        args.concurrency, args.keystroke_tokens = [1, 4, 8], 512
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    _, results = asyncio.run(bench(args))
+    results["load"] = (load0, os.getloadavg()[0])
+    text = report(args, results, time.perf_counter() - t0)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The asyncio front end: the EngineClient the API talks to.
+
+`start()` loads the model off the event loop and starts the engine loop in a dedicated thread.
+`generate()` queues a request and returns an async iterator of its outputs; leaving that iterator
+early (a client that disconnected) aborts the request, which leaves the batch at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from codecomplete.engine.client import EngineClient
+from codecomplete.engine.config import EngineConfig
+from codecomplete.engine.types import EngineHealth, GenerationRequest, ModelInfo, RequestOutput
+
+log = logging.getLogger(__name__)
+
+
+class AsyncEngine(EngineClient):
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.core = None
+        self.device = None
+        self.dtype = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._load_error = ""
+
+    async def start(self) -> None:
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception as exc:
+            self._load_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.core.run, args=(self._stop,), name="codecomplete-engine", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        from codecomplete.engine.core import EngineCore
+        from codecomplete.models.loading import load_for_inference
+        from codecomplete.models.registry import ModelSpec
+
+        cfg = self.config
+        if cfg.num_threads:
+            import torch
+
+            torch.set_num_threads(cfg.num_threads)
+        model, tokenizer, device, dtype = load_for_inference(cfg.model, cfg.device, cfg.dtype, cfg.attn_implementation)
+        spec = ModelSpec.from_pretrained(model.config, tokenizer, cfg.fim_template)
+        names = cfg.served_names or [Path(cfg.model.rstrip("/")).name or cfg.model]
+        self.model_info = ModelInfo(
+            name=names[0],
+            served_names=names,
+            context_length=spec.context_length,
+            vocab_size=spec.vocab_size,
+            fim_template=spec.fim.name if spec.fim else None,
+            created=int(time.time()),
+        )
+        self.device, self.dtype, self.spec, self.tokenizer = device, dtype, spec, tokenizer
+        self.core = EngineCore(model, tokenizer, spec, cfg, device)
+        log.info(
+            "engine: %s (%s) on %s/%s, context %d, FIM %s, max batch %d, step budget %d tokens, queue %d",
+            names[0],
+            spec.family,
+            device,
+            str(dtype).removeprefix("torch."),
+            spec.context_length,
+            self.model_info.fim_template,
+            cfg.max_batch_size,
+            cfg.max_step_tokens,
+            cfg.max_queue,
+        )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.core is not None:
+            self.core.wake()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+            self._thread = None
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[RequestOutput]:
+        """Raises QueueFullError at once when the queue is full; RuntimeError before start()."""
+        if self.core is None or self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the engine is not running")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[RequestOutput] = asyncio.Queue()
+
+        def sink(out: RequestOutput) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, out)
+            except RuntimeError:  # the event loop is closed: nobody is listening any more
+                pass
+
+        handle = self.core.submit(request, sink)
+        return self._stream(handle, queue)
+
+    async def _stream(self, handle, queue: asyncio.Queue[RequestOutput]) -> AsyncIterator[RequestOutput]:
+        done = False
+        try:
+            while not done:
+                out = await queue.get()
+                done = out.finished
+                yield out
+        finally:
+            if not done:
+                self.core.abort_handle(handle)
+
+    async def abort(self, request_id: str) -> None:
+        if self.core is not None:
+            self.core.abort(request_id)
+
+    def health(self) -> EngineHealth:
+        if self.core is None:
+            return EngineHealth(ok=False, detail=self._load_error or "the model is not loaded yet")
+        alive = self._thread is not None and self._thread.is_alive()
+        m = self.core.metrics()
+        failing = self.core.consecutive_failures >= 3
+        if not alive:
+            detail = "the engine loop is not running"
+        elif failing:
+            detail = f"the last {self.core.consecutive_failures} model steps failed: {self.core.last_error}"
+        else:
+            detail = "ok"
+        return EngineHealth(
+            ok=alive and not failing, detail=detail, queue_depth=int(m["queue_depth"]), running=int(m["running"])
+        )
+
+    def metrics(self) -> dict[str, float]:
+        return self.core.metrics() if self.core is not None else {"queue_depth": 0, "running": 0}

@@ -1,0 +1,54 @@
+"""The engine's configuration (the `codecomplete serve` engine flags map onto these fields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_DEVICES = ("auto", "cpu", "cuda")
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class EngineConfig:
+    model: str
+    """A local Hugging Face model folder or a hub id (hub ids need the hub cache: no downloads)."""
+    served_names: list[str] = field(default_factory=list)
+    """Names the model answers to; the first is the primary name. Empty: the folder's name."""
+    device: str = "auto"
+    """auto (CUDA when present, else CPU) | cpu | cuda."""
+    dtype: str = "auto"
+    """auto (bf16 on CUDA with bf16 support, else fp16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16."""
+    max_batch_size: int = 32
+    """Most sequences decoded together in one step (n>1 counts each choice)."""
+    max_queue: int = 256
+    """Most requests waiting to start; beyond it generate() raises QueueFullError (HTTP 429)."""
+    max_step_tokens: int = 2048
+    """Prefill token budget per step: new prompts join the batch while their tokens fit."""
+    fim_template: str | None = None
+    """Force a FIM template by name (models/fim.py); None detects it from the tokenizer."""
+    seed: int = 0
+    """Seeds the engine's generator for requests that give no seed of their own."""
+    prefix_cache_mb: int = 256
+    """Memory bound of the prefix-reuse KV cache in MiB (LRU); 0 turns prefix reuse off."""
+    prefix_min_tokens: int = 16
+    """A cached prefix is reused only when at least this many prompt tokens match."""
+    num_threads: int | None = None
+    """CPU threads for torch's intra-op pool (process-wide); None keeps torch's default. On a
+    machine shared with other busy processes, 1 avoids OpenMP threads spinning against each other."""
+    attn_implementation: str | None = None
+    """Force "eager" or "sdpa"; None keeps the model's default (see docs/engine.md on invariance)."""
+
+    def __post_init__(self) -> None:
+        if self.device not in _DEVICES:
+            raise ValueError(f"device must be one of {_DEVICES} (--device), got {self.device!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES} (--dtype), got {self.dtype!r}")
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1 (--max-batch-size)")
+        if self.max_queue < 1:
+            raise ValueError("max_queue must be >= 1 (--max-queue)")
+        if self.max_step_tokens < 1:
+            raise ValueError("max_step_tokens must be >= 1 (--max-step-tokens)")
+        if self.prefix_min_tokens < 1:
+            raise ValueError("prefix_min_tokens must be >= 1")
+        self.served_names = list(self.served_names)

@@ -1,0 +1,504 @@
+"""The engine loop: one step = schedule, execute, update (vLLM's EngineCore.step).
+
+Runs in its own thread (never the event loop). Requests arrive through a thread-safe inbox;
+outputs leave through each request's `sink` callable (the async front end hands them to the
+event loop). A failing model step ends only that step's requests, with an error event.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+
+import torch
+
+from codecomplete.engine.client import QueueFullError
+from codecomplete.engine.config import EngineConfig
+from codecomplete.engine.detokenizer import IncrementalDetokenizer
+from codecomplete.engine.inputs import PromptError, prepare_prompt
+from codecomplete.engine.prefix_cache import PrefixCache
+from codecomplete.engine.runner import Batch, ModelRunner, PrefillRow
+from codecomplete.engine.sampling import prompt_logprobs, sample
+from codecomplete.engine.scheduler import Scheduler
+from codecomplete.engine.sequence import RequestState, Sequence
+from codecomplete.engine.stopping import StopChecker
+from codecomplete.engine.types import (
+    ChoiceDelta,
+    EngineError,
+    GenerationRequest,
+    RequestOutput,
+    TokenLogprob,
+)
+from codecomplete.models.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+Sink = Callable[[RequestOutput], None]
+UNHEALTHY_AFTER = 3  # consecutive failed steps before health() says the model is broken
+
+
+class EngineCore:
+    def __init__(self, model, tokenizer, spec: ModelSpec, config: EngineConfig, device):
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.config = config
+        pad = spec.eos_token_ids[0] if spec.eos_token_ids else 0
+        self.runner = ModelRunner(model, device, pad_id=pad)
+        self.scheduler = Scheduler(config.max_batch_size, config.max_step_tokens, config.max_queue)
+        self.prefix_cache = PrefixCache(config.prefix_cache_mb * 2**20, config.prefix_min_tokens)
+        self.batch: Batch | None = None
+        self._inbox: deque[tuple[GenerationRequest, Sink, RequestState | None]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._live: dict[str, list[RequestState]] = {}
+        self._aborted_early: set[int] = set()  # id() of inbox entries aborted before they started
+        self._rng = random.Random(config.seed)
+        self._next_seq = 0
+        self._touched: dict[int, RequestState] = {}
+        self._pieces: dict[int, str] = {}
+        self.consecutive_failures = 0
+        self.last_error = ""
+        self.counters = dict.fromkeys(
+            (
+                "requests_total",
+                "requests_finished_total",
+                "requests_cancelled_total",
+                "requests_failed_total",
+                "prompt_tokens_total",
+                "tokens_generated_total",
+                "tokens_generated_after_cancel_total",
+                "steps_total",
+                "step_failures_total",
+            ),
+            0,
+        )
+
+    # --- called from other threads ----------------------------------------------------------
+
+    def queue_depth(self) -> int:
+        return len(self._inbox) + len(self.scheduler.waiting)
+
+    def submit(self, request: GenerationRequest, sink: Sink) -> object:
+        """Queue a request; returns a handle for abort_handle(). Raises QueueFullError."""
+        with self._lock:
+            if self.queue_depth() >= self.config.max_queue:
+                raise QueueFullError()
+            entry = (request, sink, None)
+            self._inbox.append(entry)
+            self.counters["requests_total"] += 1
+        self._wake.set()
+        return entry
+
+    def abort(self, request_id: str) -> None:
+        with self._lock:
+            for entry in self._inbox:
+                if entry[0].request_id == request_id:
+                    self._abort_entry(entry)
+            for req in self._live.get(request_id, []):
+                self._abort_state(req)
+        self._wake.set()
+
+    def abort_handle(self, handle) -> None:
+        with self._lock:
+            self._abort_entry(handle)
+            for req in self._live.get(handle[0].request_id, []):
+                if req.sink is handle[1]:
+                    self._abort_state(req)
+        self._wake.set()
+
+    def _abort_entry(self, entry) -> None:
+        if entry in self._inbox and id(entry) not in self._aborted_early:
+            self._aborted_early.add(id(entry))
+            self.counters["requests_cancelled_total"] += 1
+
+    def _abort_state(self, req: RequestState) -> None:
+        if not req.aborted and not req.finished:
+            req.aborted = True  # the loop drops it at the next step boundary
+            self.counters["requests_cancelled_total"] += 1
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def metrics(self) -> dict[str, float]:
+        batch = self.batch
+        m: dict[str, float] = dict(self.counters)
+        m.update(
+            queue_depth=self.queue_depth(),
+            running=len(batch) if batch is not None else 0,
+            running_requests=len(self.scheduler.running),
+            prefix_cache_hit_rate=self.prefix_cache.hit_rate,
+            prefix_cache_hits_total=self.prefix_cache.hits,
+            prefix_cache_lookups_total=self.prefix_cache.lookups,
+            prefix_cache_tokens_reused_total=self.prefix_cache.tokens_reused,
+            prefix_cache_entries=len(self.prefix_cache),
+            prefix_cache_bytes=self.prefix_cache.size,
+        )
+        return m
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if not self.step():
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+        self.fail_all("the engine stopped")
+
+    def step(self) -> bool:
+        """One iteration. Returns False when there was nothing to do."""
+        self._drain_inbox()
+        if not self.scheduler.has_work():
+            return False
+        sched = self.scheduler.schedule(self._prefill_cost)
+        for req in sched.aborted:
+            self._release(req)
+        self._evict()
+        self.counters["steps_total"] += 1
+        ok = True
+        if self.batch is not None:
+            try:
+                logits = self.runner.decode(self.batch)
+                self._update(self.batch, logits)
+            except Exception as exc:  # the model failed: this step's requests get an error
+                ok = False
+                self._fail({id(s.request): s.request for s in self.batch.seqs}.values(), exc)
+                self.batch = None
+        if sched.chunk is not None:
+            req, n = sched.chunk
+            try:
+                req.partial_kv = self.runner.extend(
+                    req.partial_kv, req.prefilled, req.prompt_ids[req.prefilled : req.prefilled + n]
+                )
+                req.prefilled += n
+            except Exception as exc:
+                ok = False
+                self.scheduler.waiting.remove(req)
+                self._fail([req], exc)
+        if sched.prefill:
+            try:
+                new = self._prefill(sched.prefill)
+                self.batch = new if self.batch is None else self.runner.concatenate([self.batch, new])
+            except Exception as exc:
+                ok = False
+                self._fail(sched.prefill, exc)
+        if ok:
+            self.consecutive_failures = 0
+        self._emit()
+        self._evict()
+        return True
+
+    def fail_all(self, message: str) -> None:
+        with self._lock:
+            entries = list(self._inbox)
+            self._inbox.clear()
+        for request, sink, _ in entries:
+            sink(_error_output(request.request_id, message))
+        live = list(self.scheduler.waiting) + list(self.scheduler.running)
+        self.scheduler.waiting.clear()
+        for req in live:
+            self._send_error(req, message)
+            self.scheduler.finish(req)
+            self._forget(req)
+        self.batch = None
+
+    # --- step parts -------------------------------------------------------------------------
+
+    def _drain_inbox(self) -> None:
+        while self._inbox:
+            with self._lock:
+                entry = self._inbox.popleft()
+                aborted = id(entry) in self._aborted_early
+                self._aborted_early.discard(id(entry))
+            request, sink, _ = entry
+            if aborted:
+                sink(_cancelled_output(request.request_id))
+                continue
+            try:
+                req = self._admit(request, sink)
+            except PromptError as exc:
+                sink(RequestOutput(request.request_id, error=exc.error, finished=True))
+                continue
+            except Exception as exc:
+                log.exception("could not prepare request %s", request.request_id)
+                sink(_error_output(request.request_id, f"could not prepare the prompt: {exc}"))
+                continue
+            try:
+                self.scheduler.add(req)
+            except QueueFullError:
+                sink(
+                    RequestOutput(
+                        request.request_id, error=EngineError("queue full", status=429), finished=True
+                    )
+                )
+                continue
+            with self._lock:
+                self._live.setdefault(req.request_id, []).append(req)
+
+    def _admit(self, request: GenerationRequest, sink: Sink) -> RequestState:
+        p = request.params
+        if p.num_sequences > self.config.max_batch_size:
+            raise PromptError(
+                EngineError(
+                    f"n/best_of of {p.num_sequences} is more than this server's --max-batch-size "
+                    f"({self.config.max_batch_size})",
+                    type="invalid_request_error",
+                    param="best_of" if (p.best_of or 0) > p.n else "n",
+                    status=400,
+                )
+            )
+        prepared = prepare_prompt(request, self.tokenizer, self.spec)
+        self.counters["prompt_tokens_total"] += len(prepared.token_ids)
+        return RequestState(
+            request=request,
+            prompt_ids=prepared.token_ids,
+            prompt_text=prepared.text,
+            max_tokens=prepared.max_tokens,
+            stop_token_ids=prepared.stop_token_ids,
+            sink=sink,
+        )
+
+    def _prefill_cost(self, req: RequestState) -> int:
+        """Prompt tokens still to prefill. The first time a request is looked at, its prompt is
+        matched against the prefix cache: a hit makes the cached tokens free."""
+        if req.prefilled is None:
+            n, kv = self.prefix_cache.lookup(req.prompt_ids) if req.chunkable else (0, None)
+            req.prefilled, req.partial_kv, req.reused_prefix = n, kv, n
+        return len(req.prompt_ids) - req.prefilled
+
+    def _prefill(self, reqs: list[RequestState]) -> Batch:
+        rows = []
+        for req in reqs:
+            n = req.prefilled or 0
+            rows.append(
+                PrefillRow(
+                    req.prompt_ids, reuse=n, kv=req.partial_kv if n else None, full_logits=not req.chunkable
+                )
+            )
+            req.partial_kv = None
+        batch, logits, full_logits = self.runner.prefill(rows)
+        if self.prefix_cache.enabled:
+            for i, req in enumerate(reqs):
+                if len(req.prompt_ids) >= self.prefix_cache.min_tokens:
+                    kv = self.runner.prefix_kv(batch, i, len(req.prompt_ids))
+                    size = sum(k.numel() * k.element_size() * 2 for k, _ in kv)
+                    self.prefix_cache.insert(req.prompt_ids, kv, size)
+        for i, full in full_logits.items():
+            reqs[i].prompt_logprobs = self._prompt_logprobs(reqs[i], full)
+        fork = [i for i, req in enumerate(reqs) for _ in range(req.num_seqs)]
+        if fork != list(range(len(reqs))):
+            batch = self.runner.select(batch, fork)
+            logits = logits[torch.tensor(fork, device=logits.device)]
+        batch.seqs = [self._new_seq(reqs[i], j) for i, j in _choice_indices(reqs)]
+        for seq in batch.seqs:
+            if seq.request.max_tokens == 0:  # echo-only: nothing to generate
+                seq.finished, seq.finish_reason = True, "length"
+                self._touched[id(seq.request)] = seq.request
+        self._update(batch, logits)
+        return batch
+
+    def _new_seq(self, req: RequestState, index: int) -> Sequence:
+        p = req.request.params
+        seed = (p.seed * 1_000_003 + index) % 2**63 if p.seed is not None else self._rng.getrandbits(63)
+        self._next_seq += 1
+        seq = Sequence(seq_id=self._next_seq, request=req, index=index, seed=seed)
+        seq.detok = IncrementalDetokenizer(self.tokenizer, req.prompt_ids)
+        seq.stopper = StopChecker(p.stop, p.indent_trim)
+        req.seqs.append(seq)
+        return seq
+
+    def _update(self, batch: Batch, logits: torch.Tensor) -> None:
+        res = sample(logits, batch.seqs)
+        for i, seq in enumerate(batch.seqs):
+            if seq.finished:
+                continue
+            lp = res.logprobs[i] if res.logprobs is not None else None
+            top = res.top[i] if res.top is not None else None
+            self._advance(seq, res.token_ids[i], lp, top)
+        batch.next_ids = torch.tensor(res.token_ids, dtype=torch.long, device=batch.next_ids.device)
+
+    def _advance(self, seq: Sequence, token: int, lp: float | None, top) -> None:
+        req = seq.request
+        self.counters["tokens_generated_total"] += 1
+        if req.aborted:
+            self.counters["tokens_generated_after_cancel_total"] += 1
+            return
+        seq.output_ids.append(token)
+        if lp is not None:
+            seq.cum_logprob += lp
+        is_stop_token = token in req.stop_token_ids
+        final = is_stop_token or len(seq.output_ids) >= req.max_tokens
+        if not is_stop_token:
+            text_offset = len(seq.text)
+            seq.text += seq.detok.add(token)
+            seq.pending_ids.append(token)
+            if req.request.params.logprobs is not None and lp is not None:
+                entry = TokenLogprob(
+                    token=self._piece(token),
+                    logprob=lp,
+                    top={self._piece(t): v for t, v in (top or [])},
+                    text_offset=text_offset,
+                )
+                seq.pending_logprobs.append(entry)
+                seq.all_logprobs.append(entry)
+        if final:
+            seq.text += seq.detok.flush()
+        safe, stopped = seq.stopper.check(seq.text, final=final)
+        reason = "stop" if (stopped or is_stop_token) else "length" if final else None
+        if stopped:
+            seq.text = seq.text[: max(safe, seq.sent)]
+        if reason:
+            seq.finished, seq.finish_reason = True, reason
+            safe = len(seq.text)
+        seq.safe = max(seq.sent, safe)
+        self._touched[id(req)] = req
+
+    def _emit(self) -> None:
+        touched, self._touched = self._touched, {}
+        for req in touched.values():
+            if req.aborted or req.finished:
+                continue
+            done = all(s.finished for s in req.seqs)
+            if req.buffered:
+                if done:
+                    self._send(req, self._best_of_choices(req), finished=True)
+                continue
+            choices = []
+            for seq in req.seqs:
+                safe = max(seq.safe, seq.sent)
+                text = seq.text[seq.sent : safe]
+                newly_done = seq.finished and not seq.reported
+                if not text and not newly_done:
+                    continue
+                choices.append(
+                    ChoiceDelta(
+                        index=seq.index,
+                        text=text,
+                        token_ids=seq.pending_ids,
+                        logprobs=seq.pending_logprobs if req.request.params.logprobs is not None else None,
+                        finish_reason=seq.finish_reason if newly_done else None,
+                    )
+                )
+                seq.sent = safe
+                seq.pending_ids, seq.pending_logprobs = [], []
+                seq.reported = seq.reported or newly_done
+            if choices or done:
+                self._send(req, choices, finished=done)
+
+    def _best_of_choices(self, req: RequestState) -> list[ChoiceDelta]:
+        ranked = sorted(req.seqs, key=lambda s: s.mean_logprob, reverse=True)[: req.request.params.n]
+        want_lp = req.request.params.logprobs is not None
+        return [
+            ChoiceDelta(
+                index=j,
+                text=s.text,
+                token_ids=[t for t in s.output_ids if t not in req.stop_token_ids],
+                logprobs=s.all_logprobs if want_lp else None,
+                finish_reason=s.finish_reason,
+            )
+            for j, s in enumerate(ranked)
+        ]
+
+    def _send(self, req: RequestState, choices: list[ChoiceDelta], finished: bool) -> None:
+        out = RequestOutput(
+            request_id=req.request_id,
+            choices=choices,
+            finished=finished,
+            num_prompt_tokens=req.num_prompt_tokens,
+            num_generated_tokens=sum(len(s.output_ids) for s in req.seqs),
+        )
+        if not req.first_sent:
+            out.prompt_token_ids = list(req.prompt_ids)
+            out.prompt_text = req.prompt_text
+            out.prompt_logprobs = req.prompt_logprobs
+            req.first_sent = True
+        req.sink(out)
+        if finished:
+            self.counters["requests_finished_total"] += 1
+            self.scheduler.finish(req)
+            self._forget(req)
+
+    def _evict(self) -> None:
+        """Finished, stopped and cancelled sequences leave the batch (and free their KV) now."""
+        if self.batch is None:
+            return
+        keep = [i for i, s in enumerate(self.batch.seqs) if not s.finished and not s.request.aborted]
+        if len(keep) == len(self.batch):
+            return
+        self.batch = self.runner.select(self.batch, keep) if keep else None
+
+    def _release(self, req: RequestState) -> None:
+        """An aborted request leaves. Its client is normally gone; a reader still iterating gets
+        one last event so it never waits forever."""
+        req.finished = True
+        for s in req.seqs:
+            s.finished = True
+        self._forget(req)
+        req.sink(_cancelled_output(req.request_id))
+
+    def _forget(self, req: RequestState) -> None:
+        with self._lock:
+            lst = self._live.get(req.request_id, [])
+            if req in lst:
+                lst.remove(req)
+            if not lst:
+                self._live.pop(req.request_id, None)
+
+    def _fail(self, reqs, exc: Exception) -> None:
+        log.exception("model step failed", exc_info=exc)
+        self.counters["step_failures_total"] += 1
+        self.consecutive_failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        for req in list(reqs):
+            if req.finished:
+                continue
+            for s in req.seqs:
+                s.finished = True
+            if not req.aborted:
+                self._send_error(req, f"generation failed: {self.last_error}")
+            self.scheduler.finish(req)
+            self._forget(req)
+            self._touched.pop(id(req), None)
+
+    def _send_error(self, req: RequestState, message: str) -> None:
+        self.counters["requests_failed_total"] += 1
+        req.sink(_error_output(req.request_id, message))
+
+    def _prompt_logprobs(self, req: RequestState, logits: torch.Tensor) -> list[TokenLogprob | None]:
+        ids = req.prompt_ids
+        out: list[TokenLogprob | None] = [None]
+        offset = 0
+        first = self._piece(ids[0])
+        offset += len(first)
+        for tok, (lp, top) in zip(
+            ids[1:], prompt_logprobs(logits, ids, req.request.params.logprobs or 0), strict=False
+        ):
+            piece = self._piece(tok)
+            out.append(TokenLogprob(piece, lp, {self._piece(t): v for t, v in top}, offset))
+            offset += len(piece)
+        return out
+
+    def _piece(self, token: int) -> str:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self.tokenizer.decode(
+                [token], skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
+            self._pieces[token] = piece
+        return piece
+
+
+def _choice_indices(reqs: list[RequestState]):
+    for i, req in enumerate(reqs):
+        for j in range(req.num_seqs):
+            yield i, j
+
+
+def _cancelled_output(request_id: str) -> RequestOutput:
+    error = EngineError("the request was cancelled", type="cancelled", code="cancelled", status=499)
+    return RequestOutput(request_id, error=error, finished=True)
+
+
+def _error_output(request_id: str, message: str) -> RequestOutput:
+    return RequestOutput(request_id, error=EngineError(message=message), finished=True)

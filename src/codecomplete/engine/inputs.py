@@ -1,0 +1,97 @@
+"""Turn a GenerationRequest into the token ids fed to the model.
+
+Fill-in-the-middle through the model's template (models/fim.py), left-truncation of prompts longer
+than the context (keeping the end of the prefix, the start of the suffix) and max_tokens clamped
+to what fits. Pure Python over a Hugging Face tokenizer: no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codecomplete.engine.types import EngineError, GenerationRequest
+from codecomplete.models.registry import ModelSpec
+
+
+@dataclass
+class PreparedPrompt:
+    token_ids: list[int]
+    text: str  # the prompt as the client sees it (after truncation), for echo
+    max_tokens: int
+    fim: bool
+    stop_token_ids: set[int]
+    truncated: bool
+
+
+class PromptError(ValueError):
+    def __init__(self, error: EngineError):
+        super().__init__(error.message)
+        self.error = error
+
+
+def _bad(message: str, param: str) -> PromptError:
+    return PromptError(EngineError(message=message, type="invalid_request_error", param=param, status=400))
+
+
+def generation_reserve(max_tokens: int, context_length: int) -> int:
+    """Room kept for generation when a prompt must be truncated: what the client asked for, up to a
+    quarter of the context (a Copilot prompt sized for a longer context still gets a useful answer)."""
+    return max(1, min(max_tokens, context_length // 4))
+
+
+def prepare_prompt(request: GenerationRequest, tokenizer, spec: ModelSpec) -> PreparedPrompt:
+    params = request.params
+    ctx = spec.context_length
+    if params.max_tokens < 0:
+        raise _bad("max_tokens must be >= 0", "max_tokens")
+
+    if request.prompt_token_ids is not None:
+        ids = list(request.prompt_token_ids)
+        bad = [t for t in ids if not (0 <= t < spec.vocab_size)]
+        if bad:
+            raise _bad(f"token id {bad[0]} is out of the vocabulary (0..{spec.vocab_size - 1})", "prompt")
+        prefix_ids, specials = ids, []
+        prompt_text = None
+    else:
+        prompt_text = request.prompt or ""
+        prefix_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        specials = list(spec.prompt_prefix_ids)
+
+    use_fim = request.suffix is not None and spec.fim is not None
+    reserve = generation_reserve(params.max_tokens, ctx)
+    budget = max(1, ctx - reserve)
+    truncated = False
+    stop_ids = set() if params.ignore_eos else set(spec.eos_token_ids)
+
+    if use_fim:
+        suffix_ids = tokenizer(request.suffix, add_special_tokens=False)["input_ids"]
+        n_special = len(spec.fim.encode([], [], lambda t: 0)) + len(specials)
+        room = max(2, budget - n_special)
+        if len(prefix_ids) + len(suffix_ids) > room:
+            truncated = True
+            keep_suffix = min(len(suffix_ids), max(room // 4, room - len(prefix_ids)))
+            suffix_ids = suffix_ids[:keep_suffix]  # the start of the suffix: nearest the cursor
+            prefix_ids = prefix_ids[len(prefix_ids) - (room - keep_suffix) :] if room > keep_suffix else []
+        vocab = tokenizer.get_vocab()
+        ids = specials + spec.fim.encode(prefix_ids, suffix_ids, vocab.__getitem__)
+        if not params.ignore_eos:
+            stop_ids |= set(spec.fim_end_token_ids)
+    else:
+        room = max(1, budget - len(specials))
+        if len(prefix_ids) > room:
+            truncated = True
+            prefix_ids = prefix_ids[len(prefix_ids) - room :]  # the end: nearest the cursor
+        ids = specials + list(prefix_ids)
+        if not ids:
+            if spec.bos_token_id is None:
+                raise _bad("the prompt is empty and the model has no BOS token to start from", "prompt")
+            ids = [spec.bos_token_id]
+
+    if truncated or prompt_text is None:
+        text = tokenizer.decode(prefix_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    else:
+        text = prompt_text
+    max_tokens = min(params.max_tokens, ctx - len(ids))
+    return PreparedPrompt(
+        token_ids=ids, text=text, max_tokens=max(0, max_tokens), fim=use_fim, stop_token_ids=stop_ids, truncated=truncated
+    )

@@ -1,0 +1,116 @@
+"""Batched sampling: one call picks the next token for every row of a step.
+
+Every transformation is row-wise (penalties, logit bias, temperature, top-k, top-p), and each
+sequence draws from its own seeded torch.Generator, so a row's result never depends on what else
+is in the batch. Reported logprobs are the model's own distribution (log-softmax of the raw
+logits), as the OpenAI API reports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from codecomplete.engine.sequence import Sequence
+
+
+@dataclass
+class SampleResult:
+    token_ids: list[int]
+    logprobs: list[float] | None  # the chosen token's logprob per row (when any row needs it)
+    top: list[list[tuple[int, float]]] | None  # top alternatives per row (rows that asked)
+
+
+def _generator(seq: Sequence, device: torch.device) -> torch.Generator:
+    if seq.generator is None:
+        seq.generator = torch.Generator(device=device)
+        seq.generator.manual_seed(seq.seed)
+    return seq.generator
+
+
+def _apply_penalties_and_bias(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    vocab = logits.shape[-1]
+    for i, seq in enumerate(seqs):
+        p = seq.params
+        if (p.presence_penalty or p.frequency_penalty) and seq.output_ids:
+            ids = torch.tensor(seq.output_ids, device=logits.device)
+            counts = torch.bincount(ids, minlength=vocab)[:vocab].to(logits.dtype)  # (V,)
+            logits[i] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(logits.dtype)
+        if p.logit_bias:
+            ids = torch.tensor([t for t in p.logit_bias if 0 <= t < vocab], device=logits.device, dtype=torch.long)
+            vals = torch.tensor(
+                [v for t, v in p.logit_bias.items() if 0 <= t < vocab], device=logits.device, dtype=logits.dtype
+            )
+            logits[i].index_add_(0, ids, vals)
+    return logits
+
+
+def _sample_rows(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
+    """Temperature, top-k, top-p and a draw from each row's own generator. logits: (R, V)."""
+    temps = torch.tensor([s.params.temperature for s in seqs], device=logits.device, dtype=logits.dtype)
+    scaled = logits / temps[:, None]
+    sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)  # (R, V)
+    vocab = logits.shape[-1]
+    ranks = torch.arange(vocab, device=logits.device)[None, :]
+    top_k = torch.tensor([s.params.top_k if s.params.top_k > 0 else vocab for s in seqs], device=logits.device)
+    sorted_logits = sorted_logits.masked_fill(ranks >= top_k[:, None], float("-inf"))
+    probs = torch.softmax(sorted_logits, dim=-1)
+    top_p = torch.tensor([s.params.top_p for s in seqs], device=logits.device, dtype=probs.dtype)
+    before = torch.cumsum(probs, dim=-1) - probs  # mass of the tokens ranked above each one
+    probs = probs.masked_fill((before > top_p[:, None]) & (ranks > 0), 0.0)
+    out = []
+    for i, seq in enumerate(seqs):
+        pick = torch.multinomial(probs[i], 1, generator=_generator(seq, logits.device))
+        out.append(int(order[i, pick]))
+    return out
+
+
+def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
+    """logits: (B, V) for the B sequences of this step, in the same order."""
+    logits = logits.float()
+    need_lp = any(s.params.logprobs is not None or s.request.buffered for s in seqs)
+    raw_lp = torch.log_softmax(logits, dim=-1) if need_lp else None  # (B, V)
+
+    plain = all(
+        not (s.params.presence_penalty or s.params.frequency_penalty or s.params.logit_bias) for s in seqs
+    )
+    work = logits if plain else _apply_penalties_and_bias(logits.clone(), seqs)
+    greedy = [i for i, s in enumerate(seqs) if s.params.greedy]
+    tokens = [0] * len(seqs)
+    if greedy:
+        picks = work[greedy].argmax(dim=-1).tolist() if len(greedy) < len(seqs) else work.argmax(dim=-1).tolist()
+        for i, t in zip(greedy, picks, strict=False):
+            tokens[i] = t
+    sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
+    if sampled:
+        picks = _sample_rows(work[sampled], [seqs[i] for i in sampled])
+        for i, t in zip(sampled, picks, strict=False):
+            tokens[i] = t
+
+    chosen = top = None
+    if raw_lp is not None:
+        idx = torch.tensor(tokens, device=logits.device)
+        chosen = raw_lp.gather(1, idx[:, None]).squeeze(1).tolist()
+        kmax = max((s.params.logprobs or 0) for s in seqs)
+        top = [[] for _ in seqs]
+        if kmax > 0:
+            vals, ids = raw_lp.topk(kmax, dim=-1)
+            vals, ids = vals.tolist(), ids.tolist()
+            for i, s in enumerate(seqs):
+                k = s.params.logprobs or 0
+                top[i] = list(zip(ids[i][:k], vals[i][:k], strict=False))
+    return SampleResult(token_ids=tokens, logprobs=chosen, top=top)
+
+
+def prompt_logprobs(logits: torch.Tensor, ids: list[int], k: int) -> list[tuple[float, list[tuple[int, float]]]]:
+    """For echo: the logprob of each prompt token after the first given the ones before it.
+    logits: (T, V) for the T prompt positions."""
+    lp = torch.log_softmax(logits[:-1].float(), dim=-1)  # (T-1, V)
+    target = torch.tensor(ids[1:], device=lp.device)
+    chosen = lp.gather(1, target[:, None]).squeeze(1).tolist()
+    tops: list[list[tuple[int, float]]] = [[] for _ in chosen]
+    if k > 0 and chosen:
+        vals, top_ids = lp.topk(k, dim=-1)
+        tops = [list(zip(a, b, strict=False)) for a, b in zip(top_ids.tolist(), vals.tolist(), strict=False)]
+    return list(zip(chosen, tops, strict=False))

@@ -1,0 +1,54 @@
+"""Helpers for the engine tests: an EngineCore driven step by step in the test's own thread.
+
+Imported as `from engine_helpers import ...` (pytest puts this folder on sys.path).
+"""
+
+from __future__ import annotations
+
+from codecomplete.engine.config import EngineConfig
+from codecomplete.engine.types import GenerationRequest, RequestOutput, SamplingParams
+
+
+def make_core(model_dir, **overrides):
+    from codecomplete.engine.core import EngineCore
+    from codecomplete.models.loading import load_for_inference
+    from codecomplete.models.registry import ModelSpec
+
+    config = EngineConfig(model=str(model_dir), device="cpu", **overrides)
+    model, tok, device, _ = load_for_inference(config.model, "cpu", "float32", config.attn_implementation)
+    spec = ModelSpec.from_pretrained(model.config, tok, config.fim_template)
+    return EngineCore(model, tok, spec, config, device)
+
+
+def greedy(max_tokens=20, **kw) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True, **kw)
+
+
+def submit(core, rid: str, params: SamplingParams, prompt=None, **kw) -> list[RequestOutput]:
+    outs: list[RequestOutput] = []
+    core.submit(GenerationRequest(rid, params, prompt=prompt, **kw), outs.append)
+    return outs
+
+
+def run_until_idle(core, max_steps: int = 10_000) -> int:
+    steps = 0
+    while core.step():
+        steps += 1
+        assert steps < max_steps
+    return steps
+
+
+def text_of(outs: list[RequestOutput], index: int = 0) -> str:
+    return "".join(c.text for o in outs for c in o.choices if c.index == index)
+
+
+def ids_of(outs: list[RequestOutput], index: int = 0) -> list[int]:
+    return [t for o in outs for c in o.choices if c.index == index for t in c.token_ids]
+
+
+def finish_of(outs: list[RequestOutput], index: int = 0) -> str | None:
+    reasons = [c.finish_reason for o in outs for c in o.choices if c.index == index and c.finish_reason]
+    assert len(reasons) <= 1, "a choice finishes once"
+    return reasons[0] if reasons else None
+
+
