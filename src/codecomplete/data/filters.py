@@ -20,6 +20,7 @@ AUTOGEN = re.compile(
 )
 # A long run of base64/hex characters: embedded data, not code.
 ENCODED_BLOB = re.compile(r"[A-Za-z0-9+/=]{256,}|(?:\\x[0-9a-fA-F]{2}){128,}|[0-9a-fA-F]{512,}")
+NON_ALNUM = re.compile(r"[\W_]+")
 TEST_PATH = re.compile(r"(^|/)(tests?|testing)/|(^|/)test_[^/]*$|_tests?\.py$|(^|/)conftest\.py$")
 CONFIG_PATH = re.compile(r"(^|/)(setup|conf|config|settings|noxfile|fabfile|manage)\.py$|(^|/)configs?/")
 
@@ -137,7 +138,7 @@ class AlphanumFilter(CodeFilter):
         text = doc.text
         if not text:
             return False, "alnum_fraction"
-        alnum = sum(c.isalnum() for c in text)
+        alnum = len(NON_ALNUM.sub("", text))
         return True if alnum / len(text) >= self.min_fraction else (False, "alnum_fraction")
 
 

@@ -32,9 +32,26 @@ EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@((?:[A-Za-z0-9-]+\.)+([A-Za-z
 TLDS = set("com org net edu gov mil int io ai co dev app info biz me us uk de fr jp cn ru nl se no fi dk ch "
            "at be it es pl cz br in au ca nz za kr tw hk sg il ie pt gr hu ro ua tr mx ar cl eu xyz tech".split())  # fmt: skip
 IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-SECRET_HINT = re.compile(
-    r"(?i)pass(?:wd|word)?|secret|token|api_?key|apikey|auth|credential|private_?key|access_?key|://[^/\s:@]+:[^/\s@]+@"
-)
+# Lines worth a detect-secrets scan: a password/secret/token/key name given a string literal, or a URL
+# with credentials. (A bare `pass` or `tokenize` must not send every line through the scanner.)
+# Found in two steps because Python's re scans fast for a leading character set, not for an
+# alternation of words: first `= "literal"`, then the name just before it.
+ASSIGN_LITERAL = re.compile(r"[:=]\s*[rbuf]{0,2}[\"'][^\"'\s]{6,}")
+SECRET_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pwd|secret|token|api_?key|apikey|auth|credential|private_?key|access_?key)")
+CREDENTIAL_URL = re.compile(r"://[^/\s:@\"']+:[^/\s@\"']+@")
+
+
+def _secret_hint(text: str) -> bool:
+    for m in ASSIGN_LITERAL.finditer(text):
+        if SECRET_NAME.search(text, max(0, m.start() - 40), m.start()):
+            return True
+    return "://" in text and CREDENTIAL_URL.search(text) is not None
+
+
+API_KEY_GATES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+                 "github_pat_", "xox", "AIza", "k_live_", "sk-")  # fmt: skip
+HINT_GATES = ("passw", "pwd", "secret", "token", "key", "auth", "credential", "://")
+IPV4_GATE = re.compile(r"\d\.\d+\.\d+\.\d")
 PLACEHOLDERS = ("<PRIVATE_KEY>", "<API_KEY>", "<PASSWORD>", "<EMAIL>", "<IP_ADDRESS>")
 
 _PLUGINS = [
@@ -83,15 +100,21 @@ class Redactor:
 
             return pattern.sub(repl, text)
 
+        # Substring gates first: Python's re has no literal-prefix scan for alternations, and
+        # most files contain none of these, so the regexes run on few files.
+        lower = text.lower()
         if self.secrets:
-            text = sub(PRIVATE_KEY, "private_key", "<PRIVATE_KEY>", text)
-            text = sub(API_KEYS, "api_key", "<API_KEY>", text)
-            text = sub(AWS_SECRET, "api_key", "<API_KEY>", text, group=2)
-        if self.emails:
+            if "private key" in lower:
+                text = sub(PRIVATE_KEY, "private_key", "<PRIVATE_KEY>", text)
+            if any(p in text for p in API_KEY_GATES):
+                text = sub(API_KEYS, "api_key", "<API_KEY>", text)
+            if "secret" in lower:
+                text = sub(AWS_SECRET, "api_key", "<API_KEY>", text, group=2)
+        if self.emails and "@" in text:
             text = sub(EMAIL, "email", "<EMAIL>", text, check=lambda m: m.group(2).lower() in TLDS)
-        if self.ips:
+        if self.ips and IPV4_GATE.search(text):
             text = sub(IPV4, "ip_address", "<IP_ADDRESS>", text, check=lambda m: _public_ip(m.group(0)))
-        if self.secrets and SECRET_HINT.search(text):
+        if self.secrets and any(k in lower for k in HINT_GATES) and _secret_hint(text):
             text = self._detect_secrets(text, counts)
         return text, counts
 
@@ -103,7 +126,7 @@ class Redactor:
         changed = False
         with transient_settings(self._scan_settings()):
             for i, line in enumerate(lines):
-                if len(line) > 1000 or not SECRET_HINT.search(line):
+                if len(line) > 1000 or not _secret_hint(line):
                     continue
                 for secret in scan_line(line):
                     value = secret.secret_value or ""
