@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 # --- serve (api + engine) ---------------------------------------------------------------------
 
 
@@ -31,9 +30,15 @@ def _add_curate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="a recipe, e.g. configs/data/local-python.yaml")
     p.add_argument("--out", default=None, help="output folder (overrides the recipe's `out`)")
     p.add_argument("--workers", type=int, default=None, help="tasks run at the same time (executor.workers)")
-    p.add_argument("--tasks", type=int, default=None, help="tasks per stage (executor.tasks; fixed per --out)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder: also write token shards (tokens.tokenizer)")
-    p.add_argument("--write-dropped", action="store_true", help="write dropped documents under <out>/dropped/")
+    p.add_argument(
+        "--tasks", type=int, default=None, help="tasks per stage (executor.tasks; fixed per --out)"
+    )
+    p.add_argument(
+        "--tokenizer", default=None, help="tokenizer folder: also write token shards (tokens.tokenizer)"
+    )
+    p.add_argument(
+        "--write-dropped", action="store_true", help="write dropped documents under <out>/dropped/"
+    )
     p.add_argument("--restart", action="store_true", help="discard a previous run in --out and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run_curate)
@@ -79,7 +84,9 @@ def _run_curate(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"curate: submitted to {cfg.executor.kind}; {cfg.out}/stats.json appears when it finishes")
         return 0
     with open(os.path.join(cfg.out, "timing.json"), "w") as f:
-        f.write(f'{{"elapsed_s": {elapsed:.1f}, "workers": {cfg.executor.workers}, "tasks": {cfg.executor.tasks}}}\n')
+        f.write(
+            f'{{"elapsed_s": {elapsed:.1f}, "workers": {cfg.executor.workers}, "tasks": {cfg.executor.tasks}}}\n'
+        )
     print(summary(stats, elapsed))
     print(f"  -> {cfg.out}/documents, {cfg.out}/stats.json, {cfg.out}/report.html")
     return 0

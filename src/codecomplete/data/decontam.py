@@ -104,7 +104,9 @@ class Benchmark:
 class DecontaminationFilter(CodeFilter):
     name = "decontam"
 
-    def __init__(self, humaneval: bool = True, mbpp_path: str | None = None, ngram: int = 20, min_chars: int = 60, **kw):
+    def __init__(
+        self, humaneval: bool = True, mbpp_path: str | None = None, ngram: int = 20, min_chars: int = 60, **kw
+    ):
         super().__init__(**kw)
         self.humaneval, self.mbpp_path, self.ngram, self.min_chars = humaneval, mbpp_path, ngram, min_chars
         self._benchmarks: list[Benchmark] | None = None
@@ -115,7 +117,9 @@ class DecontaminationFilter(CodeFilter):
             if self.humaneval:
                 self._benchmarks.append(Benchmark("humaneval", humaneval_items(), self.ngram, self.min_chars))
             if self.mbpp_path:
-                self._benchmarks.append(Benchmark("mbpp", mbpp_items(self.mbpp_path), self.ngram, self.min_chars))
+                self._benchmarks.append(
+                    Benchmark("mbpp", mbpp_items(self.mbpp_path), self.ngram, self.min_chars)
+                )
         return self._benchmarks
 
     def filter(self, doc):

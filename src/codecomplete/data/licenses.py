@@ -20,7 +20,20 @@ PERMISSIVE_RANK: dict[str, int] = {
 NON_PERMISSIVE_RANK = 5
 NO_LICENSE_RANK = 6
 
-COPYLEFT_PREFIXES = ("GPL", "LGPL", "AGPL", "MPL", "EPL", "EUPL", "CDDL", "OSL", "CPAL", "CC-BY-SA", "CC-BY-NC", "SSPL")
+COPYLEFT_PREFIXES = (
+    "GPL",
+    "LGPL",
+    "AGPL",
+    "MPL",
+    "EPL",
+    "EUPL",
+    "CDDL",
+    "OSL",
+    "CPAL",
+    "CC-BY-SA",
+    "CC-BY-NC",
+    "SSPL",
+)
 
 # Frequent non-SPDX spellings (PyPI `License:` fields, GitHub keys, trove classifiers).
 ALIASES: dict[str, str] = {
@@ -65,12 +78,18 @@ _TEXT_RULES: list[tuple[str, re.Pattern]] = [
     ("MPL-2.0", re.compile(r"Mozilla Public License,? (Version|v\.?) ?2\.0", re.I)),
     ("EPL-2.0", re.compile(r"Eclipse Public License", re.I)),
     ("Apache-2.0", re.compile(r"Apache License,?\s+Version 2\.0", re.I)),
-    ("Unlicense", re.compile(r"This is free and unencumbered software released into the public domain", re.I)),
+    (
+        "Unlicense",
+        re.compile(r"This is free and unencumbered software released into the public domain", re.I),
+    ),
     ("CC0-1.0", re.compile(r"CC0 1\.0 Universal|Creative Commons Zero", re.I)),
     ("BSL-1.0", re.compile(r"Boost Software License", re.I)),
     ("ISC", re.compile(r"Permission to use, copy, modify, and(/or)? distribute this software for any", re.I)),
     ("PSF-2.0", re.compile(r"PYTHON SOFTWARE FOUNDATION LICENSE", re.I)),
-    ("MIT", re.compile(r"Permission is hereby granted, free of charge, to any person obtaining a copy", re.I)),
+    (
+        "MIT",
+        re.compile(r"Permission is hereby granted, free of charge, to any person obtaining a copy", re.I),
+    ),
     ("BSD-3-Clause", re.compile(r"Neither the name of .{0,200}? nor the names of", re.I | re.S)),
     ("BSD-2-Clause", re.compile(r"Redistributions in binary form must reproduce the above copyright", re.I)),
     ("Zlib", re.compile(r"This software is provided 'as-is', without any express or implied", re.I)),

@@ -55,7 +55,7 @@ class DiscoverStep(CurateStep):
             units += found
         units = chunk_units(units, self.shard_bytes)
         ranks = assign(units, self.tasks)
-        for unit, r in zip(units, ranks):
+        for unit, r in zip(units, ranks, strict=True):
             unit["rank"] = r
         write_json_atomic(self.units_path, {"tasks": self.tasks, "units": units})
         self.tally.count("repositories", len({u["repo"]["name"] for u in units}))
@@ -110,7 +110,9 @@ class RepoReader(CurateStep):
         self.clone_timeout_s = clone_timeout_s
         self.progress = progress
 
-    def _resolve(self, unit: dict[str, Any]) -> tuple[Path, list[tuple[str, str | None]], dict[str, Any]] | None:
+    def _resolve(
+        self, unit: dict[str, Any]
+    ) -> tuple[Path, list[tuple[str, str | None]], dict[str, Any]] | None:
         repo = dict(unit["repo"])
         if unit.get("files") is not None:
             return Path(unit["root"]), [tuple(f) for f in unit["files"]], repo

@@ -16,7 +16,8 @@ import re
 from codecomplete.data.steps import CurateStep
 
 PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----.*?-----END ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----", re.S
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----.*?-----END ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----",
+    re.S,
 )
 API_KEYS = re.compile(
     r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b"  # AWS access key ids
@@ -37,8 +38,15 @@ IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 # Found in two steps because Python's re scans fast for a leading character set, not for an
 # alternation of words: first `= "literal"`, then the name just before it.
 ASSIGN_LITERAL = re.compile(r"[:=]\s*[rbuf]{0,2}[\"'][^\"'\s]{6,}")
-SECRET_NAME = re.compile(r"(?i)(?:passw(?:or)?d|pwd|secret|token|api_?key|apikey|auth|credential|private_?key|access_?key)")
-CREDENTIAL_URL = re.compile(r"://[^/\s:@\"']+:[^/\s@\"']+@")
+SECRET_NAME = re.compile(
+    r"(?i)(?:passw(?:or)?d|pwd|secret|token|api_?key|apikey|auth|credential|private_?key|access_?key)"
+)
+CREDENTIAL_URL = re.compile(r"(://[^/\s:@\"'<]+:)[^/\s@\"'<]+@")
+
+
+def _count(counts: dict[str, int], kind: str, replacement: str) -> str:
+    counts[kind] = counts.get(kind, 0) + 1
+    return replacement
 
 
 def _secret_hint(text: str) -> bool:
@@ -74,7 +82,9 @@ def _public_ip(s: str) -> bool:
 
 
 class Redactor:
-    def __init__(self, emails: bool = True, ip_addresses: bool = True, secrets: bool = True, entropy: bool = False):
+    def __init__(
+        self, emails: bool = True, ip_addresses: bool = True, secrets: bool = True, entropy: bool = False
+    ):
         self.emails, self.ips, self.secrets, self.entropy = emails, ip_addresses, secrets, entropy
         self._settings = None
 
@@ -89,7 +99,9 @@ class Redactor:
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         counts: dict[str, int] = {}
 
-        def sub(pattern: re.Pattern, kind: str, placeholder: str, text: str, check=None, group: int = 0) -> str:
+        def sub(
+            pattern: re.Pattern, kind: str, placeholder: str, text: str, check=None, group: int = 0
+        ) -> str:
             def repl(m: re.Match) -> str:
                 if check is not None and not check(m):
                     return m.group(0)
@@ -110,6 +122,10 @@ class Redactor:
                 text = sub(API_KEYS, "api_key", "<API_KEY>", text)
             if "secret" in lower:
                 text = sub(AWS_SECRET, "api_key", "<API_KEY>", text, group=2)
+            if "://" in text:  # credentials in a URL: before emails, `pw@host.io` is not an address
+                text = CREDENTIAL_URL.sub(
+                    lambda m: _count(counts, "password", m.group(1) + "<PASSWORD>@"), text
+                )
         if self.emails and "@" in text:
             text = sub(EMAIL, "email", "<EMAIL>", text, check=lambda m: m.group(2).lower() in TLDS)
         if self.ips and IPV4_GATE.search(text):
@@ -144,7 +160,14 @@ class Redactor:
 class RedactStep(CurateStep):
     name = "redact"
 
-    def __init__(self, emails: bool = True, ip_addresses: bool = True, secrets: bool = True, entropy: bool = False, **kw):
+    def __init__(
+        self,
+        emails: bool = True,
+        ip_addresses: bool = True,
+        secrets: bool = True,
+        entropy: bool = False,
+        **kw,
+    ):
         super().__init__(**kw)
         self.redactor = Redactor(emails, ip_addresses, secrets, entropy)
 

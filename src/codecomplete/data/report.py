@@ -23,14 +23,16 @@ def _merge(into: dict[str, Any], part: dict[str, Any]) -> None:
         elif isinstance(value, list) and value and isinstance(value[0], (int, float)) and key in into:
             if key.endswith("_bins"):
                 continue
-            into[key] = [a + b for a, b in zip(into[key], value)]
+            into[key] = [a + b for a, b in zip(into[key], value, strict=True)]
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             into[key] = into.get(key, 0) + value
         else:
             into.setdefault(key, value)
 
 
-def merge_stats(stats_dir: str | Path, order: list[tuple[str, str]], recipe: dict[str, Any]) -> dict[str, Any]:
+def merge_stats(
+    stats_dir: str | Path, order: list[tuple[str, str]], recipe: dict[str, Any]
+) -> dict[str, Any]:
     root = Path(stats_dir)
     steps = []
     merged: dict[tuple[str, str], dict] = {}
@@ -54,12 +56,18 @@ def merge_stats(stats_dir: str | Path, order: list[tuple[str, str]], recipe: dic
     by = docs.get("by", {})
     return {
         "recipe": recipe,
-        "input": {"files": read.get("in_docs", 0), "bytes": read.get("in_bytes", 0),
-                  "repositories": discover.get("repositories", 0),
-                  "clone_failed": read.get("counts", {}).get("clone_failed", 0)},  # fmt: skip
-        "output": {"documents": docs.get("out_docs", 0), "bytes": docs.get("out_bytes", 0),
-                   "repositories": len(by.get("repo", {})),
-                   "splits": {k: {"docs": v[0], "bytes": v[1]} for k, v in sorted(by.get("split", {}).items())}},  # fmt: skip
+        "input": {
+            "files": read.get("in_docs", 0),
+            "bytes": read.get("in_bytes", 0),
+            "repositories": discover.get("repositories", 0),
+            "clone_failed": read.get("counts", {}).get("clone_failed", 0),
+        },  # fmt: skip
+        "output": {
+            "documents": docs.get("out_docs", 0),
+            "bytes": docs.get("out_bytes", 0),
+            "repositories": len(by.get("repo", {})),
+            "splits": {k: {"docs": v[0], "bytes": v[1]} for k, v in sorted(by.get("split", {}).items())},
+        },  # fmt: skip
         "dropped": dict(sorted(dropped.items())),
         "redactions": {k: v for k, v in sorted(redact.items())},
         "license": {k: {"docs": v[0], "bytes": v[1]} for k, v in sorted(by.get("license", {}).items())},
@@ -81,7 +89,10 @@ def summary(stats: dict[str, Any], elapsed_s: float | None = None) -> str:
              f"in {o['repositories']:,} repositories"]  # fmt: skip
     if elapsed_s:
         lines[0] += f" in {elapsed_s:,.0f} s ({i['bytes'] / 1e6 / max(elapsed_s, 1e-9):.2f} MB/s)"
-    lines.append("  splits: " + ", ".join(f"{k} {v['docs']:,} docs / {_mb(v['bytes'])}" for k, v in o["splits"].items()))
+    lines.append(
+        "  splits: "
+        + ", ".join(f"{k} {v['docs']:,} docs / {_mb(v['bytes'])}" for k, v in o["splits"].items())
+    )
     lines.append("  dropped (docs, bytes):")
     for reason, d in sorted(stats["dropped"].items(), key=lambda kv: -kv[1]["bytes"]):
         lines.append(f"    {reason:<22} {d['docs']:>9,} {_mb(d['bytes']):>14}")
@@ -116,7 +127,9 @@ def _barh(title: str, labels: list[str], values: list[float], xlabel: str) -> st
 
 
 def _hist_plot(title: str, bins: list[int], counts: list[int], xlabel: str) -> str:
-    labels = [f"{bins[k]}-{bins[k + 1]}" if bins[k + 1] < 10**8 else f">{bins[k]}" for k in range(len(counts))]
+    labels = [
+        f"{bins[k]}-{bins[k + 1]}" if bins[k + 1] < 10**8 else f">{bins[k]}" for k in range(len(counts))
+    ]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,19 +150,42 @@ def write_report(stats: dict[str, Any], path: str | Path) -> None:
     imgs = []
     dropped = sorted(stats["dropped"].items(), key=lambda kv: -kv[1]["bytes"])
     if dropped:
-        imgs.append(_barh("Removed by reason (MB)", [k for k, _ in dropped], [v["bytes"] / 1e6 for k, v in dropped], "MB"))
-        imgs.append(_barh("Removed by reason (files)", [k for k, _ in dropped], [v["docs"] for k, v in dropped], "files"))
+        imgs.append(
+            _barh(
+                "Removed by reason (MB)",
+                [k for k, _ in dropped],
+                [v["bytes"] / 1e6 for k, v in dropped],
+                "MB",
+            )
+        )
+        imgs.append(
+            _barh(
+                "Removed by reason (files)", [k for k, _ in dropped], [v["docs"] for k, v in dropped], "files"
+            )
+        )
     lic = sorted(stats["license"].items(), key=lambda kv: -kv[1]["bytes"])[:25]
     if lic:
-        imgs.append(_barh("Kept code by licence (MB)", [k for k, _ in lic], [v["bytes"] / 1e6 for k, v in lic], "MB"))
+        imgs.append(
+            _barh("Kept code by licence (MB)", [k for k, _ in lic], [v["bytes"] / 1e6 for k, v in lic], "MB")
+        )
     lang = sorted(stats["language"].items(), key=lambda kv: -kv[1]["bytes"])
     if lang:
-        imgs.append(_barh("Kept code by language (MB)", [k for k, _ in lang], [v["bytes"] / 1e6 for k, v in lang], "MB"))
+        imgs.append(
+            _barh(
+                "Kept code by language (MB)", [k for k, _ in lang], [v["bytes"] / 1e6 for k, v in lang], "MB"
+            )
+        )
     h = stats.get("hist") or {}
     if h.get("size"):
         imgs.append(_hist_plot("File size of kept documents", h["size_bins"], h["size"], "bytes"))
-        imgs.append(_hist_plot("Mean line length of kept documents", h["line_bins"], h["mean_line_length"], "characters"))
-        imgs.append(_hist_plot("Longest line of kept documents", h["line_bins"], h["max_line_length"], "characters"))
+        imgs.append(
+            _hist_plot(
+                "Mean line length of kept documents", h["line_bins"], h["mean_line_length"], "characters"
+            )
+        )
+        imgs.append(
+            _hist_plot("Longest line of kept documents", h["line_bins"], h["max_line_length"], "characters")
+        )
     rows = "".join(
         f"<tr><td>{html.escape(s['stage'])}</td><td>{html.escape(s['step'])}</td><td>{s['in_docs']:,}</td>"
         f"<td>{s['out_docs']:,}</td><td>{_mb(s['in_bytes'] - s['out_bytes']) if s['in_bytes'] else ''}</td>"
@@ -160,7 +196,7 @@ def write_report(stats: dict[str, Any], path: str | Path) -> None:
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>curation report</title>
 <style>body{{font-family:sans-serif;max-width:980px;margin:2em auto}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}
 img{{display:block;margin:1em 0;max-width:100%}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>
-<h1>Curation report: {html.escape(str(stats['recipe'].get('name', '')))}</h1>
+<h1>Curation report: {html.escape(str(stats["recipe"].get("name", "")))}</h1>
 <pre>{html.escape(summary(stats))}</pre>
 <h2>Steps</h2><table><tr><th>stage</th><th>step</th><th>in</th><th>out</th><th>removed</th><th>details</th></tr>{rows}</table>
 <h2>Plots</h2>{body}
@@ -188,8 +224,13 @@ class FinalizeStep(CurateStep):
         if self.tokens:
             from codecomplete.data.tokens import write_meta
 
-            meta = write_meta(self.tokens["out"], self.tokens["tokenizer"], self.tokens["tasks"], self.tokens["splits"])
-            stats["tokens"] = {"dir": self.tokens["out"], **{s: v["num_tokens"] for s, v in meta["splits"].items()}}
+            meta = write_meta(
+                self.tokens["out"], self.tokens["tokenizer"], self.tokens["tasks"], self.tokens["splits"]
+            )
+            stats["tokens"] = {
+                "dir": self.tokens["out"],
+                **{s: v["num_tokens"] for s, v in meta["splits"].items()},
+            }
         write_report(stats, Path(self.out_dir) / "report.html")
         write_json_atomic(Path(self.out_dir) / "stats.json", stats)  # last: marks the folder finished
         yield from ()

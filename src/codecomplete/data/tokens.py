@@ -7,6 +7,7 @@ last, by the finalize stage, atomically: a folder without it is incomplete.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -35,7 +36,9 @@ class TokenizeStep(CurateStep):
     name = "tokenize"
     stage = "tokens"
 
-    def __init__(self, documents_dir: str, out_dir: str, tokenizer: str, splits: list[str], batch: int = 256, **kw):
+    def __init__(
+        self, documents_dir: str, out_dir: str, tokenizer: str, splits: list[str], batch: int = 256, **kw
+    ):
         super().__init__(**kw)
         self.documents_dir, self.out_dir, self.tokenizer = documents_dir, out_dir, tokenizer
         self.splits, self.batch = splits, batch
@@ -59,16 +62,25 @@ class TokenizeStep(CurateStep):
             folder = Path(self.out_dir) / split
             folder.mkdir(parents=True, exist_ok=True)
             name = f"shard-{rank:05d}"
-            for suffix, write in ((".bin", lambda f: f.write(flat.tobytes())), (".idx.npy", lambda f: np.save(f, offsets))):
-                tmp = folder / f"{name}{suffix}.tmp"
-                with open(tmp, "wb") as f:
-                    write(f)
-                os.replace(tmp, folder / f"{name}{suffix}")
-            shards[split] = {"num_tokens": int(offsets[-1]), "num_documents": len(ids), "shard": f"{name}.bin"}
+            _write_atomic(folder / f"{name}.bin", flat.tobytes())
+            buf = io.BytesIO()
+            np.save(buf, offsets)
+            _write_atomic(folder / f"{name}.idx.npy", buf.getvalue())
+            shards[split] = {
+                "num_tokens": int(offsets[-1]),
+                "num_documents": len(ids),
+                "shard": f"{name}.bin",
+            }
             self.tally.count(f"{split}_tokens", int(offsets[-1]))
         write_json_atomic(Path(self.out_dir) / "_tasks" / f"{rank:05d}.json", shards)
         self.save_tally(rank)
         yield from ()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def write_meta(out_dir: str | Path, tokenizer: str, tasks: int, splits: list[str]) -> dict:

@@ -142,7 +142,7 @@ class FormatStep(CurateStep):
                 p.write_text(doc.text, encoding="utf-8")
                 paths.append(p)
             subprocess.run(self._command(tmp), capture_output=True, timeout=600)
-            for doc, p in zip(docs, paths):
+            for doc, p in zip(docs, paths, strict=True):
                 new = p.read_text(encoding="utf-8")
                 if new != doc.text:
                     doc.text = new

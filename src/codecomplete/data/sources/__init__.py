@@ -45,7 +45,13 @@ def discover_source(
             if not git.is_remote(url) and ref is None and Path(url).is_dir():
                 units.append(_local_unit(url))
             else:
-                units.append({"repo": {"name": git.repo_name(url), "license": None, "stars": 0}, "url": url, "ref": ref})
+                units.append(
+                    {
+                        "repo": {"name": git.repo_name(url), "license": None, "stars": 0},
+                        "url": url,
+                        "ref": ref,
+                    }
+                )
         return units
     if cfg.kind == "github":
         from codecomplete.data.sources.github import GitHubSearch

@@ -144,7 +144,12 @@ class GitHubSearch:
                 return cursor
             raise ValueError(f"{self.cursor_path} belongs to another search; remove it to start over")
         created_to = self.cfg.created_to or dt.date.today().isoformat()
-        return {"query_key": query_key, "pending": [[self.cfg.created_from, created_to]], "page": 1, "repos": {}}
+        return {
+            "query_key": query_key,
+            "pending": [[self.cfg.created_from, created_to]],
+            "page": 1,
+            "repos": {},
+        }
 
     def crawl(self) -> list[dict[str, Any]]:
         query_key = build_query(self.cfg, ("*", "*"))

@@ -115,7 +115,10 @@ class GitIgnore:
 def _git_toplevel(root: Path) -> Path | None:
     try:
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=30
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -126,7 +129,10 @@ def git_files(root: Path) -> list[tuple[str, str | None]]:
     """(relative path, blob sha or None) of the files git sees under `root`, sorted."""
     cmd = ["git", "-C", str(root), "-c", "core.quotepath=off"]
     tracked = subprocess.run(
-        cmd + ["ls-files", "--cached", "--stage", "-z", "--", "."], capture_output=True, check=True, timeout=600
+        cmd + ["ls-files", "--cached", "--stage", "-z", "--", "."],
+        capture_output=True,
+        check=True,
+        timeout=600,
     ).stdout
     files: dict[str, str | None] = {}
     for entry in tracked.split(b"\0"):
@@ -138,7 +144,10 @@ def git_files(root: Path) -> list[tuple[str, str | None]]:
             continue
         files[path.decode("utf-8", "surrogateescape")] = sha.decode()
     others = subprocess.run(
-        cmd + ["ls-files", "--others", "--exclude-standard", "-z", "--", "."], capture_output=True, check=True, timeout=600
+        cmd + ["ls-files", "--others", "--exclude-standard", "-z", "--", "."],
+        capture_output=True,
+        check=True,
+        timeout=600,
     ).stdout
     for path in others.split(b"\0"):
         if path:

@@ -23,7 +23,11 @@ def dist_repo_name(name: str) -> str:
 
 def stdlib_unit() -> dict[str, Any]:
     root = Path(sysconfig.get_paths()["stdlib"]).resolve()
-    files = [(rel, sha) for rel, sha in walk_files(root) if rel.endswith(".py") and not rel.startswith("site-packages/")]
+    files = [
+        (rel, sha)
+        for rel, sha in walk_files(root)
+        if rel.endswith(".py") and not rel.startswith("site-packages/")
+    ]
     return {
         "repo": {"name": "python/stdlib", "license": "PSF-2.0", "stars": 0},
         "root": str(root),
