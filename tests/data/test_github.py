@@ -176,3 +176,16 @@ def test_interrupted_crawl_resumes_from_the_cursor(cfg, tmp_path):
     assert {r["name"] for r in repos} == {r["full_name"] for r in REPOS}
     again = {(q, page) for _, q, page, _ in fake2.log}
     assert not again & done_before  # no page fetched twice
+
+
+def test_tokens_never_reach_the_run_logs(tmp_path):
+    """datatrove saves each step's attributes in executor.json; the tokens must not be there."""
+    from codecomplete.data.config import CurateConfig
+    from codecomplete.data.pipeline import build_stages
+
+    cfg = CurateConfig.from_dict({"name": "g", "out": str(tmp_path), "sources": [{"kind": "github"}]})
+    discover = build_stages(cfg, tokens_env=["ghp_supersecret1", "ghp_supersecret2"])[0][1]
+    discover.logging_dir.makedirs("", exist_ok=True)
+    discover.save_executor_as_json()
+    saved = (tmp_path / "logs" / "discover" / "executor.json").read_text()
+    assert "supersecret" not in saved and "2 token(s)" in saved

@@ -78,9 +78,15 @@ def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
         sh = np.unique(sh)
         a, b = _perms(num_perm, seed)
         out = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint64)
-        for start in range(0, len(sh), 4096):  # bounded memory: (num_perm, 4096) at a time
-            chunk = sh[start : start + 4096][None, :]
-            out = np.minimum(out, ((a * chunk + b) >> np.uint64(32)).min(axis=1))
+        step = 1024  # (num_perm, 1024) uint64 temporaries stay in cache
+        tmp = np.empty((num_perm, step), dtype=np.uint64)
+        for start in range(0, len(sh), step):
+            chunk = sh[start : start + step]
+            t = tmp[:, : len(chunk)]
+            np.multiply(a, chunk[None, :], out=t)
+            t += b
+            t >>= np.uint64(32)
+            np.minimum(out, t.min(axis=1), out=out)
     return out.astype(np.uint32)
 
 

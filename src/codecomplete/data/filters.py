@@ -19,8 +19,7 @@ AUTOGEN = re.compile(
     re.I,
 )
 # A long run of base64/hex characters: embedded data, not code.
-ENCODED_BLOB = re.compile(r"[A-Za-z0-9+/=]{256,}|(?:\\x[0-9a-fA-F]{2}){128,}|[0-9a-fA-F]{512,}")
-NON_ALNUM = re.compile(r"[\W_]+")
+ENCODED_BLOB = re.compile(r"[A-Za-z0-9+/=]{256,}|(?:\\x[0-9a-fA-F]{2}){64,}")
 TEST_PATH = re.compile(r"(^|/)(tests?|testing)/|(^|/)test_[^/]*$|_tests?\.py$|(^|/)conftest\.py$")
 CONFIG_PATH = re.compile(r"(^|/)(setup|conf|config|settings|noxfile|fabfile|manage)\.py$|(^|/)configs?/")
 
@@ -103,10 +102,14 @@ class MinifiedFilter(CodeFilter):
     name = "minified"
 
     def filter(self, doc):
-        if ENCODED_BLOB.search(doc.text):
-            return False, "encoded_data"
+        # A blob or minified line is a long line: look only at those (the regexes are slow on
+        # whole files, and most files have no line over 256 characters).
         for line in doc.text.splitlines():
-            if len(line) >= 500 and sum(c.isspace() for c in line) / len(line) < 0.08:
+            if len(line) < 256:
+                continue
+            if ENCODED_BLOB.search(line):
+                return False, "encoded_data"
+            if len(line) >= 500 and sum(map(str.isspace, line)) / len(line) < 0.08:
                 return False, "minified"
         return True
 
@@ -138,7 +141,7 @@ class AlphanumFilter(CodeFilter):
         text = doc.text
         if not text:
             return False, "alnum_fraction"
-        alnum = len(NON_ALNUM.sub("", text))
+        alnum = sum(map(str.isalnum, text))
         return True if alnum / len(text) >= self.min_fraction else (False, "alnum_fraction")
 
 

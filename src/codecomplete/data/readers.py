@@ -22,6 +22,19 @@ from codecomplete.data.sources import assign, chunk_units, discover_source, git,
 from codecomplete.data.steps import CurateStep
 
 
+class Secret:
+    """Holds tokens without showing them: datatrove writes every step's attributes to
+    `logs/<stage>/executor.json`, and a token must never land on disk."""
+
+    def __init__(self, value: list[str]):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<{len(self.value)} token(s)>"
+
+    __str__ = __repr__
+
+
 class DiscoverStep(CurateStep):
     """Lists the repositories (and their files, when local) of every source; one task."""
 
@@ -42,7 +55,7 @@ class DiscoverStep(CurateStep):
         self.units_path = units_path
         self.tasks = tasks
         self.shard_bytes = int(shard_mb * 1024 * 1024)
-        self.tokens = tokens or []
+        self.tokens = Secret(tokens or [])
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from datatrove.utils.logging import logger
@@ -50,7 +63,7 @@ class DiscoverStep(CurateStep):
         work = Path(self.units_path).parent
         units: list[dict[str, Any]] = []
         for src in self.sources:
-            found = discover_source(src, work, self.tokens, logger.info)
+            found = discover_source(src, work, self.tokens.value, logger.info)
             logger.info(f"source {src.kind}: {len(found)} repositories")
             units += found
         units = chunk_units(units, self.shard_bytes)
