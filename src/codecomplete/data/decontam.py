@@ -56,8 +56,12 @@ class Benchmark:
                 if len(part.strip()) >= min_chars and toks:
                     anchor = max((t for t in toks if t[0].isalpha() or t[0] == "_"), key=len, default=toks[0])
                     self.snippets.append((anchor, " ".join(toks)))
-            ids = self._ids(TOKEN.findall(whole), grow=True)
-            hashes.append(self._ngram_hashes(ids))
+            toks = TOKEN.findall(whole)
+            ids = self._ids(toks, grow=True)
+            # Only distinctive windows are kept: at least half words and 8 different ones. `0 , 1 , 2 ...`,
+            # `' one ' : 1 , ...` or `for i in range(len(l)): for j in range(i + 1, len(l))` are in
+            # HumanEval and in thousands of unrelated files.
+            hashes.append(self._ngram_hashes(ids, self._distinctive(toks)))
         self.hashes = np.unique(np.concatenate(hashes)) if hashes else np.zeros(0, dtype=np.uint64)
         self.anchors = {a for a, _ in self.snippets}
 
@@ -68,8 +72,17 @@ class Benchmark:
         get = self.vocab.get
         return np.fromiter((get(t, 0) for t in toks), dtype=np.uint64, count=len(toks))
 
-    def _ngram_hashes(self, ids: np.ndarray) -> np.ndarray:
-        """Polynomial hash of every window of `ngram` ids; windows with an unknown token are left out."""
+    def _distinctive(self, toks: list[str]) -> np.ndarray:
+        n = self.ngram
+        keep = np.zeros(max(len(toks) - n + 1, 0), dtype=bool)
+        for i in range(len(keep)):
+            words = [t for t in toks[i : i + n] if t[0].isalpha() or t[0] == "_"]
+            keep[i] = 2 * len(words) >= n and len(set(words)) >= 8
+        return keep
+
+    def _ngram_hashes(self, ids: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        """Polynomial hash of every window of `ngram` ids; windows with an unknown token are left out,
+        and so are those `keep` (one flag per window) leaves out."""
         n = self.ngram
         if len(ids) < n:
             return np.zeros(0, dtype=np.uint64)
@@ -80,6 +93,8 @@ class Benchmark:
                 h = h * np.uint64(1_000_003) + ids[k : k + windows]
         unknown = np.concatenate([[0], np.cumsum(ids == 0)])
         ok = (unknown[n:] - unknown[:-n]) == 0
+        if keep is not None:
+            ok &= keep
         return h[ok]
 
     def match(self, text: str) -> str | None:
@@ -105,7 +120,7 @@ class DecontaminationFilter(CodeFilter):
     name = "decontam"
 
     def __init__(
-        self, humaneval: bool = True, mbpp_path: str | None = None, ngram: int = 20, min_chars: int = 60, **kw
+        self, humaneval: bool = True, mbpp_path: str | None = None, ngram: int = 25, min_chars: int = 80, **kw
     ):
         super().__init__(**kw)
         self.humaneval, self.mbpp_path, self.ngram, self.min_chars = humaneval, mbpp_path, ngram, min_chars
