@@ -148,3 +148,12 @@ def test_optional_formatter_normalises_python_and_keeps_broken_files():
     out = list(step.run(iter(docs)))
     assert out[0].text == 'x = {"a": 1, "b": 2}\n\n\ndef f(a):\n    return a\n'
     assert out[1].text == "def broken(:\n  pass\n"
+
+
+def test_two_folders_with_the_same_name_are_two_repositories():
+    from codecomplete.data.readers import _unique_names
+
+    units = [{"repo": {"name": "src"}, "root": "/a/src"}, {"repo": {"name": "src"}, "root": "/b/src"},
+             {"repo": {"name": "src"}, "root": "/a/src"}]  # fmt: skip
+    _unique_names(units)
+    assert [u["repo"]["name"] for u in units] == ["src", "src-2", "src"]

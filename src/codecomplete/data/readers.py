@@ -9,7 +9,6 @@ count them under their reason instead of them vanishing silently.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,7 @@ class DiscoverStep(CurateStep):
             found = discover_source(src, work, self.tokens.value, logger.info)
             logger.info(f"source {src.kind}: {len(found)} repositories")
             units += found
+        _unique_names(units)
         units = chunk_units(units, self.shard_bytes)
         ranks = assign(units, self.tasks)
         for unit, r in zip(units, ranks, strict=True):
@@ -75,6 +75,20 @@ class DiscoverStep(CurateStep):
         self.tally.count("units", len(units))
         self.save_tally(rank)
         yield from ()
+
+
+def _unique_names(units: list[dict[str, Any]]) -> None:
+    """Two folders both called `src` are two repositories: ids (`repo/path`) must not collide."""
+    seen: dict[str, str] = {}
+    for unit in units:
+        where = unit.get("root") or unit.get("url")
+        name = base = unit["repo"]["name"]
+        k = 1
+        while name in seen and seen[name] != where:
+            k += 1
+            name = f"{base}-{k}"
+        seen[name] = where
+        unit["repo"]["name"] = name
 
 
 def read_file(path: Path, max_bytes: int) -> tuple[str, int, str | None, bytes | None]:
@@ -113,7 +127,6 @@ class RepoReader(CurateStep):
         clone_timeout_s: float = 300.0,
         progress: bool = True,
         stats_dir: str | None = None,
-        progress_hook: Callable[[int], None] | None = None,
     ):
         super().__init__(stats_dir)
         self.units_path = units_path
