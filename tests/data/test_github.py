@@ -35,7 +35,8 @@ REPOS = [
 class FakeGitHub:
     """Search semantics that matter here: `created:A..B` filter, 1000-result cap, per-token limits."""
 
-    def __init__(self, limited_tokens=(), fail_after=None, reset_at=4_000_000_000):
+    def __init__(self, limited_tokens=(), fail_after=None, reset_at=4_000_000_000, repos=REPOS):
+        self.repos = repos
         self.log: list[tuple[str | None, str, int, int]] = []  # (token, q, page, status)
         self.limited = set(limited_tokens)
         self.fail_after = fail_after
@@ -76,7 +77,7 @@ class FakeGitHub:
             return reply(403, {"message": "API rate limit exceeded"},
                          [("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", str(self.reset_at))])  # fmt: skip
         a, b = re.search(r"created:(\S+)\.\.(\S+)", q).groups()
-        hits = sorted((r for r in REPOS if a <= r["created"] <= b), key=lambda r: -r["stargazers_count"])
+        hits = sorted((r for r in self.repos if a <= r["created"] <= b), key=lambda r: -r["stargazers_count"])
         if page * per_page > 1000:
             return reply(422, {"message": "Only the first 1000 search results are available"})
         items = hits[(page - 1) * per_page : page * per_page]
@@ -189,3 +190,29 @@ def test_tokens_never_reach_the_run_logs(tmp_path):
     discover.save_executor_as_json()
     saved = (tmp_path / "logs" / "discover" / "executor.json").read_text()
     assert "supersecret" not in saved and "2 token(s)" in saved
+
+
+def test_github_recipe_end_to_end_clones_and_curates(corpus, tmp_path):
+    """discover (search) -> clone -> curate, with stars and licence taken from the API."""
+    from codecomplete.data.config import CurateConfig
+    from codecomplete.data.document import iter_records
+    from codecomplete.data.pipeline import run_curate
+
+    def repo(name, spdx, stars):
+        return {"full_name": f"acme/{name}", "clone_url": corpus.repos[name].as_uri(), "stargazers_count": stars,
+                "license": {"spdx_id": spdx}, "size": 100, "language": "Python", "created": "2020-03-01"}  # fmt: skip
+
+    fake = FakeGitHub(repos=[repo("mit-lib", "MIT", 500), repo("gpl-app", "GPL-3.0", 900)])
+    try:
+        raw = {
+            "name": "gh", "out": str(tmp_path / "out"), "progress": False, "executor": {"tasks": 1},
+            "sources": [{"kind": "github", "api_url": fake.url, "created_from": "2020-01-01", "created_to": "2020-12-31"}],
+        }  # fmt: skip
+        stats = run_curate(CurateConfig.from_dict(raw), tokens_env=["t"])
+    finally:
+        fake.close()
+    docs = list(iter_records(tmp_path / "out", None))
+    assert docs and {d["repo"] for d in docs} == {"acme/mit-lib"}
+    assert all(d["stars"] == 500 and d["license"] == "MIT" for d in docs)
+    assert stats["dropped"]["license_non_permissive"]["docs"] == 20  # the GPL repo, licence from the API
+    assert (tmp_path / "out" / "work" / "github-cursor.json").exists()
