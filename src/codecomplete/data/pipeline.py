@@ -215,12 +215,17 @@ def run_curate(
     """Runs (or resumes) every stage; returns stats.json's content when the run finished here."""
     layout = Layout(Path(cfg.out))
     if restart and layout.out.exists():
-        for sub in ("work", "logs", "documents", "dropped", "stats.json", "report.html"):
-            p = layout.out / sub
+        tokens = Path(cfg.tokens.out) if Path(cfg.tokens.out).is_absolute() else layout.out / cfg.tokens.out
+        for p in [layout.out / s for s in ("work", "logs", "documents", "dropped", "stats.json", "report.html",
+                                           "timing.json")] + [tokens]:  # fmt: skip
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     layout.out.mkdir(parents=True, exist_ok=True)
     check_recipe(cfg, layout)
-    (layout.out / "stats.json").unlink(missing_ok=True)  # the folder is unfinished until finalize rewrites it
+    # The folder (and its token dataset) is unfinished until the finalize stage rewrites these.
+    (layout.out / "stats.json").unlink(missing_ok=True)
+    if cfg.tokens.tokenizer:
+        tok_out = Path(cfg.tokens.out) if Path(cfg.tokens.out).is_absolute() else layout.out / cfg.tokens.out
+        (tok_out / "meta.json").unlink(missing_ok=True)
     stages = build_stages(cfg, tokens_env)
     stages[-1][1].run()  # each executor runs its dependencies first
     stats_path = layout.out / "stats.json"
