@@ -143,7 +143,14 @@ def build_corpus(root: Path, clean_per_repo: int = 110) -> Corpus:
             c.planted[doc_id] = kind
         return doc_id
 
-    for repo, lic in (("mit-lib", MIT), ("apache-tools", APACHE), ("gpl-app", GPL), ("nolicense-app", None)):
+    repos = (
+        ("mit-lib", MIT),
+        ("apache-tools", APACHE),
+        ("gpl-app", GPL),
+        ("nolicense-app", None),
+        ("heldout-lib", MIT),
+    )
+    for repo, lic in repos:
         c.repos[repo] = root / repo
         c.repos[repo].mkdir(parents=True)
         if lic:
@@ -152,6 +159,8 @@ def build_corpus(root: Path, clean_per_repo: int = 110) -> Corpus:
         for i in range(clean_per_repo):
             write(repo, f"pkg/sub{i % 7}/mod_{i:03d}.py", clean_module(next(seed)), "clean")
         write(repo, "README.md", "# readme\n" * 200, "other_language")
+    for i in range(12):
+        write("heldout-lib", f"lib/h{i}.py", clean_module(next(seed)), "clean")
     for i in range(20):
         write("gpl-app", f"app/m{i}.py", clean_module(next(seed)), "license_non_permissive")
         write("nolicense-app", f"app/m{i}.py", clean_module(next(seed)), "license_no_license")
@@ -160,6 +169,10 @@ def build_corpus(root: Path, clean_per_repo: int = 110) -> Corpus:
     original = clean_module(next(seed))
     write("apache-tools", "pkg/shared.py", original, "exact_duplicate")
     write("mit-lib", "pkg/shared_copy.py", original.replace("\n", "   \n"), "clean")  # trailing spaces only
+    # A copy of a held-out file in train would leak the evaluation: the held-out copy is kept.
+    common = clean_module(next(seed))
+    write("heldout-lib", "lib/common.py", common, "clean")
+    write("mit-lib", "pkg/common_copy.py", common, "exact_duplicate")
     base = clean_module(next(seed))
     write("mit-lib", "pkg/aa_original.py", base, "clean")
     fn = base.split("def ", 1)[1].split("(", 1)[0]
@@ -227,7 +240,7 @@ def recipe(corpus: Corpus, out: Path, tasks: int = 2, **extra) -> dict:
         "out": str(out),
         "sources": [{"kind": "local", "paths": [str(p) for p in corpus.repos.values()]}],
         "executor": {"tasks": tasks, "workers": 1},
-        "split": {"heldout_repos": ["apache-tools"], "valid_fraction": 0.0},
+        "split": {"heldout_repos": ["heldout-lib"], "valid_fraction": 0.0},
         "write_dropped": True,
         "progress": False,
         "shard_mb": 0.1,

@@ -67,12 +67,16 @@ def test_redactions_replace_the_secret_with_a_placeholder(curated):
     assert stats["redactions"]["api_key"] >= 2 and stats["redactions"]["email"] >= 1
 
 
-def test_duplicates_keep_the_most_permissive_copy(curated):
+def test_duplicates_keep_the_held_out_then_most_permissive_copy(curated):
     _, out, _ = curated
     dropped = {}
-    for rec in read_jsonl_gz(next((out / "dropped" / "exact_duplicate").glob("*.jsonl.gz"))):
-        dropped[f"{rec['repo']}/{rec['path']}"] = rec["duplicate_of"]
-    assert dropped == {"apache-tools/pkg/shared.py": "mit-lib/pkg/shared_copy.py"}  # MIT beats Apache
+    for shard in sorted((out / "dropped" / "exact_duplicate").glob("*.jsonl.gz")):
+        for rec in read_jsonl_gz(shard):
+            dropped[f"{rec['repo']}/{rec['path']}"] = rec["duplicate_of"]
+    assert dropped == {
+        "apache-tools/pkg/shared.py": "mit-lib/pkg/shared_copy.py",  # MIT beats Apache
+        "mit-lib/pkg/common_copy.py": "heldout-lib/lib/common.py",  # held out beats everything: no leak
+    }
 
 
 def test_document_contract_and_split_by_repo(curated):
@@ -82,7 +86,7 @@ def test_document_contract_and_split_by_repo(curated):
             for rec in read_jsonl_gz(shard):
                 assert {"code", "repo", "path", "license", "language", "size", "sha"} <= set(rec)
                 assert rec["size"] == len(rec["code"].encode())
-                assert (rec["repo"] == "apache-tools") == (split == "test")
+                assert (rec["repo"] == "heldout-lib") == (split == "test")
     mit = next(iter_records(out, "train"))
     assert mit["license"] == "MIT" and mit["language"] == "python" and len(mit["sha"]) == 40
     assert stats["output"]["splits"]["test"]["docs"] > 0 and stats["license"]["Apache-2.0"]["docs"] > 0

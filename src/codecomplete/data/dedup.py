@@ -101,7 +101,15 @@ class SignatureStep(CurateStep):
         keys, sigs = [], []
         for doc in data:
             m = doc.metadata
-            keys.append([doc.id, normalized_hash(doc.text), m.get("license_rank", 6), m.get("stars", 0)])
+            keys.append(
+                [
+                    doc.id,
+                    normalized_hash(doc.text),
+                    m.get("license_rank", 6),
+                    m.get("stars", 0),
+                    m.get("repo"),
+                ]
+            )
             if self.near:
                 with self.track_time():
                     sigs.append(minhash(doc.text, self.num_perm, self.ngram, self.seed))
@@ -117,9 +125,12 @@ class SignatureStep(CurateStep):
         self.save_tally(rank)
 
 
-def _keep_key(key: list) -> tuple:
-    doc_id, _hash, lic_rank, stars = key
-    return (lic_rank, -stars, doc_id)
+def _keep_key(key: list, heldout: set[str]) -> tuple:
+    """Held-out repositories first (a copy in train would leak the evaluation files), then the
+    most permissive licence, the most stars, the first id."""
+    doc_id, _hash, lic_rank, stars, repo = key
+    held = repo in heldout or (repo or "").split("/")[-1] in heldout
+    return (0 if held else 1, lic_rank, -stars, doc_id)
 
 
 class DedupStep(CurateStep):
@@ -129,8 +140,9 @@ class DedupStep(CurateStep):
     stage = "dedup"
 
     def __init__(self, sig_dir: str, removed_path: str, tasks: int, exact: bool, near: bool, threshold: float,
-                 num_perm: int, seed: int, **kw):  # fmt: skip
+                 num_perm: int, seed: int, heldout: list[str] = (), **kw):  # fmt: skip
         super().__init__(**kw)
+        self.heldout = set(heldout)
         self.sig_dir, self.removed_path, self.tasks = sig_dir, removed_path, tasks
         self.exact, self.near, self.threshold = exact, near, threshold
         self.num_perm, self.seed = num_perm, seed
@@ -150,7 +162,7 @@ class DedupStep(CurateStep):
                 groups.setdefault(key[1], []).append(i)
             alive = []
             for members in groups.values():
-                best = min(members, key=lambda i: _keep_key(keys[i]))
+                best = min(members, key=lambda i: _keep_key(keys[i], self.heldout))
                 alive.append(best)
                 for i in members:
                     if i != best:
@@ -198,7 +210,7 @@ class DedupStep(CurateStep):
             clusters.setdefault(find(i), []).append(i)
         for members in clusters.values():
             if len(members) > 1:
-                best = min(members, key=lambda i: _keep_key(keys[i]))
+                best = min(members, key=lambda i: _keep_key(keys[i], self.heldout))
                 for i in members:
                     if i != best:
                         yield i, best

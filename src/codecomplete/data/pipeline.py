@@ -167,7 +167,7 @@ def build_stages(cfg: CurateConfig, tokens_env: list[str] | None = None) -> list
     ]
     removed = str(layout.work / "dedup" / "removed.json")
     dedup = [DedupStep(str(layout.work / "signatures"), removed, tasks, dd.exact, dd.near, dd.threshold, dd.num_perm,
-                       dd.seed, stats_dir=stats)]  # fmt: skip
+                       dd.seed, cfg.split.heldout_repos, stats_dir=stats)]  # fmt: skip
     sp = cfg.split
     splits = ["train", "valid", sp.heldout_split]
     write = [
