@@ -157,3 +157,19 @@ def test_two_folders_with_the_same_name_are_two_repositories():
              {"repo": {"name": "src"}, "root": "/a/src"}]  # fmt: skip
     _unique_names(units)
     assert [u["repo"]["name"] for u in units] == ["src", "src-2", "src"]
+
+
+def test_mbpp_is_used_when_a_copy_is_given(tmp_path):
+    import json
+
+    code = (
+        "def remove_Occ(s,ch): \r\n    for i in range(len(s)): \r\n        if (s[i] == ch): \r\n"
+        "            s = s[0 : i] + s[i + 1:] \r\n            break\r\n    for i in range(len(s) - 1,-1,-1):  \r\n"
+        "        if (s[i] == ch): \r\n            s = s[0 : i] + s[i + 1:] \r\n            break\r\n    return s "
+    )
+    item = {"task_id": 11, "text": "Write a python function to remove first and last occurrence of a given character from the string.", "code": code}  # fmt: skip
+    (tmp_path / "mbpp.jsonl").write_text(json.dumps(item) + "\n")
+    f = DecontaminationFilter(humaneval=False, mbpp_path=str(tmp_path / "mbpp.jsonl"))
+    copy = clean_module(5) + "\n" + code.replace("\r\n", "\n").replace("    ", "\t")  # reformatted
+    assert f.filter(Document(copy, "x")) == (False, "decontam_mbpp")
+    assert f.filter(Document(clean_module(5), "y")) is True
