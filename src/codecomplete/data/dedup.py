@@ -1,0 +1,235 @@
+"""Exact and near deduplication.
+
+Three parts, because the expensive part is per document and parallel, the decision is global:
+- `SignatureStep` (every task): a hash of the normalised content and a 256-permutation MinHash of
+  the file's 5-gram shingles of identifier tokens, saved per task next to a sort key.
+- `DedupStep` (one task): exact groups by hash, then MinHash LSH (datasketch) over the survivors,
+  clusters by union-find over candidate pairs whose estimated Jaccard reaches the threshold; each
+  group keeps ONE file: the most permissive licence, then the most stars, then the first repo/path.
+  Writes the removed ids with their reason and the id they duplicate.
+- `DuplicateFilter` (every task of the write stage): drops what DedupStep removed.
+
+datatrove has MinHash steps of its own, but its clustering keeps a fixed member of each cluster;
+we need the licence/stars preference, so the clustering is ours the hashing
+vectorised numpy, and the LSH index datasketch's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+from datatrove.data import DocumentsPipeline
+
+from codecomplete.data.document import write_json_atomic
+from codecomplete.data.steps import CodeFilter, CurateStep
+
+SCHEME = "affine32"  # datasketch >= 2: 32-bit values, stored as uint32
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+
+
+def normalized_hash(text: str) -> str:
+    """Same hash for files that differ only in line endings, trailing spaces or blank lines."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return hashlib.sha256("\n".join(line for line in lines if line).encode("utf-8")).hexdigest()
+
+
+def shingles(text: str, n: int) -> set[bytes]:
+    tokens = IDENTIFIER.findall(text)
+    if len(tokens) < n:
+        return {" ".join(tokens).encode()}
+    return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
+
+
+_PERMS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _perms(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if (num_perm, seed) not in _PERMS:
+        rng = np.random.default_rng(seed)
+        a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
+        b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+        _PERMS[(num_perm, seed)] = (a[:, None], b[:, None])
+    return _PERMS[(num_perm, seed)]
+
+
+def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
+    """(num_perm,) uint32 MinHash of the file's n-gram shingles of identifier tokens.
+
+    Vectorised (datasketch's `update_batch` hashes each shingle with sha1 in Python, ~5x slower):
+    tokens are hashed with crc32, a shingle is a polynomial of its n token hashes, and each
+    permutation is a multiply-add-shift hash of it. The values go into datasketch's LSH unchanged.
+    """
+    toks = IDENTIFIER.findall(text)
+    ids = {t: zlib.crc32(t.encode()) for t in set(toks)}
+    th = np.fromiter(map(ids.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    if len(th) == 0:
+        th = np.zeros(1, dtype=np.uint64)
+    k = min(n, len(th))
+    windows = len(th) - k + 1
+    sh = np.zeros(windows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            sh = sh * np.uint64(0x100000001B3) + th[j : j + windows]
+        sh = np.unique(sh)
+        a, b = _perms(num_perm, seed)
+        out = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint64)
+        step = 1024  # (num_perm, 1024) uint64 temporaries stay in cache
+        tmp = np.empty((num_perm, step), dtype=np.uint64)
+        for start in range(0, len(sh), step):
+            chunk = sh[start : start + step]
+            t = tmp[:, : len(chunk)]
+            np.multiply(a, chunk[None, :], out=t)
+            t += b
+            t >>= np.uint64(32)
+            np.minimum(out, t.min(axis=1), out=out)
+    return out.astype(np.uint32)
+
+
+class SignatureStep(CurateStep):
+    name = "signature"
+
+    def __init__(self, sig_dir: str, num_perm: int, ngram: int, seed: int, near: bool = True, **kw):
+        super().__init__(**kw)
+        self.sig_dir, self.num_perm, self.ngram, self.seed, self.near = sig_dir, num_perm, ngram, seed, near
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        keys, sigs = [], []
+        for doc in data:
+            m = doc.metadata
+            keys.append(
+                [
+                    doc.id,
+                    normalized_hash(doc.text),
+                    m.get("license_rank", 6),
+                    m.get("stars", 0),
+                    m.get("repo"),
+                ]
+            )
+            if self.near:
+                with self.track_time():
+                    sigs.append(minhash(doc.text, self.num_perm, self.ngram, self.seed))
+            yield doc
+        folder = Path(self.sig_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        matrix = np.stack(sigs) if sigs else np.zeros((0, self.num_perm), dtype=np.uint32)
+        tmp = folder / f"{rank:05d}.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, matrix)
+        tmp.replace(folder / f"{rank:05d}.npy")
+        write_json_atomic(folder / f"{rank:05d}.json", keys)
+        self.save_tally(rank)
+
+
+def _keep_key(key: list, heldout: set[str]) -> tuple:
+    """Held-out repositories first (a copy in train would leak the evaluation files), then the
+    most permissive licence, the most stars, the first id."""
+    doc_id, _hash, lic_rank, stars, repo = key
+    held = repo in heldout or (repo or "").split("/")[-1] in heldout
+    return (0 if held else 1, lic_rank, -stars, doc_id)
+
+
+class DedupStep(CurateStep):
+    """Decides, over all tasks' signatures, which files are duplicates; one task."""
+
+    name = "dedup"
+    stage = "dedup"
+
+    def __init__(self, sig_dir: str, removed_path: str, tasks: int, exact: bool, near: bool, threshold: float,
+                 num_perm: int, seed: int, heldout: list[str] = (), **kw):  # fmt: skip
+        super().__init__(**kw)
+        self.heldout = set(heldout)
+        self.sig_dir, self.removed_path, self.tasks = sig_dir, removed_path, tasks
+        self.exact, self.near, self.threshold = exact, near, threshold
+        self.num_perm, self.seed = num_perm, seed
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        keys: list[list] = []
+        mats = []
+        for r in range(self.tasks):
+            keys += json.loads((Path(self.sig_dir) / f"{r:05d}.json").read_text())
+            if self.near:
+                mats.append(np.load(Path(self.sig_dir) / f"{r:05d}.npy"))
+        removed: dict[str, list[str]] = {}
+        alive = list(range(len(keys)))
+        if self.exact:
+            groups: dict[str, list[int]] = {}
+            for i, key in enumerate(keys):
+                groups.setdefault(key[1], []).append(i)
+            alive = []
+            for members in groups.values():
+                best = min(members, key=lambda i: _keep_key(keys[i], self.heldout))
+                alive.append(best)
+                for i in members:
+                    if i != best:
+                        removed[keys[i][0]] = ["exact_duplicate", keys[best][0]]
+            alive.sort()
+        if self.near and alive:
+            sig = np.concatenate(mats)
+            for i, best in self._near_clusters(sig, alive, keys):
+                removed[keys[i][0]] = ["near_duplicate", keys[best][0]]
+        write_json_atomic(self.removed_path, dict(sorted(removed.items())))
+        self.tally.count("documents", len(keys))
+        self.tally.count("exact_duplicate", sum(1 for v in removed.values() if v[0] == "exact_duplicate"))
+        self.tally.count("near_duplicate", sum(1 for v in removed.values() if v[0] == "near_duplicate"))
+        self.save_tally(rank)
+        yield from ()
+
+    def _near_clusters(self, sig: np.ndarray, alive: list[int], keys: list[list]):
+        from datasketch import MinHash, MinHashLSH
+
+        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        hashes = {}
+        for i in alive:
+            m = MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=sig[i], scheme=SCHEME)
+            hashes[i] = m
+            lsh.insert(i, m, check_duplication=False)
+        parent = {i: i for i in alive}
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in alive:
+            for j in lsh.query(hashes[i]):
+                if j <= i:
+                    continue
+                # LSH gives candidates; the estimated Jaccard decides (fewer false positives).
+                if np.mean(sig[i] == sig[j]) >= self.threshold:
+                    a, b = find(i), find(j)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+        clusters: dict[int, list[int]] = {}
+        for i in alive:
+            clusters.setdefault(find(i), []).append(i)
+        for members in clusters.values():
+            if len(members) > 1:
+                best = min(members, key=lambda i: _keep_key(keys[i], self.heldout))
+                for i in members:
+                    if i != best:
+                        yield i, best
+
+
+class DuplicateFilter(CodeFilter):
+    name = "dedup_filter"
+    stage = "write"
+
+    def __init__(self, removed_path: str, **kw):
+        super().__init__(**kw)
+        self.removed_path = removed_path
+        self._removed: dict | None = None
+
+    def filter(self, doc):
+        if self._removed is None:
+            self._removed = json.loads(Path(self.removed_path).read_text())
+        hit = self._removed.get(doc.id)
+        if hit:
+            doc.metadata["duplicate_of"] = hit[1]
+            return False, hit[0]
+        return True

@@ -1,0 +1,144 @@
+"""The curated document record, and how it maps onto datatrove's `Document`.
+
+In the pipeline a file is a `datatrove.data.Document`: `text` is the code, `id` is `repo/path`,
+and `metadata` carries everything else. On disk (the contract other parts read) it is one JSON
+object per line of a `.jsonl.gz` shard with at least
+`{"code", "repo", "path", "license", "language", "size"}` plus `sha`, `stars`, `license_class`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document
+
+# Extension -> language (The Stack's naming, lower case). Only what we curate today; extend freely.
+EXTENSIONS: dict[str, str] = {
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".ts": "typescript",
+    ".java": "java",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "c++",
+    ".cpp": "c++",
+    ".hpp": "c++",
+    ".go": "go",
+    ".rs": "rust",
+    ".rb": "ruby",
+    ".sh": "shell",
+    ".php": "php",
+    ".cs": "c#",
+    ".scala": "scala",
+    ".kt": "kotlin",
+    ".lua": "lua",
+    ".jl": "julia",
+}
+
+RECORD_FIELDS = ("repo", "path", "sha", "license", "license_class", "stars", "language", "size")
+
+
+def language_of(path: str) -> str | None:
+    return EXTENSIONS.get(os.path.splitext(path)[1].lower())
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The sha git gives this content (`git hash-object`), so every document has a blob sha."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def to_record(doc: Document) -> dict[str, Any]:
+    rec: dict[str, Any] = {"code": doc.text}
+    meta = doc.metadata
+    for key in RECORD_FIELDS:
+        rec[key] = meta.get(key)
+    rec["size"] = len(doc.text.encode("utf-8"))
+    for key in ("redactions", "filter_reason", "duplicate_of"):
+        if meta.get(key):
+            rec[key] = meta[key]
+    return rec
+
+
+def from_record(rec: dict[str, Any]) -> Document:
+    meta = {k: v for k, v in rec.items() if k != "code"}
+    return Document(text=rec["code"], id=f"{rec['repo']}/{rec['path']}", metadata=meta)
+
+
+class AtomicGzipJsonl:
+    """Writes JSON lines to `path` through `path.tmp`, renamed into place on `close()`.
+
+    A killed task leaves only a `.tmp` behind, which readers never open; the gzip header's mtime is
+    0 so the same documents always give the same bytes (resumed runs are byte-identical).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._raw = open(self.tmp, "wb")
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0, compresslevel=6)
+        self._text = io.TextIOWrapper(self._gz, encoding="utf-8", newline="\n")
+        self.count = 0
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self._text.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self._text.close()  # closes the gzip stream and the file
+        os.replace(self.tmp, self.path)
+
+    def __enter__(self) -> AtomicGzipJsonl:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._text.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl_gz(path: str | Path) -> Iterator[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def iter_records(curated_dir: str | Path, split: str | None = "train") -> Iterator[dict[str, Any]]:
+    """Records of a curated output folder (`<dir>/documents/<split>/*.jsonl.gz`), in shard order.
+
+    `split=None` reads every split. Refuses a folder whose run has not finished (no stats.json).
+    """
+    root = Path(curated_dir)
+    if not (root / "stats.json").exists():
+        raise FileNotFoundError(f"{root} is not a finished curated folder (no stats.json)")
+    docs = root / "documents"
+    splits = sorted(p.name for p in docs.iterdir() if p.is_dir()) if split is None else [split]
+    for s in splits:
+        for shard in sorted((docs / s).glob("*.jsonl.gz")):
+            yield from read_jsonl_gz(shard)
+
+
+def iter_code(curated_dir: str | Path, split: str | None = "train") -> Iterator[str]:
+    """Just the code of each document: what `codecomplete tokenizer train` feeds the BPE trainer."""
+    for rec in iter_records(curated_dir, split):
+        yield rec["code"]

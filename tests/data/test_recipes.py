@@ -1,0 +1,47 @@
+"""Every shipped recipe loads, validates and builds its stages; bad recipes fail loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codecomplete.data.config import CurateConfig
+from codecomplete.data.pipeline import build_stages
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "data").glob("*.yaml"))
+
+
+def test_the_three_recipes_are_shipped():
+    assert {p.stem for p in RECIPES} >= {"local-python", "git-repos", "github-search"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_loads_and_builds(path, tmp_path):
+    cfg = CurateConfig.from_yaml(path, out=str(tmp_path / "out"))
+    stages = build_stages(cfg)
+    assert [name for name, _ in stages] == ["discover", "process", "dedup", "write", "finalize"]
+    assert cfg.dedup.num_perm == 256 and cfg.dedup.threshold == 0.7 and cfg.dedup.ngram == 5
+    assert cfg.filters.max_line_length == 1000 and cfg.filters.min_alnum_fraction == 0.25
+
+
+def test_local_python_recipe_holds_out_packages():
+    cfg = CurateConfig.from_yaml(RECIPES[[p.stem for p in RECIPES].index("local-python")])
+    assert cfg.license.keep == ["permissive"] and cfg.split.heldout_repos
+    assert cfg.sources[0].kind == "python-env"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"filters": {"max_sizee": 1}}, "unknown keys"),
+        ({"license": {"keep": ["gpl"]}}, "unknown classes"),
+        ({"executor": {"kind": "k8s"}}, "executor.kind"),
+        ({"sources": [{"kind": "local"}]}, "needs `paths:`"),
+        ({"dedup": {"threshold": 1.5}}, "dedup.threshold"),
+    ],
+)
+def test_bad_recipes_say_what_to_fix(bad, message):
+    raw = {"name": "x", "out": "/tmp/x", "sources": [{"kind": "local", "paths": ["."]}], **bad}
+    with pytest.raises(ValueError, match=message):
+        CurateConfig.from_dict(raw)
