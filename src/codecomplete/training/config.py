@@ -43,12 +43,20 @@ class ModelConfig:
     tokenizer, else the one named in the token dataset's meta.json."""
     fim_template: str | None = None
     """FIM template name from models/fim.py. Default: detected from the tokenizer's special tokens."""
+    add_fim_tokens: str | None = None
+    """Add this FIM template's special tokens to a tokenizer that lacks them (e.g. codecomplete, for a
+    base model without FIM); the embeddings are resized for them."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
     trust_remote_code: bool = False
     """Allow model code from the hub (some older code models need it)."""
 
     def __post_init__(self) -> None:
+        if self.add_fim_tokens:
+            from codecomplete.models.fim import TEMPLATES
+
+            _check(self.add_fim_tokens in TEMPLATES, "model.add_fim_tokens", f"unknown template {self.add_fim_tokens!r}",
+                   "codecomplete")
         _check(
             bool(self.name_or_path) != bool(self.arch),
             "model.name_or_path",

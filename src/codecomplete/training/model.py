@@ -23,12 +23,18 @@ def tokenizer_source(cfg: ModelConfig, dataset_meta: dict[str, Any] | None = Non
 def load_tokenizer(cfg: ModelConfig, dataset_meta: dict[str, Any] | None = None):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tokenizer_source(cfg, dataset_meta), trust_remote_code=cfg.trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(tokenizer_source(cfg, dataset_meta), trust_remote_code=cfg.trust_remote_code)
+    if cfg.add_fim_tokens:
+        vocab = tok.get_vocab()
+        missing = [t for t in fim.from_name(cfg.add_fim_tokens).special_tokens() if t not in vocab]
+        if missing:
+            tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    return tok
 
 
 def fim_template_for(cfg: ModelConfig, tokenizer, model_config=None) -> fim.FimTemplate | None:
     """The explicit template, else the model config's `fim_template`, else the tokenizer's."""
-    configured = cfg.fim_template or getattr(model_config, "fim_template", None)
+    configured = cfg.fim_template or cfg.add_fim_tokens or getattr(model_config, "fim_template", None)
     configured = configured or getattr(tokenizer, "init_kwargs", {}).get("fim_template")
     return fim.detect(tokenizer.get_vocab(), configured)
 
