@@ -40,25 +40,24 @@ def write_token_dataset(out: Path, tokenizer_dir: Path, splits: dict[str, list[s
     meta_splits = {}
     for split, texts in splits.items():
         (out / split).mkdir(parents=True, exist_ok=True)
-        shards, shard, offsets, n_tokens = [], [], [0], 0
-
-        def flush():
-            name = f"shard-{len(shards):05d}.bin"
-            np.concatenate(shard).astype(dtype).tofile(out / split / name)
-            np.save(out / split / name.replace(".bin", ".idx.npy"), np.asarray(offsets, dtype=np.int64))
-            shards.append(name)
-
-        for enc in tok.encode_batch(texts, add_special_tokens=False):
-            doc = np.asarray(enc.ids + [eos_id], dtype=np.int64)
-            shard.append(doc)
-            offsets.append(offsets[-1] + len(doc))
-            n_tokens += len(doc)
-            if offsets[-1] >= shard_tokens:
-                flush()
-                shard, offsets = [], [0]
-        if shard:
-            flush()
-        meta_splits[split] = {"num_tokens": n_tokens, "num_documents": len(texts), "shards": shards}
+        docs = [np.asarray(e.ids + [eos_id], dtype=np.int64) for e in tok.encode_batch(texts, add_special_tokens=False)]
+        groups, current, size = [], [], 0  # documents per shard, a new shard after shard_tokens
+        for doc in docs:
+            current.append(doc)
+            size += len(doc)
+            if size >= shard_tokens:
+                groups.append(current)
+                current, size = [], 0
+        if current:
+            groups.append(current)
+        names = []
+        for i, group in enumerate(groups):
+            name = f"shard-{i:05d}.bin"
+            np.concatenate(group).astype(dtype).tofile(out / split / name)
+            offsets = np.concatenate([[0], np.cumsum([len(d) for d in group])]).astype(np.int64)
+            np.save(out / split / name.replace(".bin", ".idx.npy"), offsets)
+            names.append(name)
+        meta_splits[split] = {"num_tokens": int(sum(len(d) for d in docs)), "num_documents": len(docs), "shards": names}
     meta = {"format": "codecomplete-tokens-v1", "dtype": np.dtype(dtype).name, "eos_id": eos_id,
             "vocab_size": vocab, "tokenizer": str(tokenizer_dir), "splits": meta_splits}
     tmp = out / "meta.json.tmp"
