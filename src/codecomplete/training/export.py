@@ -65,7 +65,9 @@ def load_model_from_checkpoint(checkpoint: Path):
     return model
 
 
-def model_card(state: dict[str, Any], eval_results: dict[str, Any] | None, command: str | None) -> str:
+def model_card(
+    state: dict[str, Any], eval_results: dict[str, Any] | None, command: str | None, export_command: str | None = None
+) -> str:
     recipe = state.get("recipe", {})
     name = Path(recipe.get("run", {}).get("out_dir", "model")).name
     lines = [
@@ -89,7 +91,7 @@ def model_card(state: dict[str, Any], eval_results: dict[str, Any] | None, comma
         f"- final training loss: {state.get('last_loss')}",
     ]
     if command:
-        lines += ["", "Command:", "", "```", command, "```"]
+        lines += ["", "Commands:", "", "```", command, *([export_command] if export_command else []), "```"]
     lines += ["", "Recipe (resolved):", "", "```yaml", yaml.safe_dump(recipe, sort_keys=False).rstrip(), "```", ""]
     data = state.get("data", {})
     lines += ["## Data", "", f"Token dataset `{data.get('path')}`, tokenizer `{data.get('tokenizer')}`.", ""]
@@ -147,7 +149,8 @@ def export(
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
     ).save_pretrained(tmp)
     command = state.get("command")
-    (tmp / "README.md").write_text(model_card(state, eval_results, command))
+    export_command = f"codecomplete export {src} {out}" + (f" --dtype {dtype}" if dtype != "float32" else "")
+    (tmp / "README.md").write_text(model_card(state, eval_results, command, export_command))
     (tmp / "training_state.json").write_text(
         json.dumps({k: v for k, v in state.items() if k != "recipe"}, indent=2) + "\n"
     )

@@ -367,8 +367,12 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}", refresh=False)
             bar.update(1)
             if self.state.step % run.log_every == 0 or self.state.step == run.max_steps:
-                self._record(self.state.step, {"train/loss": loss, "train/lr": lr, "train/tokens_per_s": tok_s,
-                                               "train/tokens_seen": self.state.tokens_seen})
+                values = {"train/loss": loss, "train/lr": lr, "train/tokens_per_s": tok_s,
+                          "train/tokens_seen": self.state.tokens_seen}
+                grad_norm = self.engine.get_global_grad_norm()
+                if grad_norm is not None:
+                    values["train/grad_norm"] = float(grad_norm)
+                self._record(self.state.step, values)
                 window_t, window_steps = now, 0
             if self.rank == 0 and run.fault_kill_at_step == self.state.step:
                 os.kill(os.getpid(), signal.SIGKILL)  # testing: a hard crash between checkpoints
