@@ -54,7 +54,9 @@ def _model(cfg, vocab_size: int):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     arch = dict(cfg.model.arch)
-    config = AutoConfig.for_model(arch.pop("model_type"), vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, **arch)
+    config = AutoConfig.for_model(
+        arch.pop("model_type"), vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, **arch
+    )
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
@@ -86,8 +88,10 @@ def worker(args) -> None:
     device = torch.device("cpu") if acc.device_name() == "cpu" else torch.device(acc.device_name(), rank)
     run, optim = cfg.run, cfg.optim
     g = torch.Generator().manual_seed(rank)
-    batches = [torch.randint(0, args.vocab_size, (run.micro_batch_size, cfg.data.seq_len), generator=g).to(device)
-               for _ in range(run.grad_accum)]
+    batches = [
+        torch.randint(0, args.vocab_size, (run.micro_batch_size, cfg.data.seq_len), generator=g).to(device)
+        for _ in range(run.grad_accum)
+    ]
     base = _model(cfg, args.vocab_size)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[run.precision]
 
@@ -98,7 +102,9 @@ def worker(args) -> None:
     ds_config = build_deepspeed_config(cfg, world, acc.device_name())
     model_d = copy.deepcopy(base)
     engine, _, _, _ = deepspeed.initialize(
-        model=model_d, model_parameters=param_groups(model_d, optim.weight_decay), config=ds_config,
+        model=model_d,
+        model_parameters=param_groups(model_d, optim.weight_decay),
+        config=ds_config,
         lr_scheduler=lambda o: torch.optim.lr_scheduler.LambdaLR(o, lr_lambda),
     )
 
@@ -112,8 +118,9 @@ def worker(args) -> None:
     plain_step = None
     if world == 1:
         model_p = copy.deepcopy(base).to(device=device, dtype=dtype)
-        opt = torch.optim.AdamW(param_groups(model_p, optim.weight_decay), lr=optim.lr, betas=optim.betas,
-                                eps=optim.eps)
+        opt = torch.optim.AdamW(
+            param_groups(model_p, optim.weight_decay), lr=optim.lr, betas=optim.betas, eps=optim.eps
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
 
         def plain_step():
@@ -174,9 +181,21 @@ def launch(args) -> dict:
             env.setdefault("DS_ACCELERATOR", "cpu")
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         argv = [a for a in sys.argv[1:]]
-        cmd = [sys.executable, "-u", "-m", "deepspeed.launcher.runner", "--num_gpus", str(args.ranks),
-               "--master_port", str(port), "--no_local_rank", str(Path(__file__).resolve()), *argv,
-               "--worker", str(out)]
+        cmd = [
+            sys.executable,
+            "-u",
+            "-m",
+            "deepspeed.launcher.runner",
+            "--num_gpus",
+            str(args.ranks),
+            "--master_port",
+            str(port),
+            "--no_local_rank",
+            str(Path(__file__).resolve()),
+            *argv,
+            "--worker",
+            str(out),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
             sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
@@ -196,7 +215,10 @@ def to_markdown(r: dict) -> str:
     ]
     if "plain_step_s" in r:
         lines.append(f"| plain PyTorch | 1 | {r['plain_tokens_per_s']:,.0f} | {r['plain_step_s']:.3f} |")
-        lines += ["", f"ZeRO overhead vs plain PyTorch on one rank: {r['zero_overhead_pct']:+.1f}% (target <= 10%)"]
+        lines += [
+            "",
+            f"ZeRO overhead vs plain PyTorch on one rank: {r['zero_overhead_pct']:+.1f}% (target <= 10%)",
+        ]
     return "\n".join(lines)
 
 

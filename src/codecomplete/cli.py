@@ -59,17 +59,31 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, help="recipe YAML (configs/train/*.yaml)")
     p.add_argument(
-        "--set", action="append", default=[], dest="overrides", metavar="SECTION.FIELD=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="SECTION.FIELD=VALUE",
         help="override one recipe field, e.g. --set optim.lr=1e-4 (repeatable)",
     )
-    p.add_argument("--resume", default=None, help="'auto' (newest complete checkpoint in run.out_dir) or a checkpoint path")
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="'auto' (newest complete checkpoint in run.out_dir) or a checkpoint path",
+    )
     p.add_argument("--num-gpus", type=int, default=None, help="ranks per node (on the CPU: processes)")
     p.add_argument("--num-nodes", type=int, default=None, help="nodes to use from the hostfile")
-    p.add_argument("--hostfile", default=None, help="DeepSpeed hostfile: 'host slots=N' per line (multi-node)")
+    p.add_argument(
+        "--hostfile", default=None, help="DeepSpeed hostfile: 'host slots=N' per line (multi-node)"
+    )
     p.add_argument("--master-addr", default=None, help="rendezvous address (multi-node)")
     p.add_argument("--master-port", type=int, default=None, help="rendezvous port (default 29500)")
-    p.add_argument("--launcher", default=None, help="multi-node backend: pdsh (default), openmpi, slurm, mpich, impi")
-    p.add_argument("--dry-run", action="store_true", help="validate the recipe, print the launch command, exit")
+    p.add_argument(
+        "--launcher", default=None, help="multi-node backend: pdsh (default), openmpi, slurm, mpich, impi"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate the recipe, print the launch command, exit"
+    )
     p.set_defaults(handler=_run_train)
 
 
@@ -107,8 +121,10 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> int:
         if value is not None:
             launch += [flag, str(value)]
     cmd = launch + ["--no_local_rank", "--module", "codecomplete.training.worker"] + worker
-    print(f"{'DS_ACCELERATOR=' + env['DS_ACCELERATOR'] + ' ' if 'DS_ACCELERATOR' in env else ''}{shlex.join(cmd)}",
-          flush=True)
+    print(
+        f"{'DS_ACCELERATOR=' + env['DS_ACCELERATOR'] + ' ' if 'DS_ACCELERATOR' in env else ''}{shlex.join(cmd)}",
+        flush=True,
+    )
     print(f"run: {cfg.run.out_dir}", flush=True)
     if args.dry_run:
         return 0
@@ -133,11 +149,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         description="Merge a checkpoint's ZeRO shards into one Hugging Face model folder (safetensors, config, "
         "tokenizer, generation config, model card) that `codecomplete serve --model` loads.",
     )
-    p.add_argument("checkpoint", help="a checkpoint folder (step-*), a run's out_dir, or its checkpoints/ folder")
+    p.add_argument(
+        "checkpoint", help="a checkpoint folder (step-*), a run's out_dir, or its checkpoints/ folder"
+    )
     p.add_argument("out", help="the model folder to write")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="weights dtype in the exported folder")
-    p.add_argument("--eval-json", default=None, help="a `codecomplete eval` result JSON to put in the model card")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="weights dtype in the exported folder",
+    )
+    p.add_argument(
+        "--eval-json", default=None, help="a `codecomplete eval` result JSON to put in the model card"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
     p.set_defaults(handler=_run_export)
 
@@ -152,7 +176,9 @@ def _run_export(args: argparse.Namespace, extra: list[str]) -> int:
 
     evals = json.loads(open(args.eval_json).read()) if args.eval_json else None
     try:
-        out = export(args.checkpoint, args.out, dtype=args.dtype, eval_results=evals, overwrite=args.overwrite)
+        out = export(
+            args.checkpoint, args.out, dtype=args.dtype, eval_results=evals, overwrite=args.overwrite
+        )
     except (FileNotFoundError, FileExistsError) as e:
         raise SystemExit(f"codecomplete export: {e}") from None
     print(out)

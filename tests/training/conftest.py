@@ -14,4 +14,6 @@ def token_dataset(tiny_model_dir, tmp_path_factory) -> Path:
     texts = python_sources(900_000)
     out = tmp_path_factory.mktemp("tokens")
     # Small shards so every reader path crosses shard boundaries.
-    return write_token_dataset(out, tiny_model_dir, {"train": texts[:-6], "valid": texts[-6:]}, shard_tokens=40_000)
+    return write_token_dataset(
+        out, tiny_model_dir, {"train": texts[:-6], "valid": texts[-6:]}, shard_tokens=40_000
+    )

@@ -29,7 +29,9 @@ def python_sources(max_bytes: int, skip: int = 0) -> list[str]:
     return texts
 
 
-def write_token_dataset(out: Path, tokenizer_dir: Path, splits: dict[str, list[str]], shard_tokens: int = 50_000) -> Path:
+def write_token_dataset(
+    out: Path, tokenizer_dir: Path, splits: dict[str, list[str]], shard_tokens: int = 50_000
+) -> Path:
     """Tokenise `splits` ({"train": [texts], "valid": [texts]}) into `out` as codecomplete-tokens-v1."""
     from tokenizers import Tokenizer
 
@@ -40,7 +42,10 @@ def write_token_dataset(out: Path, tokenizer_dir: Path, splits: dict[str, list[s
     meta_splits = {}
     for split, texts in splits.items():
         (out / split).mkdir(parents=True, exist_ok=True)
-        docs = [np.asarray(e.ids + [eos_id], dtype=np.int64) for e in tok.encode_batch(texts, add_special_tokens=False)]
+        docs = [
+            np.asarray(e.ids + [eos_id], dtype=np.int64)
+            for e in tok.encode_batch(texts, add_special_tokens=False)
+        ]
         groups, current, size = [], [], 0  # documents per shard, a new shard after shard_tokens
         for doc in docs:
             current.append(doc)
@@ -57,9 +62,19 @@ def write_token_dataset(out: Path, tokenizer_dir: Path, splits: dict[str, list[s
             offsets = np.concatenate([[0], np.cumsum([len(d) for d in group])]).astype(np.int64)
             np.save(out / split / name.replace(".bin", ".idx.npy"), offsets)
             names.append(name)
-        meta_splits[split] = {"num_tokens": int(sum(len(d) for d in docs)), "num_documents": len(docs), "shards": names}
-    meta = {"format": "codecomplete-tokens-v1", "dtype": np.dtype(dtype).name, "eos_id": eos_id,
-            "vocab_size": vocab, "tokenizer": str(tokenizer_dir), "splits": meta_splits}
+        meta_splits[split] = {
+            "num_tokens": int(sum(len(d) for d in docs)),
+            "num_documents": len(docs),
+            "shards": names,
+        }
+    meta = {
+        "format": "codecomplete-tokens-v1",
+        "dtype": np.dtype(dtype).name,
+        "eos_id": eos_id,
+        "vocab_size": vocab,
+        "tokenizer": str(tokenizer_dir),
+        "splits": meta_splits,
+    }
     tmp = out / "meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, out / "meta.json")

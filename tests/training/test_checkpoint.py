@@ -8,11 +8,13 @@ from codecomplete.training import checkpoint as ckpt
 
 
 def _fake(root, step, complete=True, temp=False):
-    d = (ckpt.temp_dir(root, step) if temp else root / ckpt.step_dir_name(step))
+    d = ckpt.temp_dir(root, step) if temp else root / ckpt.step_dir_name(step)
     d.mkdir(parents=True)
     (d / "weights").write_text("x")
-    if complete:
-        ckpt.commit(d, root / ckpt.step_dir_name(step), {"step": step}) if temp else (d / ckpt.MARKER).write_text("{}")
+    if complete and temp:
+        ckpt.commit(d, root / ckpt.step_dir_name(step), {"step": step})
+    elif complete:
+        (d / ckpt.MARKER).write_text("{}")
     return root / ckpt.step_dir_name(step)
 
 
@@ -41,4 +43,7 @@ def test_stale_temps_are_removed_and_prune_keeps_the_newest(tmp_path):
     assert [p.name for p in ckpt.remove_stale_temps(tmp_path)] == [ckpt.temp_dir(tmp_path, 5).name]
     removed = ckpt.prune(tmp_path, keep_last=2)
     assert [p.name for p in removed] == [ckpt.step_dir_name(1), ckpt.step_dir_name(2)]
-    assert [p.name for p in ckpt.complete_checkpoints(tmp_path)] == [ckpt.step_dir_name(3), ckpt.step_dir_name(4)]
+    assert [p.name for p in ckpt.complete_checkpoints(tmp_path)] == [
+        ckpt.step_dir_name(3),
+        ckpt.step_dir_name(4),
+    ]

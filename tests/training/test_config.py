@@ -26,7 +26,10 @@ def test_every_recipe_loads_and_builds_a_consistent_deepspeed_config(recipe, wor
     cfg = TrainConfig.from_yaml(recipe)
     ds = build_deepspeed_config(cfg, world_size=world, accelerator="cuda")
     run = cfg.run
-    assert ds["train_batch_size"] == ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * world
+    assert (
+        ds["train_batch_size"]
+        == ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * world
+    )
     assert ds["train_micro_batch_size_per_gpu"] == run.micro_batch_size
     assert ds["gradient_accumulation_steps"] == run.grad_accum
     assert ds["gradient_clipping"] == cfg.optim.grad_clip
@@ -63,14 +66,24 @@ def test_offload_templates_offload_to_cpu_and_pick_deepspeed_adam():
     cfg = TrainConfig.from_yaml(ROOT / "configs/train/tiny-cpu.yaml", ["run.zero=zero3_offload"])
     ds = build_deepspeed_config(cfg, world_size=2, accelerator="cpu")
     z = ds["zero_optimization"]
-    assert z["stage"] == 3 and z["offload_optimizer"]["device"] == "cpu" and z["offload_param"]["device"] == "cpu"
+    assert (
+        z["stage"] == 3
+        and z["offload_optimizer"]["device"] == "cpu"
+        and z["offload_param"]["device"] == "cpu"
+    )
     assert "torch_adam" not in ds["optimizer"]["params"]  # DeepSpeedCPUAdam
 
 
 def test_overrides_are_typed_and_nested():
     cfg = TrainConfig.from_yaml(
         ROOT / "configs/train/tiny-cpu.yaml",
-        ["optim.lr=3e-4", "run.max_steps=7", "model.arch.n_layer=2", "optim.betas=[0.8, 0.9]", "data.fim_rate=0"],
+        [
+            "optim.lr=3e-4",
+            "run.max_steps=7",
+            "model.arch.n_layer=2",
+            "optim.betas=[0.8, 0.9]",
+            "data.fim_rate=0",
+        ],
     )
     assert cfg.optim.lr == 3e-4 and isinstance(cfg.optim.lr, float)
     assert cfg.run.max_steps == 7 and cfg.model.arch["n_layer"] == 2
@@ -109,7 +122,9 @@ def test_fp16_is_refused_on_the_cpu():
 def test_template_that_pins_a_different_batch_is_an_error(tmp_path):
     pinned = load_template("zero2") | {"train_batch_size": 999}
     (tmp_path / "pinned.json").write_text(json.dumps(pinned))
-    cfg = TrainConfig.from_yaml(ROOT / "configs/train/tiny-cpu.yaml", [f"run.zero={tmp_path / 'pinned.json'}"])
+    cfg = TrainConfig.from_yaml(
+        ROOT / "configs/train/tiny-cpu.yaml", [f"run.zero={tmp_path / 'pinned.json'}"]
+    )
     with pytest.raises(ConfigError, match="train_batch_size"):
         build_deepspeed_config(cfg, world_size=2, accelerator="cpu")
 

@@ -51,7 +51,9 @@ def test_without_fim_samples_are_chunks_and_each_epoch_visits_each_once(token_da
 
 def test_order_depends_only_on_seed_and_index(token_dataset, tiny_model_dir):
     shards = TokenShards(token_dataset, "train")
-    fim = fim_from_tokenizer(tiny_model_dir / "tokenizer.json", from_name("codecomplete"), shards.eos_id, 0.5, 0.5)
+    fim = fim_from_tokenizer(
+        tiny_model_dir / "tokenizer.json", from_name("codecomplete"), shards.eos_id, 0.5, 0.5
+    )
     a = PackedSequences(shards, 128, seed=1, fim=fim)
     b = PackedSequences(shards, 128, seed=1, fim=fim)
     ks = [5, 900, 3, 5]
@@ -106,12 +108,19 @@ def test_fim_rate_is_respected_and_template_matches_serving(tiny_model_dir):
     # The PSM prompt training builds is the prompt the server builds from the same prefix and suffix.
     pre, suf = tok.encode("def f(x):\n    ").ids, tok.encode("\n    return y\n").ids
     served = template.encode(pre, suf, tok.token_to_id, "psm")
-    assert tok.decode(served, skip_special_tokens=False) == template.render("def f(x):\n    ", "\n    return y\n")
+    assert tok.decode(served, skip_special_tokens=False) == template.render(
+        "def f(x):\n    ", "\n    return y\n"
+    )
 
 
 @pytest.mark.parametrize("world, micro, accum", [(1, 4, 1), (2, 3, 2), (4, 2, 3)])
 def test_each_step_covers_its_own_slice_of_sample_indices(world, micro, accum):
     batch = world * micro * accum
     for step in (0, 1, 7):
-        seen = [k for m in range(accum) for r in range(world) for k in step_indices(step, m, r, world, micro, accum)]
+        seen = [
+            k
+            for m in range(accum)
+            for r in range(world)
+            for k in step_indices(step, m, r, world, micro, accum)
+        ]
         assert sorted(seen) == list(range(step * batch, (step + 1) * batch))

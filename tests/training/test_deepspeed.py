@@ -36,15 +36,33 @@ def _port() -> int:
 def _recipe(tmp: Path, token_dataset: Path, tokenizer: Path, out: str, **run) -> Path:
     recipe = {
         "model": {
-            "arch": {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 128,
-                     "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0},
+            "arch": {
+                "model_type": "gpt2",
+                "n_layer": 2,
+                "n_embd": 64,
+                "n_head": 4,
+                "n_positions": 128,
+                "resid_pdrop": 0.0,
+                "embd_pdrop": 0.0,
+                "attn_pdrop": 0.0,
+            },
             "tokenizer": str(tokenizer),
         },
         "data": {"path": str(token_dataset), "seq_len": 128, "fim_rate": 0.5, "valid_sequences": 32},
         "optim": {"lr": 3e-3, "warmup_steps": 5},
-        "run": {"out_dir": str(tmp / out), "max_steps": STEPS, "micro_batch_size": 8, "grad_accum": 2,
-                "precision": "fp32", "zero": "zero2", "eval_every": 10, "save_every": 10, "keep_last": 3,
-                "log_every": 5, **run},
+        "run": {
+            "out_dir": str(tmp / out),
+            "max_steps": STEPS,
+            "micro_batch_size": 8,
+            "grad_accum": 2,
+            "precision": "fp32",
+            "zero": "zero2",
+            "eval_every": 10,
+            "save_every": 10,
+            "keep_last": 3,
+            "log_every": 5,
+            **run,
+        },
     }
     path = tmp / f"{out}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -59,13 +77,19 @@ def _env() -> dict[str, str]:
 
 def _codecomplete(*args: str, timeout: int = 420) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "codecomplete", *args], env=_env(), capture_output=True, text=True,
-        timeout=timeout, start_new_session=True,
+        [sys.executable, "-m", "codecomplete", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
     )
 
 
 def _train(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    return _codecomplete("train", "--config", str(recipe), "--num-gpus", "2", "--master-port", str(_port()), *args)
+    return _codecomplete(
+        "train", "--config", str(recipe), "--num-gpus", "2", "--master-port", str(_port()), *args
+    )
 
 
 def _metrics(out: Path) -> dict[int, dict]:
@@ -92,7 +116,9 @@ def test_zero2_on_two_ranks_lowers_validation_loss(zero2_run):
     _, out, log = zero2_run
     valid = _valid_losses(out)
     assert len(valid) == 3 and valid[-1] < valid[0] - 0.1, valid
-    assert "effective batch: 8 micro x 2 accum x 2 ranks = 32 sequences x 128 tokens = 4,096 tokens/step" in log
+    assert (
+        "effective batch: 8 micro x 2 accum x 2 ranks = 32 sequences x 128 tokens = 4,096 tokens/step" in log
+    )
     assert "ZeRO stage 2" in log and "tok_s=" in log  # the header and the progress bar
     steps = [p.name for p in sorted((out / "checkpoints").iterdir())]
     assert steps == ["step-00000010", "step-00000020", "step-00000030"]

@@ -22,7 +22,9 @@ def test_fine_tune_source_gains_rows_for_added_fim_tokens(tiny_model_dir):
 
 
 def test_from_scratch_takes_vocab_and_eos_from_the_tokenizer(tiny_model_dir):
-    cfg = ModelConfig(arch={"model_type": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2}, tokenizer=str(tiny_model_dir))
+    cfg = ModelConfig(
+        arch={"model_type": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2}, tokenizer=str(tiny_model_dir)
+    )
     tok = load_tokenizer(cfg)
     model = build_model(cfg, tok, seed=0)
     assert model.config.vocab_size == len(tok) and model.config.eos_token_id == tok.eos_token_id
@@ -32,7 +34,10 @@ def test_from_scratch_takes_vocab_and_eos_from_the_tokenizer(tiny_model_dir):
 
 
 def test_weight_decay_only_on_matrices_and_tied_weights_once(tiny_model_dir):
-    model = build_model(ModelConfig(name_or_path=str(tiny_model_dir)), load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir))))
+    model = build_model(
+        ModelConfig(name_or_path=str(tiny_model_dir)),
+        load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir))),
+    )
     decay, no_decay = param_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])

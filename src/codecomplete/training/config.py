@@ -55,8 +55,12 @@ class ModelConfig:
         if self.add_fim_tokens:
             from codecomplete.models.fim import TEMPLATES
 
-            _check(self.add_fim_tokens in TEMPLATES, "model.add_fim_tokens", f"unknown template {self.add_fim_tokens!r}",
-                   "codecomplete")
+            _check(
+                self.add_fim_tokens in TEMPLATES,
+                "model.add_fim_tokens",
+                f"unknown template {self.add_fim_tokens!r}",
+                "codecomplete",
+            )
         _check(
             bool(self.name_or_path) != bool(self.arch),
             "model.name_or_path",
@@ -93,7 +97,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(bool(self.path), "data.path", "the token dataset directory is required", "<dir>")
         _check(self.seq_len >= 8, "data.seq_len", f"must be at least 8 (got {self.seq_len})", "1024")
-        _check(0.0 <= self.fim_rate <= 1.0, "data.fim_rate", f"must be in [0, 1] (got {self.fim_rate})", "0.5")
+        _check(
+            0.0 <= self.fim_rate <= 1.0, "data.fim_rate", f"must be in [0, 1] (got {self.fim_rate})", "0.5"
+        )
         _check(
             0.0 <= self.fim_spm_rate <= 1.0,
             "data.fim_spm_rate",
@@ -130,7 +136,12 @@ class OptimConfig:
         _check(self.lr > 0, "optim.lr", f"must be > 0 (got {self.lr})", "3e-4")
         _check(0.0 <= self.min_lr_ratio <= 1.0, "optim.min_lr_ratio", "must be in [0, 1]", "0.1")
         _check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0", "100")
-        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas", "two values in [0, 1)", "[0.9,0.95]")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "optim.betas",
+            "two values in [0, 1)",
+            "[0.9,0.95]",
+        )
         _check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0", "0.1")
         _check(self.grad_clip >= 0, "optim.grad_clip", "must be >= 0", "1.0")
         _check(self.schedule in ("cosine", "constant"), "optim.schedule", "cosine or constant", "cosine")
@@ -184,7 +195,9 @@ class RunConfig:
         _check(self.max_steps > 0, "run.max_steps", f"must be > 0 (got {self.max_steps})", "1000")
         _check(self.micro_batch_size > 0, "run.micro_batch_size", "must be > 0", "8")
         _check(self.grad_accum > 0, "run.grad_accum", "must be > 0", "1")
-        _check(self.precision in ("bf16", "fp16", "fp32"), "run.precision", f"unknown {self.precision!r}", "bf16")
+        _check(
+            self.precision in ("bf16", "fp16", "fp32"), "run.precision", f"unknown {self.precision!r}", "bf16"
+        )
         _check(self.keep_last >= 1, "run.keep_last", "keep at least one checkpoint", "3")
         for key in ("eval_every", "save_every", "log_every", "threads_per_rank"):
             _check(getattr(self, key) >= 0, f"run.{key}", "must be >= 0", "0")
@@ -249,7 +262,9 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"unknown key(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(names))}"
+        )
     kwargs = {}
     for name, value in raw.items():
         hint = hints[name]

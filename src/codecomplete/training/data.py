@@ -111,7 +111,9 @@ class FimAugmenter:
         return self.template.encode(pre, suf, self.token_to_id, order) + mid
 
 
-def fim_from_tokenizer(tokenizer, template: FimTemplate, eos_id: int, rate: float, spm_rate: float) -> FimAugmenter:
+def fim_from_tokenizer(
+    tokenizer, template: FimTemplate, eos_id: int, rate: float, spm_rate: float
+) -> FimAugmenter:
     """A FimAugmenter over a `tokenizers.Tokenizer` (a fast HF tokenizer's `backend_tokenizer`) or the
     path of a tokenizer.json."""
     from tokenizers import Tokenizer
@@ -140,8 +142,14 @@ def fim_from_tokenizer(tokenizer, template: FimTemplate, eos_id: int, rate: floa
 class PackedSequences:
     """Sample k of a split: `seq_len` tokens, chosen and augmented as a pure function of (seed, k)."""
 
-    def __init__(self, shards: TokenShards, seq_len: int, seed: int, fim: FimAugmenter | None = None,
-                 shuffle: bool = True):
+    def __init__(
+        self,
+        shards: TokenShards,
+        seq_len: int,
+        seed: int,
+        fim: FimAugmenter | None = None,
+        shuffle: bool = True,
+    ):
         self.shards, self.seq_len, self.seed, self.fim, self.shuffle = shards, seq_len, seed, fim, shuffle
         self.num_chunks = max(1, shards.num_tokens // seq_len)
         self._perm_epoch, self._perm = -1, np.arange(0)

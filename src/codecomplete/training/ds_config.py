@@ -52,7 +52,7 @@ def _fill(ds: dict[str, Any], key: str, value: Any, flag: str) -> None:
     current = ds.get(key, "auto")
     if current != "auto" and current != value:
         raise ConfigError(
-            f"the DeepSpeed template sets {key}={current} but the recipe gives {value}: set it to \"auto\""
+            f'the DeepSpeed template sets {key}={current} but the recipe gives {value}: set it to "auto"'
             f" in the template, or change {flag}"
         )
     ds[key] = value
@@ -69,7 +69,9 @@ def build_deepspeed_config(cfg: TrainConfig, world_size: int, accelerator: str =
     _fill(ds, "gradient_clipping", float(optim.grad_clip), "optim.grad_clip")
 
     if run.precision == "fp16" and accelerator == "cpu":
-        raise ConfigError("run.precision: fp16 is not supported on the CPU (change it with --set run.precision=fp32)")
+        raise ConfigError(
+            "run.precision: fp16 is not supported on the CPU (change it with --set run.precision=fp32)"
+        )
     bf16 = dict(ds.get("bf16", {}))
     bf16["enabled"] = run.precision == "bf16"
     fp16 = dict(ds.get("fp16", {}))

@@ -66,7 +66,10 @@ def load_model_from_checkpoint(checkpoint: Path):
 
 
 def model_card(
-    state: dict[str, Any], eval_results: dict[str, Any] | None, command: str | None, export_command: str | None = None
+    state: dict[str, Any],
+    eval_results: dict[str, Any] | None,
+    command: str | None,
+    export_command: str | None = None,
 ) -> str:
     recipe = state.get("recipe", {})
     name = Path(recipe.get("run", {}).get("out_dir", "model")).name
@@ -92,24 +95,45 @@ def model_card(
     ]
     if command:
         lines += ["", "Commands:", "", "```", command, *([export_command] if export_command else []), "```"]
-    lines += ["", "Recipe (resolved):", "", "```yaml", yaml.safe_dump(recipe, sort_keys=False).rstrip(), "```", ""]
+    lines += [
+        "",
+        "Recipe (resolved):",
+        "",
+        "```yaml",
+        yaml.safe_dump(recipe, sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
     data = state.get("data", {})
     lines += ["## Data", "", f"Token dataset `{data.get('path')}`, tokenizer `{data.get('tokenizer')}`.", ""]
     splits = data.get("splits") or {}
     if splits:
         lines += ["| split | documents | tokens |", "|---|---|---|"]
         for split, info in splits.items():
-            lines.append(f"| {split} | {info.get('num_documents', '?'):,} | {info.get('num_tokens', '?'):,} |")
+            lines.append(
+                f"| {split} | {info.get('num_documents', '?'):,} | {info.get('num_tokens', '?'):,} |"
+            )
         lines.append("")
     lines += ["## Evaluation", ""]
     valid = state.get("valid") or []
     if valid:
-        lines += ["Validation during training (held-out split, no FIM):", "", "| step | loss | perplexity |",
-                  "|---|---|---|"]
+        lines += [
+            "Validation during training (held-out split, no FIM):",
+            "",
+            "| step | loss | perplexity |",
+            "|---|---|---|",
+        ]
         lines += [f"| {v['step']} | {v['valid/loss']:.4f} | {v['valid/perplexity']:.2f} |" for v in valid]
         lines.append("")
     if eval_results:
-        lines += ["`codecomplete eval` results:", "", "```json", json.dumps(eval_results, indent=2), "```", ""]
+        lines += [
+            "`codecomplete eval` results:",
+            "",
+            "```json",
+            json.dumps(eval_results, indent=2),
+            "```",
+            "",
+        ]
     if not valid and not eval_results:
         lines += ["No evaluation recorded.", ""]
     return "\n".join(lines)

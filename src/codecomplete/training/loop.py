@@ -122,9 +122,14 @@ class Trainer:
         fim = None
         if cfg.data.fim_rate > 0:
             if template is None:
-                raise ValueError("data.fim_rate > 0 but the tokenizer has no FIM tokens: set --set data.fim_rate=0")
+                raise ValueError(
+                    "data.fim_rate > 0 but the tokenizer has no FIM tokens: set --set data.fim_rate=0"
+                )
             fim = fim_from_tokenizer(
-                self.tokenizer.backend_tokenizer, template, self.train_shards.eos_id, cfg.data.fim_rate,
+                self.tokenizer.backend_tokenizer,
+                template,
+                self.train_shards.eos_id,
+                cfg.data.fim_rate,
                 cfg.data.fim_spm_rate,
             )
         self.fim_template = template.name if template else None
@@ -183,7 +188,11 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         metrics = self.out / "metrics.jsonl"
         if metrics.exists():  # a resumed run: drop what the crashed run logged after its checkpoint
-            kept = [ln for ln in metrics.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.state.step]
+            kept = [
+                ln
+                for ln in metrics.read_text().splitlines()
+                if ln.strip() and json.loads(ln)["step"] <= self.state.step
+            ]
             metrics.write_text("".join(ln + "\n" for ln in kept))
         self._metrics = open(self.out / "metrics.jsonl", "a")  # noqa: SIM115 - kept open for the run
         try:
@@ -349,8 +358,12 @@ class Trainer:
         self._open_logs()
         tokens_per_step = self.cfg.tokens_per_step(self.world)
         bar = tqdm(
-            total=run.max_steps, initial=self.state.step, disable=self.rank != 0, unit="step",
-            dynamic_ncols=True, mininterval=1.0,
+            total=run.max_steps,
+            initial=self.state.step,
+            disable=self.rank != 0,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
         )
         window_t, window_steps = time.perf_counter(), 0
         last_eval = last_save = -1
@@ -367,8 +380,12 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}", refresh=False)
             bar.update(1)
             if self.state.step % run.log_every == 0 or self.state.step == run.max_steps:
-                values = {"train/loss": loss, "train/lr": lr, "train/tokens_per_s": tok_s,
-                          "train/tokens_seen": self.state.tokens_seen}
+                values = {
+                    "train/loss": loss,
+                    "train/lr": lr,
+                    "train/tokens_per_s": tok_s,
+                    "train/tokens_seen": self.state.tokens_seen,
+                }
                 grad_norm = self.engine.get_global_grad_norm()
                 if grad_norm is not None:
                     values["train/grad_norm"] = float(grad_norm)
@@ -389,7 +406,11 @@ class Trainer:
             self._eval_and_record()
         if last_save != self.state.step:
             self.save()
-        summary = {"step": self.state.step, "train_loss": self.state.last_loss, "valid": self.state.valid[-1:]}
+        summary = {
+            "step": self.state.step,
+            "train_loss": self.state.last_loss,
+            "valid": self.state.valid[-1:],
+        }
         if self.rank == 0:
             (self.out / "summary.json").write_text(json.dumps(self.trainer_state(), indent=2) + "\n")
             if self._writer is not None:

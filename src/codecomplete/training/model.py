@@ -23,7 +23,9 @@ def tokenizer_source(cfg: ModelConfig, dataset_meta: dict[str, Any] | None = Non
 def load_tokenizer(cfg: ModelConfig, dataset_meta: dict[str, Any] | None = None):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_source(cfg, dataset_meta), trust_remote_code=cfg.trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(
+        tokenizer_source(cfg, dataset_meta), trust_remote_code=cfg.trust_remote_code
+    )
     if cfg.add_fim_tokens:
         vocab = tok.get_vocab()
         missing = [t for t in fim.from_name(cfg.add_fim_tokens).special_tokens() if t not in vocab]
@@ -52,7 +54,9 @@ def build_model(cfg: ModelConfig, tokenizer, seed: int = 0):
     else:
         arch = dict(cfg.arch)
         model_type = arch.pop("model_type")
-        arch.setdefault("bos_token_id", tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos_id)
+        arch.setdefault(
+            "bos_token_id", tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos_id
+        )
         arch.setdefault("eos_token_id", eos_id)
         arch["vocab_size"] = len(tokenizer)
         config = AutoConfig.for_model(model_type, **arch)
