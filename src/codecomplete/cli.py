@@ -100,6 +100,17 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> int:
     worker = ["--config", args.config] + [f"--set={o}" for o in args.overrides]
     if args.resume:
         worker += ["--resume", args.resume]
+    user_cmd = ["codecomplete", "train", "--config", args.config]
+    for flag, value in (
+        ("--num-gpus", args.num_gpus),
+        ("--num-nodes", args.num_nodes),
+        ("--hostfile", args.hostfile),
+    ):
+        if value is not None:
+            user_cmd += [flag, str(value)]
+    for o in args.overrides:
+        user_cmd += ["--set", o]
+    worker += ["--command", shlex.join(user_cmd)]  # recorded in checkpoints and the model card
     env = dict(os.environ)
     if "DS_ACCELERATOR" not in env and not _has_cuda():
         env["DS_ACCELERATOR"] = "cpu"

@@ -70,9 +70,9 @@ def model_card(
     eval_results: dict[str, Any] | None,
     command: str | None,
     export_command: str | None = None,
+    name: str = "model",
 ) -> str:
     recipe = state.get("recipe", {})
-    name = Path(recipe.get("run", {}).get("out_dir", "model")).name
     lines = [
         "---",
         "library_name: transformers",
@@ -174,7 +174,7 @@ def export(
     ).save_pretrained(tmp)
     command = state.get("command")
     export_command = f"codecomplete export {src} {out}" + (f" --dtype {dtype}" if dtype != "float32" else "")
-    (tmp / "README.md").write_text(model_card(state, eval_results, command, export_command))
+    (tmp / "README.md").write_text(model_card(state, eval_results, command, export_command, name=out.name))
     (tmp / "training_state.json").write_text(
         json.dumps({k: v for k, v in state.items() if k != "recipe"}, indent=2) + "\n"
     )

@@ -17,13 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     p.add_argument("--resume", default=None)
+    p.add_argument(
+        "--command", default=None, help=argparse.SUPPRESS
+    )  # the user's command, for the model card
     # Launchers called without --no_local_rank append --local_rank=N.
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     cfg = TrainConfig.from_yaml(args.config, args.overrides)
     from codecomplete.training.loop import train
 
-    command = " ".join(
+    command = args.command or " ".join(
         ["codecomplete train --config", shlex.quote(args.config)]
         + [f"--set {shlex.quote(o)}" for o in args.overrides]
     )
