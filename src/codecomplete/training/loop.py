@@ -354,6 +354,16 @@ class Trainer:
 
         run = self.cfg.run
         self.restore()
+        if self.state.step >= run.max_steps:  # resuming a finished run: nothing to redo or overwrite
+            self.log(
+                f"run already at step {self.state.step} of {run.max_steps}: nothing to do "
+                "(raise run.max_steps to train further)"
+            )
+            return {
+                "step": self.state.step,
+                "train_loss": self.state.last_loss,
+                "valid": self.state.valid[-1:],
+            }
         self.log(self.header())
         self._open_logs()
         tokens_per_step = self.cfg.tokens_per_step(self.world)
