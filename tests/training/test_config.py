@@ -136,3 +136,18 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert max(factors) == pytest.approx(1.0, abs=1e-9) and factors[10] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))  # then never rises
     assert o.lr_factor(100, 100) == pytest.approx(0.1) and min(factors[10:]) > 0.1 - 1e-9
+
+
+def test_train_command_validates_then_builds_the_launcher_call(capsys, monkeypatch):
+    from codecomplete.cli import main
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    recipe = str(ROOT / "configs/train/tiny-cpu.yaml")
+    assert (
+        main(["train", "--config", recipe, "--num-gpus", "2", "--set", "run.max_steps=5", "--dry-run"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "-m deepspeed.launcher.runner --num_gpus 2" in out
+    assert "--module codecomplete.training.worker --config" in out and "--set=run.max_steps=5" in out
+    with pytest.raises(SystemExit, match="run.max_steps"):
+        main(["train", "--config", recipe, "--set", "run.max_steps=0", "--dry-run"])
