@@ -1,0 +1,189 @@
+"""Token shards in, packed training sequences out, with FIM applied at training time.
+
+The order is a pure function of (seed, sample index): a split's token stream (documents already
+followed by end-of-text in the shards) is cut into chunks of `seq_len` tokens, each epoch visits the
+chunks in a permutation seeded by (seed, epoch), and FIM choices use an rng seeded by (seed, index).
+The sample indices of optimizer step s are [s x B, (s + 1) x B) with B the global batch, so a resumed
+run sees exactly the batches the uninterrupted run would have seen, whatever the number of ranks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codecomplete.models.fim import FimTemplate
+
+FORMAT = "codecomplete-tokens-v1"
+
+
+class TokenShards:
+    """One split of a token dataset (the token shard contract in HELPERS.md), as one flat stream."""
+
+    def __init__(self, root: str | Path, split: str):
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"{self.root} has no meta.json: not a token dataset, or its writer has not finished"
+            )
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        if split not in self.meta["splits"]:
+            raise ValueError(f"{self.root}: no split {split!r} (has {', '.join(self.meta['splits'])})")
+        self.split = split
+        self.info = self.meta["splits"][split]
+        self.eos_id = int(self.meta["eos_id"])
+        self.vocab_size = int(self.meta["vocab_size"])
+        dtype = np.dtype(self.meta["dtype"])
+        self._shards: list[np.ndarray] = []
+        for name in self.info["shards"]:
+            path = self.root / split / name if not Path(name).is_absolute() else Path(name)
+            if not path.suffix:
+                path = path.with_suffix(".bin")
+            if not path.exists() and (self.root / name).exists():
+                path = self.root / name
+            self._shards.append(np.memmap(path, dtype=dtype, mode="r"))
+        sizes = np.array([len(s) for s in self._shards], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(sizes)])
+        self.num_tokens = int(self._starts[-1])
+        if self.num_tokens == 0:
+            raise ValueError(f"{self.root}: split {split!r} has no tokens")
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """`length` tokens from position `start` of the stream, wrapping around at its end."""
+        out = np.empty(length, dtype=np.int64)
+        filled = 0
+        pos = start % self.num_tokens
+        while filled < length:
+            i = int(np.searchsorted(self._starts, pos, side="right")) - 1
+            local = pos - int(self._starts[i])
+            take = min(length - filled, len(self._shards[i]) - local)
+            out[filled : filled + take] = self._shards[i][local : local + take]
+            filled += take
+            pos = (pos + take) % self.num_tokens
+        return out
+
+
+@dataclass
+class FimAugmenter:
+    """Turns documents into fill-in-the-middle examples, at character level as the server sees them.
+
+    A document's text is cut at two random character positions into prefix / middle / suffix; the
+    three parts are tokenised separately (as the server tokenises what a client sends) and joined by
+    the template shared with serving (models/fim.py): PSM = <P> pre <S> suf <M> mid, SPM = <P> <S>
+    suf <M> pre mid (Bavarian et al. 2022). The document's end-of-text stays after the middle.
+    """
+
+    template: FimTemplate
+    encode: Callable[[list[str]], list[list[int]]]
+    decode: Callable[[list[int]], str]
+    token_to_id: Callable[[str], int]
+    eos_id: int
+    rate: float
+    spm_rate: float
+
+    def __call__(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.rate <= 0:
+            return tokens
+        ends = np.flatnonzero(tokens == self.eos_id)
+        pieces, start = [], 0
+        for end in list(ends) + [len(tokens)]:
+            body = tokens[start:end]
+            if len(body) > 1 and rng.random() < self.rate:
+                body = np.asarray(self.permute(body.tolist(), rng), dtype=np.int64)
+            pieces.append(body)
+            if end < len(tokens):
+                pieces.append(tokens[end : end + 1])
+            start = end + 1
+        return np.concatenate(pieces) if pieces else tokens
+
+    def permute(self, ids: list[int], rng: np.random.Generator) -> list[int]:
+        text = self.decode(ids)
+        lo, hi = sorted(int(x) for x in rng.integers(0, len(text) + 1, size=2))
+        pre, mid, suf = self.encode([text[:lo], text[lo:hi], text[hi:]])
+        order = "spm" if rng.random() < self.spm_rate else "psm"
+        return self.template.encode(pre, suf, self.token_to_id, order) + mid
+
+
+def fim_from_tokenizer(
+    tokenizer, template: FimTemplate, eos_id: int, rate: float, spm_rate: float
+) -> FimAugmenter:
+    """A FimAugmenter over a `tokenizers.Tokenizer` (a fast HF tokenizer's `backend_tokenizer`) or the
+    path of a tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_file(str(tokenizer))
+
+    def token_to_id(t: str) -> int:
+        i = tok.token_to_id(t)
+        if i is None:
+            raise ValueError(f"FIM template {template.name!r} needs token {t!r}, missing from the tokenizer")
+        return i
+
+    for t in template.special_tokens():
+        token_to_id(t)  # fail at start, not at the first FIM example
+    return FimAugmenter(
+        template=template,
+        encode=lambda texts: [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)],
+        decode=lambda ids: tok.decode(ids, skip_special_tokens=False),
+        token_to_id=token_to_id,
+        eos_id=eos_id,
+        rate=rate,
+        spm_rate=spm_rate,
+    )
+
+
+class PackedSequences:
+    """Sample k of a split: `seq_len` tokens, chosen and augmented as a pure function of (seed, k)."""
+
+    def __init__(
+        self,
+        shards: TokenShards,
+        seq_len: int,
+        seed: int,
+        fim: FimAugmenter | None = None,
+        shuffle: bool = True,
+    ):
+        self.shards, self.seq_len, self.seed, self.fim, self.shuffle = shards, seq_len, seed, fim, shuffle
+        self.num_chunks = max(1, shards.num_tokens // seq_len)
+        self._perm_epoch, self._perm = -1, np.arange(0)
+
+    def _chunk(self, k: int) -> int:
+        epoch, i = divmod(k, self.num_chunks)
+        if not self.shuffle:
+            return i
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_chunks)
+            self._perm_epoch = epoch
+        return int(self._perm[i])
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        start = self._chunk(k) * self.seq_len
+        if self.fim is None:
+            return self.shards.read(start, self.seq_len)
+        rng = np.random.default_rng([self.seed, 1_000_003, k])
+        # FIM adds template tokens and re-tokenises, so read a little more and cut to length.
+        margin = 16 + self.seq_len // 8
+        out = self.fim(self.shards.read(start, self.seq_len + margin), rng)
+        pos = start + self.seq_len + margin
+        while len(out) < self.seq_len:  # rare: re-tokenising shortened the window
+            out = np.concatenate([out, self.shards.read(pos, self.seq_len)])
+            pos += self.seq_len
+        return out[: self.seq_len]
+
+    def batch(self, indices: range | list[int]) -> np.ndarray:
+        return np.stack([self[k] for k in indices])  # (B, T)
+
+
+def step_indices(step: int, micro: int, rank: int, world: int, micro_batch: int, accum: int) -> range:
+    """The sample indices of one micro batch: optimizer step `step`, micro step `micro` in [0, accum),
+    on `rank` of `world`. Together the micro batches of a step cover [step x B, (step + 1) x B)."""
+    global_batch = micro_batch * accum * world
+    base = step * global_batch + (micro * world + rank) * micro_batch
+    return range(base, base + micro_batch)

@@ -1,0 +1,186 @@
+"""`codecomplete export <checkpoint> <out>`: a ZeRO checkpoint gathered into one servable HF folder.
+
+The ZeRO shards (any stage, any number of ranks) are merged by DeepSpeed's own zero_to_fp32 code into
+fp32 weights, loaded into a model built from the checkpoint's config, and saved with safetensors next
+to the tokenizer, a generation config and a model card (recipe, data stats, eval numbers). Tied input
+and output embeddings stay tied: the merged state dict may carry the shared matrix once, and the
+export checks that both ends point at the same tensor before writing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from codecomplete.training import checkpoint as ckpt
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _tied_names(model) -> set[str]:
+    """Parameter names that alias another parameter (e.g. lm_head.weight tied to the token embedding)."""
+    seen: dict[int, str] = {}
+    aliases = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            aliases.add(name)
+            aliases.add(seen[id(p)])
+        else:
+            seen[id(p)] = name
+    return aliases
+
+
+def gather_state_dict(checkpoint: Path) -> dict[str, Any]:
+    """fp32 weights from a complete checkpoint, whatever its ZeRO stage and rank count."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=ckpt.DS_TAG)
+
+
+def load_model_from_checkpoint(checkpoint: Path):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    state = gather_state_dict(checkpoint)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = _tied_names(model)
+    really_missing = [k for k in missing if k not in tied]
+    if really_missing or unexpected:
+        raise RuntimeError(
+            f"{checkpoint}: weights do not match the model config (missing {really_missing[:5]}, "
+            f"unexpected {list(unexpected)[:5]})"
+        )
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+        out_emb, in_emb = model.get_output_embeddings(), model.get_input_embeddings()
+        if out_emb is not None and out_emb.weight is not in_emb.weight:
+            raise RuntimeError("tie_word_embeddings is set but the exported embeddings are not tied")
+    return model
+
+
+def model_card(
+    state: dict[str, Any],
+    eval_results: dict[str, Any] | None,
+    command: str | None,
+    export_command: str | None = None,
+    name: str = "model",
+) -> str:
+    recipe = state.get("recipe", {})
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags: [code, codecomplete]",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        "A causal code model trained with `codecomplete train` (DeepSpeed ZeRO) and exported with "
+        "`codecomplete export`. Serve it with `codecomplete serve --model <this folder>`.",
+        "",
+        "## Training",
+        "",
+        f"- steps: {state.get('step')}, tokens seen: {state.get('tokens_seen'):,}",
+        f"- global batch: {state.get('global_batch')} sequences x {state.get('seq_len')} tokens, "
+        f"{state.get('world_size')} rank(s), ZeRO stage {state.get('zero_stage')}, precision {state.get('precision')}",
+        f"- FIM template: {state.get('fim_template')}",
+        f"- final training loss: {state.get('last_loss')}",
+    ]
+    if command:
+        lines += ["", "Commands:", "", "```", command, *([export_command] if export_command else []), "```"]
+    lines += [
+        "",
+        "Recipe (resolved):",
+        "",
+        "```yaml",
+        yaml.safe_dump(recipe, sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    data = state.get("data", {})
+    lines += ["## Data", "", f"Token dataset `{data.get('path')}`, tokenizer `{data.get('tokenizer')}`.", ""]
+    splits = data.get("splits") or {}
+    if splits:
+        lines += ["| split | documents | tokens |", "|---|---|---|"]
+        for split, info in splits.items():
+            lines.append(
+                f"| {split} | {info.get('num_documents', '?'):,} | {info.get('num_tokens', '?'):,} |"
+            )
+        lines.append("")
+    lines += ["## Evaluation", ""]
+    valid = state.get("valid") or []
+    if valid:
+        lines += [
+            "Validation during training (held-out split, no FIM):",
+            "",
+            "| step | loss | perplexity |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {v['step']} | {v['valid/loss']:.4f} | {v['valid/perplexity']:.2f} |" for v in valid]
+        lines.append("")
+    if eval_results:
+        lines += [
+            "`codecomplete eval` results:",
+            "",
+            "```json",
+            json.dumps(eval_results, indent=2),
+            "```",
+            "",
+        ]
+    if not valid and not eval_results:
+        lines += ["No evaluation recorded.", ""]
+    return "\n".join(lines)
+
+
+def export(
+    checkpoint: str | Path,
+    out: str | Path,
+    dtype: str = "float32",
+    eval_results: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a Hugging Face model folder to `out` from a complete checkpoint (or a run directory)."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig
+
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}")
+    src = ckpt.resolve_checkpoint(checkpoint)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass --overwrite)")
+    state = ckpt.read_state(src)
+    model = load_model_from_checkpoint(src)
+    model = model.to(getattr(torch, dtype))
+    tokenizer = AutoTokenizer.from_pretrained(src)
+
+    tmp = out.with_name(f".{out.name}.exporting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    eos = tokenizer.eos_token_id
+    GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+    ).save_pretrained(tmp)
+    command = state.get("command")
+    export_command = f"codecomplete export {src} {out}" + (f" --dtype {dtype}" if dtype != "float32" else "")
+    (tmp / "README.md").write_text(model_card(state, eval_results, command, export_command, name=out.name))
+    (tmp / "training_state.json").write_text(
+        json.dumps({k: v for k, v in state.items() if k != "recipe"}, indent=2) + "\n"
+    )
+    for f in tmp.iterdir():
+        f.chmod(0o644)  # a server running as another user must be able to read the weights
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

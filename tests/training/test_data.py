@@ -1,0 +1,126 @@
+"""Token shards -> packed sequences with FIM: contents, determinism, and the step -> samples map."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from codecomplete.models.fim import from_name
+from codecomplete.training.data import PackedSequences, TokenShards, fim_from_tokenizer, step_indices
+
+
+def _stream(root, split):
+    meta = json.loads((root / "meta.json").read_text())
+    return np.concatenate(
+        [np.fromfile(root / split / name, dtype=meta["dtype"]) for name in meta["splits"][split]["shards"]]
+    ).astype(np.int64)
+
+
+def test_reads_the_split_as_one_stream_across_shards(token_dataset):
+    shards = TokenShards(token_dataset, "train")
+    stream = _stream(token_dataset, "train")
+    assert len(shards._shards) > 3 and shards.num_tokens == len(stream)
+    boundary = len(shards._shards[0])
+    assert np.array_equal(shards.read(boundary - 50, 100), stream[boundary - 50 : boundary + 50])
+    wrapped = shards.read(len(stream) - 10, 20)  # wraps around at the end
+    assert np.array_equal(wrapped, np.concatenate([stream[-10:], stream[:10]]))
+    assert (stream == shards.eos_id).sum() == shards.info["num_documents"]
+
+
+def test_a_directory_without_meta_json_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        TokenShards(tmp_path, "train")
+
+
+def test_without_fim_samples_are_chunks_and_each_epoch_visits_each_once(token_dataset):
+    shards = TokenShards(token_dataset, "train")
+    data = PackedSequences(shards, seq_len=256, seed=3)
+    stream = _stream(token_dataset, "train")
+    starts = set()
+    for k in range(data.num_chunks):
+        s = data[k]
+        start = data._chunk(k) * 256
+        assert np.array_equal(s, stream[start : start + 256])
+        starts.add(start)
+    assert len(starts) == data.num_chunks  # a permutation: nothing repeated, nothing skipped
+    assert any((data[k] == shards.eos_id).any() for k in range(20))  # documents packed with separators
+
+
+def test_order_depends_only_on_seed_and_index(token_dataset, tiny_model_dir):
+    shards = TokenShards(token_dataset, "train")
+    fim = fim_from_tokenizer(
+        tiny_model_dir / "tokenizer.json", from_name("codecomplete"), shards.eos_id, 0.5, 0.5
+    )
+    a = PackedSequences(shards, 128, seed=1, fim=fim)
+    b = PackedSequences(shards, 128, seed=1, fim=fim)
+    ks = [5, 900, 3, 5]
+    assert all(np.array_equal(a[k], b[k]) for k in reversed(ks))  # any access order, same samples
+    c = PackedSequences(shards, 128, seed=2, fim=fim)
+    assert not all(np.array_equal(a[k], c[k]) for k in ks)
+    assert a.batch(range(4)).shape == (4, 128)
+
+
+def _fim_doc(tiny_model_dir, text, spm_rate, seed=0):
+    tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+    eos = tok.token_to_id("<|endoftext|>")
+    fim = fim_from_tokenizer(tok, from_name("codecomplete"), eos, rate=1.0, spm_rate=spm_rate)
+    ids = np.asarray(tok.encode(text).ids + [eos], dtype=np.int64)
+    out = fim(ids, np.random.default_rng(seed))
+    return tok, [tok.id_to_token(i) for i in out.tolist()], out
+
+
+TEXT = "def add(a, b):\n    total = a + b\n    return total\n\nprint(add(1, 2))\n"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_psm_examples_reassemble_the_document(tiny_model_dir, seed):
+    tok, pieces, out = _fim_doc(tiny_model_dir, TEXT, spm_rate=0.0, seed=seed)
+    ids = out.tolist()
+    p, s, m = (tok.token_to_id(t) for t in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"))
+    assert ids[0] == p and ids.count(s) == 1 and ids.count(m) == 1
+    assert ids[-1] == tok.token_to_id("<|endoftext|>")  # the middle ends at end-of-text
+    pre, suf, mid = ids[1 : ids.index(s)], ids[ids.index(s) + 1 : ids.index(m)], ids[ids.index(m) + 1 : -1]
+    assert tok.decode(pre) + tok.decode(mid) + tok.decode(suf) == TEXT
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_spm_examples_put_the_suffix_first(tiny_model_dir, seed):
+    tok, pieces, out = _fim_doc(tiny_model_dir, TEXT, spm_rate=1.0, seed=seed)
+    ids = out.tolist()
+    p, s, m = (tok.token_to_id(t) for t in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"))
+    assert ids[:2] == [p, s] and ids.count(m) == 1
+    suf, rest = ids[2 : ids.index(m)], ids[ids.index(m) + 1 : -1]
+    assert tok.decode(rest) + tok.decode(suf) == TEXT  # prefix + middle, then the suffix
+
+
+def test_fim_rate_is_respected_and_template_matches_serving(tiny_model_dir):
+    tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+    eos = tok.token_to_id("<|endoftext|>")
+    template = from_name("codecomplete")
+    fim = fim_from_tokenizer(tok, template, eos, rate=0.3, spm_rate=0.5)
+    doc = tok.encode(TEXT).ids + [eos]
+    out = fim(np.asarray(doc * 400, dtype=np.int64), np.random.default_rng(0)).tolist()
+    share = out.count(tok.token_to_id("<fim_middle>")) / 400
+    assert 0.22 < share < 0.38
+    # The PSM prompt training builds is the prompt the server builds from the same prefix and suffix.
+    pre, suf = tok.encode("def f(x):\n    ").ids, tok.encode("\n    return y\n").ids
+    served = template.encode(pre, suf, tok.token_to_id, "psm")
+    assert tok.decode(served, skip_special_tokens=False) == template.render(
+        "def f(x):\n    ", "\n    return y\n"
+    )
+
+
+@pytest.mark.parametrize("world, micro, accum", [(1, 4, 1), (2, 3, 2), (4, 2, 3)])
+def test_each_step_covers_its_own_slice_of_sample_indices(world, micro, accum):
+    batch = world * micro * accum
+    for step in (0, 1, 7):
+        seen = [
+            k
+            for m in range(accum)
+            for r in range(world)
+            for k in step_indices(step, m, r, world, micro, accum)
+        ]
+        assert sorted(seen) == list(range(step * batch, (step + 1) * batch))
