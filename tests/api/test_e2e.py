@@ -22,6 +22,8 @@ import httpx
 import openai
 import pytest
 
+from serving import serve_subprocess
+
 from .conftest import free_port_number
 from .sse_util import assert_openai_error, parse_sse, read_like_copilot
 from .test_errors import BAD_JSON_BODIES, RAW_BODIES
@@ -35,33 +37,11 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
-    port = free_port_number()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECOMPLETE_")}
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "codecomplete", "serve", "--model", str(tiny_model_dir), "--port", str(port)]
-    cmd += ["--served-model-name", "tiny", "codegen", "--device", "cpu", "--log-level", "warning"]
-    cmd += ["--num-threads", "1"]  # a tiny model gains nothing from more; CI machines are shared
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"codecomplete serve exited with {proc.returncode}:\n{proc.stdout.read()}")
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.time() > deadline:
-            proc.kill()
-            pytest.fail("codecomplete serve did not become healthy in 120 s")
-        time.sleep(0.25)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    # --num-threads 1: a tiny model gains nothing from more; CI machines are shared.
+    with serve_subprocess(
+        tiny_model_dir, "--served-model-name", "tiny", "codegen", "--num-threads", "1"
+    ) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

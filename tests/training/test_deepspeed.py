@@ -206,6 +206,39 @@ def test_export_gives_a_servable_folder_with_the_trained_weights(zero2_run, toke
     assert "ZeRO stage 2" in card and "| 30 |" in card and "fim_rate" in card
 
 
+def test_exported_model_is_served_to_the_openai_client(zero2_run):
+    """Export -> `codecomplete serve --model <out>` -> a completion through the openai client, and
+    the served text is what the exported weights generate greedily."""
+    import openai
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from serving import serve_subprocess
+
+    tmp, out, _ = zero2_run
+    hf = tmp / "served"
+    exported = _codecomplete("export", str(out), str(hf), timeout=180)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+
+    prompt = "def main(args):\n    "
+    tok = AutoTokenizer.from_pretrained(hf)
+    model = AutoModelForCausalLM.from_pretrained(hf).eval()
+    ids = tok(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        gen = model.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
+    want = tok.decode(gen[0, ids.shape[1] :])
+
+    with serve_subprocess(hf, "--num-threads", "1") as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)
+        [served] = client.models.list().data
+        got = client.completions.create(model=served.id, prompt=prompt, max_tokens=8, temperature=0)
+    choice = got.choices[0]
+    if choice.finish_reason == "length":
+        assert choice.text == want
+    else:  # the engine stopped at end-of-text, which generate(eos_token_id=None) runs past
+        assert choice.finish_reason == "stop" and want.startswith(choice.text)
+
+
 def test_export_refuses_an_interrupted_checkpoint(tmp_path):
     half = tmp_path / "run" / "checkpoints" / "step-00000010"
     (half / "ds").mkdir(parents=True)
