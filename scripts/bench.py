@@ -79,7 +79,9 @@ class Runner:
         self._n += 1
         t0 = time.perf_counter()
         times, tokens = [], 0
-        async for out in self.engine.generate(GenerationRequest(f"b{self._n}", params(max_tokens), prompt=prompt)):
+        async for out in self.engine.generate(
+            GenerationRequest(f"b{self._n}", params(max_tokens), prompt=prompt)
+        ):
             if out.error:
                 raise RuntimeError(out.error.message)
             if out.choices:
@@ -150,7 +152,10 @@ async def bench(args) -> tuple[list[str], dict]:
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     max_tokens = args.max_tokens
     prompts = code_prompts(tokenizer, args.requests, args.prompt_tokens)
-    results: dict = dict(model=f"{model_desc}, {n_params:.1f}M parameters", device=f"{device}/{str(dtype)[6:]}, {args.threads} torch thread(s)")
+    results: dict = dict(
+        model=f"{model_desc}, {n_params:.1f}M parameters",
+        device=f"{device}/{str(dtype)[6:]}, {args.threads} torch thread(s)",
+    )
     log = []
 
     def say(msg: str) -> None:
@@ -161,7 +166,9 @@ async def bench(args) -> tuple[list[str], dict]:
     direct_generate(model, tokenizer, prompts[0], 4)  # warm-up
     base = generate_baseline(model, tokenizer, prompts, max_tokens)
     results["baseline"] = base
-    say(f"baseline model.generate, one at a time: {base['tps']:.1f} tok/s ({base['tokens']} tokens, {base['wall']:.1f}s)")
+    say(
+        f"baseline model.generate, one at a time: {base['tps']:.1f} tok/s ({base['tokens']} tokens, {base['wall']:.1f}s)"
+    )
 
     engine = build_engine(EngineConfig(model=str(model_dir), device=args.device, prefix_cache_mb=0))
     await engine.start()
@@ -195,7 +202,8 @@ async def bench(args) -> tuple[list[str], dict]:
     # 5. tokens generated for cancelled requests after their client left
     before = engine.metrics()
     streams = [
-        engine.generate(GenerationRequest(f"cancel{i}", params(max_tokens), prompt=prompts[i % len(prompts)])) for i in range(16)
+        engine.generate(GenerationRequest(f"cancel{i}", params(max_tokens), prompt=prompts[i % len(prompts)]))
+        for i in range(16)
     ]
     for s in streams:
         await s.__anext__()
@@ -205,8 +213,10 @@ async def bench(args) -> tuple[list[str], dict]:
     after = engine.metrics()
     leaked = after["tokens_generated_after_cancel_total"] - before["tokens_generated_after_cancel_total"]
     results["cancel"] = dict(requests=16, after_cancel=leaked, running=after["running"])
-    say(f"cancellation: 16 streams closed after their first token: {leaked} tokens generated after the cancel "
-        f"({leaked / 16:.2f} per request), running afterwards: {after['running']}")
+    say(
+        f"cancellation: 16 streams closed after their first token: {leaked} tokens generated after the cancel "
+        f"({leaked / 16:.2f} per request), running afterwards: {after['running']}"
+    )
     await engine.stop()
 
     # 4. keystroke replay: each prompt is the previous one plus a few characters
@@ -223,7 +233,9 @@ async def bench(args) -> tuple[list[str], dict]:
         for p in replay:
             r = await runner.one(p, args.keystroke_max_tokens)
             lat.append(r["end"] - r["start"])
-        results["keystroke"][label] = dict(mean=statistics.mean(lat), hit_rate=engine.metrics()["prefix_cache_hit_rate"])
+        results["keystroke"][label] = dict(
+            mean=statistics.mean(lat), hit_rate=engine.metrics()["prefix_cache_hit_rate"]
+        )
         await engine.stop()
     k = results["keystroke"]
     ratio = k["with prefix reuse"]["mean"] / k["without prefix reuse"]["mean"]
@@ -233,10 +245,55 @@ async def bench(args) -> tuple[list[str], dict]:
         f"mean {k['without prefix reuse']['mean'] * 1e3:.0f} ms without reuse, {k['with prefix reuse']['mean'] * 1e3:.0f} ms "
         f"with = {ratio:.2f}x (hit rate {k['with prefix reuse']['hit_rate']:.2f})"
     )
+    results["invariance"] = {}
+    for attn in ("rowwise", "sdpa", "eager"):
+        inv = invariance_check(str(model_dir), prompts, args.device, attn)
+        results["invariance"][attn] = inv
+        say(f"batch invariance ({attn}): {inv}")
     results["dtype"] = dtype_probe(model, device) if device == "cpu" else {}
     if results["dtype"]:
         say("cpu dtype: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in results["dtype"].items()))
     return log, results
+
+
+def invariance_check(model_dir: str, prompts: list[str], device: str, attn: str, n: int = 16) -> dict:
+    """16 identical greedy requests in one batch vs the same request alone, and 8 differently
+    seeded sampled requests of mixed lengths in one batch vs each alone (the engine loop driven
+    step by step, prefix reuse off). Also the mean decode step time at batch 16."""
+    from codecomplete.engine.core import EngineCore
+
+    cfg = EngineConfig(model=model_dir, device=device, prefix_cache_mb=0, attn_implementation=attn)
+    core = EngineCore.from_config(cfg)
+
+    def run(reqs):
+        outs = {}
+        for rid, p, prompt in reqs:
+            outs[rid] = []
+            core.submit(GenerationRequest(rid, p, prompt=prompt), outs[rid].append)
+        t0, steps = time.perf_counter(), 0
+        while core.step():
+            steps += 1
+        return {k: [t for o in v for c in o.choices for t in c.token_ids] for k, v in outs.items()}, (
+            time.perf_counter() - t0
+        ) / max(1, steps)
+
+    g = SamplingParams(max_tokens=48, temperature=0.0, ignore_eos=True)
+    solo, _ = run([("solo", g, prompts[0])])
+    batch, step_s = run([(f"b{i}", g, prompts[0]) for i in range(n)])
+    same = sum(batch[f"b{i}"] == solo["solo"] for i in range(n))
+
+    def sp(i):
+        return SamplingParams(max_tokens=48, temperature=0.8, top_p=0.95, seed=1000 + i, ignore_eos=True)
+
+    mixed = [(f"s{i}", sp(i), prompts[i][: 50 + 37 * i]) for i in range(8)]
+    alone = {}
+    for r in mixed:
+        alone.update(run([r])[0])
+    together, _ = run(mixed)
+    seeded = sum(together[k] == alone[k] for k in alone)
+    return dict(
+        identical_greedy=f"{same}/{n}", seeded_mixed=f"{seeded}/8", step_ms_at_16=round(step_s * 1e3, 1)
+    )
 
 
 def dtype_probe(model, device: str, reps: int = 3) -> dict[str, float]:
@@ -324,6 +381,22 @@ def report(args, results: dict, elapsed: float) -> str:
             f"| {conc} | {r['tps']:.1f} | {r['tps'] / base['tps']:.2f} | {pct(r['ttft'], 50) * 1e3:.0f} ms | "
             f"{pct(r['ttft'], 99) * 1e3:.0f} ms | {pct(r['itl'], 50) * 1e3:.1f} ms | {pct(r['itl'], 99) * 1e3:.1f} ms |"
         )
+    if results.get("invariance"):
+        lines += [
+            "",
+            "## Batch invariance (float32)",
+            "",
+            "16 identical greedy requests decoded together vs the same request alone; 8 sampled requests "
+            "with different seeds and prompt lengths (so left padding) together vs each alone; mean "
+            "step time while the 16 decode together.",
+            "",
+            "| attention | identical greedy equal to solo | seeded equal to solo | step at batch 16 |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {k} | {v['identical_greedy']} | {v['seeded_mixed']} | {v['step_ms_at_16']} ms |"
+            for k, v in results["invariance"].items()
+        ]
     if results.get("dtype"):
         lines += [
             "",

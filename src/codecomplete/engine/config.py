@@ -36,7 +36,8 @@ class EngineConfig:
     """CPU threads for torch's intra-op pool (process-wide); None keeps torch's default. On a
     machine shared with other busy processes, 1 avoids OpenMP threads spinning against each other."""
     attn_implementation: str | None = None
-    """Force "eager" or "sdpa"; None keeps the model's default (see docs/engine.md on invariance)."""
+    """None/"auto": row-wise batch-invariant attention on the CPU where the family supports it, the
+    model's default on CUDA; "rowwise", "eager" or "sdpa" force one (docs/engine.md)."""
 
     def __post_init__(self) -> None:
         if self.device not in _DEVICES:

@@ -75,6 +75,34 @@ class EngineCore:
             0,
         )
 
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> EngineCore:
+        """Load the model and tokenizer for `config` and build the core around them."""
+        from codecomplete.engine import attention
+        from codecomplete.models.loading import load_for_inference, resolve_device
+
+        attn = config.attn_implementation
+        if attn in (None, "auto") and resolve_device(config.device) == "cpu":
+            attn = attention.register()  # batch-invariant on the CPU (docs/engine.md)
+        elif attn == "rowwise":
+            attn = attention.register()
+        elif attn == "auto":
+            attn = None
+        try:
+            model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, attn)
+        except (ValueError, NotImplementedError, KeyError):
+            if attn != attention.NAME or config.attn_implementation == "rowwise":
+                raise
+            # This family has its own attention code: keep its default.
+            model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, None)
+        if attn == attention.NAME and not getattr(model, "_supports_attention_backend", False):
+            # The family has its own attention code, which would misread the boolean masks.
+            model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, None)
+        if str(device) == "cpu" and next(model.parameters()).dtype == torch.float32:
+            attention.transpose_linear_weights(model)
+        spec = ModelSpec.from_pretrained(model.config, tok, config.fim_template)
+        return cls(model, tok, spec, config, device)
+
     # --- called from other threads ----------------------------------------------------------
 
     def queue_depth(self) -> int:
@@ -126,7 +154,7 @@ class EngineCore:
         m: dict[str, float] = dict(self.counters)
         m.update(
             queue_depth=self.queue_depth(),
-            running=len(batch) if batch is not None else 0,
+            running=batch.rows if batch is not None else 0,
             running_requests=len(self.scheduler.running),
             prefix_cache_hit_rate=self.prefix_cache.hit_rate,
             prefix_cache_hits_total=self.prefix_cache.hits,
@@ -316,7 +344,7 @@ class EngineCore:
             lp = res.logprobs[i] if res.logprobs is not None else None
             top = res.top[i] if res.top is not None else None
             self._advance(seq, res.token_ids[i], lp, top)
-        batch.next_ids = torch.tensor(res.token_ids, dtype=torch.long, device=batch.next_ids.device)
+        batch.set_next(res.token_ids)
 
     def _advance(self, seq: Sequence, token: int, lp: float | None, top) -> None:
         req = seq.request
@@ -424,9 +452,10 @@ class EngineCore:
         if self.batch is None:
             return
         keep = [i for i, s in enumerate(self.batch.seqs) if not s.finished and not s.request.aborted]
-        if len(keep) == len(self.batch):
-            return
-        self.batch = self.runner.select(self.batch, keep) if keep else None
+        if not keep:
+            self.batch = None
+        elif len(keep) < self.batch.rows or (len(keep) == 1 and not self.batch.ghost):
+            self.batch = self.runner.select(self.batch, keep)  # a lone sequence gets its ghost row
 
     def _release(self, req: RequestState) -> None:
         """An aborted request leaves. Its client is normally gone; a reader still iterating gets
