@@ -254,10 +254,10 @@ class ModelRunner:
             for layer in _layers(batch.cache)
         ]
 
-    def select(self, batch: Batch, rows: list[int]) -> Batch:
+    def select(self, batch: Batch, rows: list[int], ghost: bool = True) -> Batch:
         """Keep (or repeat, for n > 1 forks) `rows`, in that order; drop all-padding columns.
-        A single row gets its ghost."""
-        ghost = len(rows) == 1
+        A single row gets its ghost unless ghost=False."""
+        ghost = ghost and len(rows) == 1
         seqs = [batch.seqs[r] for r in rows] if batch.seqs else []
         if ghost:
             rows = rows * 2
