@@ -1,0 +1,101 @@
+"""Reading a JSON request body at the boundary: size limit, UTF-8, JSON, an object.
+
+We parse bodies ourselves instead of letting FastAPI do it so that every way a body can be bad is
+a 4xx in the OpenAI error format with a message that says what was wrong:
+- larger than --max-body-bytes: 413 (prevents a 10 MB prompt from tying up the tokenizer);
+- not UTF-8: 400 (prevents a 500 from a decode error deep inside);
+- not JSON: 400, or 415 when the Content-Type says it is something else (a form, multipart);
+  a JSON body is accepted whatever its Content-Type, because `curl -d` sends form-urlencoded and
+  the ivolution plugin sends anything;
+- NaN/Infinity or integers of thousands of digits: 400 (prevents overflow further down);
+- not an object: 400.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+
+from codecomplete.api.errors import APIError, from_validation_errors
+
+M = TypeVar("M", bound=BaseModel)
+
+JSON_TYPES = ("application/json", "text/json", "application/x-json")
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise APIError(
+            400, "the client closed the connection while sending the body", code="client_closed"
+        ) from None
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> APIError:
+    return APIError(
+        413,
+        f"the request body is larger than the server's limit of {max_bytes} bytes (--max-body-bytes)",
+        code="request_too_large",
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def parse_json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    declared_other = ctype.startswith(("multipart/", "application/x-www-form-urlencoded"))
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise APIError.invalid(
+            None, f"the body is not valid UTF-8 (byte {e.start})", code="invalid_encoding"
+        ) from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as e:
+        if declared_other:
+            raise APIError(
+                415,
+                f"expected a JSON body (Content-Type: application/json), got {ctype}",
+                code="unsupported_media_type",
+            ) from None
+        detail = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        raise APIError.invalid(None, f"the body is not valid JSON: {detail}", code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise APIError.invalid(None, "the body must be a JSON object", code="invalid_json")
+    return value
+
+
+async def parse_request(request: Request, model: type[M], max_bytes: int) -> M:
+    raw = await read_body(request, max_bytes)
+    obj = parse_json_object(raw, request.headers.get("content-type"))
+    try:
+        return model.model_validate(obj)
+    except ValidationError as e:
+        raise from_validation_errors(e.errors()) from None

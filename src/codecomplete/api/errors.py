@@ -1,0 +1,149 @@
+"""The one place where exceptions become the OpenAI error body.
+
+Every error the server sends is `{"error": {"message", "type", "param", "code"}}` with a 4xx/5xx
+status (PROTOCOLS.md, Errors):
+- validation errors are 400, never FastAPI's 422 `{"detail": ...}` (openai-python 0.x cannot parse it);
+- a full queue is 429 with Retry-After; nothing is ever 409 (openai-python 0.x retries it forever);
+- `x-should-retry: false` goes on every error a retry cannot fix (the openai clients otherwise
+  retry 408/409/429/5xx), so only 429/503 and unexpected 500s invite a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from codecomplete.engine.client import QueueFullError
+from codecomplete.engine.types import EngineError
+
+log = logging.getLogger("codecomplete.api")
+
+RETRYABLE = {408, 429, 500, 502, 503, 504}
+
+
+class APIError(Exception):
+    """An error answer. Raise it anywhere in the API layer; `error_response` renders it."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        assert status != 409, "never 409: openai-python 0.x retries it forever"
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    @classmethod
+    def from_engine(cls, err: EngineError) -> APIError:
+        status = err.status if 400 <= err.status < 600 and err.status != 409 else 500
+        return cls(status, err.message, type=err.type, param=err.param, code=err.code)
+
+    @classmethod
+    def queue_full(cls, exc: QueueFullError) -> APIError:
+        retry_after = max(1, math.ceil(exc.retry_after))
+        return cls(
+            429,
+            str(exc),
+            type="server_overloaded",
+            code="queue_full",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    @classmethod
+    def invalid(cls, param: str | None, message: str, code: str | None = "invalid_value") -> APIError:
+        return cls(400, message, param=param, code=code)
+
+
+def error_response(err: APIError) -> JSONResponse:
+    headers = dict(err.headers)
+    if err.status not in RETRYABLE:
+        headers.setdefault("x-should-retry", "false")
+    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+def to_api_error(exc: BaseException) -> APIError:
+    """Map anything raised while serving a request to the error the client sees."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, QueueFullError):
+        return APIError.queue_full(exc)
+    if isinstance(exc, RequestValidationError):
+        # Request bodies are validated in body.py; a pydantic ValidationError that gets here comes
+        # from building a response, i.e. a bug: it stays a 500.
+        return from_validation_errors(list(exc.errors()))
+    if isinstance(exc, StarletteHTTPException):
+        return _from_http_exception(exc)
+    log.exception("unexpected error while serving a request", exc_info=exc)
+    return APIError(
+        500, "internal server error; see the server log", type="server_error", code="internal_error"
+    )
+
+
+def _loc_to_param(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    # FastAPI prefixes "body"; pydantic adds the union member tried ("str", "list[int]", ...).
+    parts = [str(p) for p in loc if p not in ("body",)]
+    keep: list[str] = []
+    for p in parts:
+        if keep and ("[" in p or p in ("str", "int", "float", "bool", "function-after", "function-before")):
+            break
+        keep.append(p)
+    return ".".join(keep) or None
+
+
+def from_validation_errors(errors: list[dict[str, Any]]) -> APIError:
+    if not errors:
+        return APIError.invalid(None, "invalid request")
+    first = errors[0]
+    param = _loc_to_param(first.get("loc", ()))
+    msg = first.get("msg", "invalid value")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return APIError.invalid(None, "the body is not valid JSON", code="invalid_json")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    message = f"{param}: {msg}{more}" if param else f"{msg}{more}"
+    code = "missing_required_parameter" if kind == "missing" else "invalid_value"
+    if kind == "missing":
+        message = f"you must provide a '{param}' parameter"
+    return APIError.invalid(param, message, code=code)
+
+
+def _from_http_exception(exc: StarletteHTTPException) -> APIError:
+    status = exc.status_code if exc.status_code != 409 else 400
+    if status == 404:
+        return APIError(
+            404, str(exc.detail) if exc.detail != "Not Found" else "unknown route", code="not_found"
+        )
+    if status == 405:
+        return APIError(405, "method not allowed on this route", code="method_not_allowed")
+    return APIError(status, str(exc.detail), type="invalid_request_error" if status < 500 else "server_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        err = to_api_error(exc)
+        if err.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.url.path, err.status, err.message)
+        return error_response(err)
+
+    for kind in (APIError, QueueFullError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

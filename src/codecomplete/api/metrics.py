@@ -1,0 +1,97 @@
+"""Prometheus metrics, one registry per app (so tests and several apps in one process never clash).
+
+Request-level numbers are measured here, at the edge where the client sees them; the engine's own
+gauges and counters (`engine.metrics()`) are read at scrape time and exported as
+`codecomplete_engine_<name>` (the well-known ones also under their own names below).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from codecomplete.engine.client import EngineClient
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Latencies of a code model on CPU or GPU: from a few ms per token to tens of seconds per prompt.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _EngineCollector(Collector):
+    """Reads engine.metrics() at scrape time."""
+
+    # engine key -> (exported name, help); everything else is exported as codecomplete_engine_<key>.
+    WELL_KNOWN = {
+        "queue_depth": ("codecomplete_queue_depth", "Requests waiting for a batch slot."),
+        "running": ("codecomplete_running_batch_size", "Sequences in the running batch."),
+    }
+
+    def __init__(self, engine: EngineClient):
+        self.engine = engine
+
+    def collect(self) -> Iterable[Metric]:
+        values = dict(self.engine.metrics() or {})
+        health = self.engine.health()
+        values.setdefault("queue_depth", health.queue_depth)
+        values.setdefault("running", health.running)
+        yield GaugeMetricFamily(
+            "codecomplete_engine_up",
+            "1 when the engine is loaded and its loop alive.",
+            value=float(health.ok),
+        )
+        for key, (name, doc) in self.WELL_KNOWN.items():
+            yield GaugeMetricFamily(name, doc, value=float(values[key]))
+        for key, value in sorted(values.items()):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            name = "codecomplete_engine_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+            if key.endswith("_total"):
+                yield CounterMetricFamily(name[: -len("_total")], f"engine counter {key}", value=float(value))
+            else:
+                yield GaugeMetricFamily(name, f"engine gauge {key}", value=float(value))
+
+
+class ServerMetrics:
+    def __init__(self, engine: EngineClient):
+        self.registry = CollectorRegistry(auto_describe=False)  # no engine call before start()
+        r = self.registry
+        self.requests = Counter(
+            "codecomplete_http_requests",
+            "HTTP requests by route and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "codecomplete_time_to_first_token_seconds",
+            "From the request's arrival to its first generated text.",
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "codecomplete_inter_token_latency_seconds",
+            "Between successive pieces of generated text of one request.",
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.tokens_generated = Counter(
+            "codecomplete_tokens_generated", "Tokens generated and sent to clients.", registry=r
+        )
+        self.prompt_tokens = Counter("codecomplete_prompt_tokens", "Prompt tokens processed.", registry=r)
+        self.completions = Counter(
+            "codecomplete_completions", "Finished completion requests by outcome.", ["outcome"], registry=r
+        )
+        self.cancelled = Counter(
+            "codecomplete_requests_cancelled",
+            "Requests whose client went away before the answer was complete (generation aborted).",
+            registry=r,
+        )
+        r.register(_EngineCollector(engine))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,92 @@
+"""Several engine requests (one per prompt) read as one stream, and aborted together.
+
+Each prompt's `engine.generate()` is driven by its own task so all prompts reach the engine at
+once; their outputs arrive on one queue tagged with the prompt's index. `close()` cancels what is
+still running: the cancellation lands inside the engine's iterator (closing it, which aborts the
+request), and `engine.abort()` is called for any request that had not finished, so a client that
+goes away frees its batch slots at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from codecomplete.engine.client import EngineClient
+from codecomplete.engine.types import GenerationRequest, RequestOutput
+
+
+@dataclass
+class Event:
+    prompt_index: int
+    output: RequestOutput | None = None
+    exception: BaseException | None = None  # raised by generate(), e.g. QueueFullError
+
+
+class OutputStream:
+    def __init__(self, engine: EngineClient, requests: list[GenerationRequest]):
+        self.engine = engine
+        self.requests = requests
+        self.finished = [False] * len(requests)
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+
+    @property
+    def all_finished(self) -> bool:
+        return all(self.finished)
+
+    def start(self) -> OutputStream:
+        self._tasks = [asyncio.ensure_future(self._pump(i, r)) for i, r in enumerate(self.requests)]
+        return self
+
+    async def _pump(self, index: int, request: GenerationRequest) -> None:
+        iterator: AsyncIterator[RequestOutput] | None = None
+        try:
+            iterator = self.engine.generate(request)
+            async for output in iterator:
+                if output.finished:
+                    self.finished[index] = True
+                self._queue.put_nowait(Event(index, output=output))
+                if output.finished:
+                    break
+            else:
+                if not self.finished[index]:
+                    # The engine ended the stream without a finished event: treat as finished.
+                    self.finished[index] = True
+                    self._queue.put_nowait(
+                        Event(index, output=RequestOutput(request.request_id, finished=True))
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # QueueFullError, or an engine bug: reported to the reader
+            self.finished[index] = True
+            self._queue.put_nowait(Event(index, exception=exc))
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def next(self) -> Event:
+        return await self._queue.get()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while not (self.all_finished and self._queue.empty()):
+            yield await self._queue.get()
+
+    async def close(self) -> bool:
+        """Stop whatever still runs. Returns True when something was aborted."""
+        if self._closed:
+            return False
+        self._closed = True
+        unfinished = [r.request_id for r, done in zip(self.requests, self.finished, strict=True) if not done]
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for request_id in unfinished:
+            with contextlib.suppress(Exception):
+                await self.engine.abort(request_id)
+        return bool(unfinished)
