@@ -36,14 +36,18 @@ class SlackLayer(DynamicLayer):
     token in place instead of DynamicLayer's torch.cat, which copies the whole cache every step
     (a quarter of a decode step on the CPU at batch 16, measured)."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, width: int | None = None):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, width: int | None = None, extra: int = 0):
         super().__init__()
         b, h, t, _ = keys.shape
         width = t if width is None else width  # left-pad up to `width` when joining a wider batch
-        cap = width + _slack(width)
+        cap = width + max(_slack(width), extra + 32)
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self._k = keys.new_zeros((b, h, cap, keys.shape[-1]))
-        self._v = values.new_zeros((b, h, cap, values.shape[-1]))
+        # Padding must be zeros (some families' own attention multiplies masked values by 0, and
+        # garbage could be NaN); the slack after the end is never read before it is written.
+        self._k = keys.new_empty((b, h, cap, keys.shape[-1]))
+        self._v = values.new_empty((b, h, cap, values.shape[-1]))
+        self._k[:, :, : width - t].zero_()
+        self._v[:, :, : width - t].zero_()
         self._k[:, :, width - t : width] = keys
         self._v[:, :, width - t : width] = values
         self._n = width
@@ -128,8 +132,11 @@ def _stack(layers: list, width: int, sizes: list[int]) -> SlackLayer:
     return out
 
 
-def _cache_from(kv: KV) -> DynamicCache:
-    return DynamicCache(ddp_cache_data=[(k, v) for k, v in kv])
+def _cache_from(kv: KV, n: int, extra: int) -> DynamicCache:
+    """A cache holding the first n tokens of `kv` (one copy), with room for `extra` more."""
+    cache = DynamicCache()
+    cache.layers = [SlackLayer(k[:, :, :n], v[:, :, :n], extra=extra) for k, v in kv]
+    return cache
 
 
 class ModelRunner:
@@ -211,7 +218,7 @@ class ModelRunner:
     def extend(self, kv: KV | None, start: int, ids: list[int]) -> KV:
         """Chunked prefill: run `ids` (prompt positions start..) after the first `start` tokens'
         KV and return the KV of all start + len(ids) tokens (no logits needed)."""
-        cache = _cache_from([(k[:, :, :start], v[:, :, :start]) for k, v in kv]) if start else None
+        cache = _cache_from(kv, start, len(ids)) if start else None
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
         mask = torch.ones((1, start + len(ids)), dtype=torch.long, device=self.device)
         pos = torch.arange(start, start + len(ids), device=self.device)[None, :]
@@ -233,7 +240,7 @@ class ModelRunner:
 
     def _prefill_one(self, row: PrefillRow) -> tuple[Batch, torch.Tensor]:
         n = row.reuse
-        cache = _cache_from([(k[:, :, :n], v[:, :, :n]) for k, v in row.kv]) if n else None
+        cache = _cache_from(row.kv, n, len(row.ids) - n) if n else None
         ids = torch.tensor([row.ids[n:]], dtype=torch.long, device=self.device)
         mask = torch.ones((1, len(row.ids)), dtype=torch.long, device=self.device)
         pos = torch.arange(n, len(row.ids), device=self.device)[None, :]
