@@ -11,13 +11,8 @@ from codecomplete.engine.types import GenerationRequest, RequestOutput, Sampling
 
 def make_core(model_dir, **overrides):
     from codecomplete.engine.core import EngineCore
-    from codecomplete.models.loading import load_for_inference
-    from codecomplete.models.registry import ModelSpec
 
-    config = EngineConfig(model=str(model_dir), device="cpu", **overrides)
-    model, tok, device, _ = load_for_inference(config.model, "cpu", "float32", config.attn_implementation)
-    spec = ModelSpec.from_pretrained(model.config, tok, config.fim_template)
-    return EngineCore(model, tok, spec, config, device)
+    return EngineCore.from_config(EngineConfig(model=str(model_dir), device="cpu", **overrides))
 
 
 def greedy(max_tokens=20, **kw) -> SamplingParams:
@@ -50,5 +45,3 @@ def finish_of(outs: list[RequestOutput], index: int = 0) -> str | None:
     reasons = [c.finish_reason for o in outs for c in o.choices if c.index == index and c.finish_reason]
     assert len(reasons) <= 1, "a choice finishes once"
     return reasons[0] if reasons else None
-
-

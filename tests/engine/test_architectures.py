@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_helpers import greedy, ids_of, make_core, run_until_idle, submit
 
 from codecomplete.models.tiny import ARCHITECTURES
-from engine_helpers import greedy, ids_of, make_core, run_until_idle, submit
 
 PROMPTS = [
     "def add(a, b):\n    return",

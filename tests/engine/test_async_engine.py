@@ -29,9 +29,13 @@ def test_streams_deltas_and_reports_model_info(tiny_model_dir):
             info = engine.model_info
             assert info.name == "tiny" and info.served_names == ["tiny", "codegen"]
             assert info.context_length == 256 and info.fim_template == "codecomplete"
-            req = GenerationRequest("s", SamplingParams(max_tokens=12, temperature=0, ignore_eos=True), prompt="def f(")
+            req = GenerationRequest(
+                "s", SamplingParams(max_tokens=12, temperature=0, ignore_eos=True), prompt="def f("
+            )
             events = [out async for out in engine.generate(req)]
-            assert events[0].prompt_token_ids and events[0].num_prompt_tokens == len(events[0].prompt_token_ids)
+            assert events[0].prompt_token_ids and events[0].num_prompt_tokens == len(
+                events[0].prompt_token_ids
+            )
             assert len(events) > 1 and events[-1].finished and not any(e.finished for e in events[:-1])
             assert sum(len(c.token_ids) for e in events for c in e.choices) == 12
             assert engine.health().ok
@@ -47,7 +51,9 @@ def test_closing_streams_after_first_token_cancels_them(tiny_model_dir):
         engine = await _started(tiny_model_dir)
         try:
             params = SamplingParams(max_tokens=200, temperature=0, ignore_eos=True)
-            streams = [engine.generate(GenerationRequest(f"c{i}", params, prompt=f"x = {i}")) for i in range(16)]
+            streams = [
+                engine.generate(GenerationRequest(f"c{i}", params, prompt=f"x = {i}")) for i in range(16)
+            ]
             for s in streams:
                 first = await s.__anext__()
                 assert first.choices

@@ -8,7 +8,7 @@ from codecomplete.engine.client import QueueFullError
 from codecomplete.engine.prefix_cache import PrefixCache, common_prefix_len
 from codecomplete.engine.scheduler import Scheduler
 from codecomplete.engine.sequence import RequestState
-from codecomplete.engine.stopping import StopChecker, indent_cut
+from codecomplete.engine.stopping import StopChecker
 from codecomplete.engine.types import GenerationRequest, SamplingParams
 
 
@@ -145,16 +145,6 @@ def test_first_occurrence_of_any_stop_wins():
     assert stopped and text == "aa"
 
 
-def test_indent_cut_rule():
-    body = "x = 1\n        y = 2\n    return x\n"
-    assert body[: indent_cut(body, 8)] == "x = 1"  # 8 == c and no continuation ends the block
-    assert body[: indent_cut(body, 4)] == "x = 1\n        y = 2"
-    assert indent_cut(body, 3) is None
-    body = "if a:\n        b()\n    else:\n        c()\n    d()\n"
-    assert body[: indent_cut(body, 4)] == "if a:\n        b()\n    else:\n        c()"
-    assert indent_cut("first line only", 0) is None
-
-
 def test_indent_trim_streams_only_decided_lines():
     checker = StopChecker([], indent_trim=4)
     text, stopped, chunks = feed(checker, ["foo()\n", "    ", "    bar()\n", "\n", "baz()\n", "more"])
@@ -191,3 +181,18 @@ def test_unchunkable_prompt_over_budget_runs_alone():
     s.add(echo)
     assert [r.request_id for r in s.schedule().prefill] == ["a"]
     assert [r.request_id for r in s.schedule().prefill] == ["echo"]
+
+
+def test_indent_trim_keeps_block_continuations():
+    checker = StopChecker([], indent_trim=4)
+    text, stopped, chunks = feed(
+        checker, ["if a:\n", "        b()\n", "    else:\n", "        c()\n", "    d()\n"]
+    )
+    assert stopped and text == "if a:\n        b()\n    else:\n        c()"
+    assert "".join(chunks) == text
+
+
+def test_stop_string_and_indent_trim_together():
+    checker = StopChecker(["\n\n#"], indent_trim=4)
+    text, stopped, _ = feed(checker, ["x = 1\n", "        y\n", "\n#", " next"])
+    assert stopped and text == "x = 1\n        y"

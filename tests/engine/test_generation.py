@@ -14,7 +14,9 @@ PROMPT = "def fibonacci(n):\n    if n < 2:\n        return n\n    return"
 
 
 def sampled(seed: int, **kw) -> SamplingParams:
-    return SamplingParams(max_tokens=24, temperature=0.9, top_p=0.95, top_k=100, seed=seed, ignore_eos=True, **kw)
+    return SamplingParams(
+        max_tokens=24, temperature=0.9, top_p=0.95, top_k=100, seed=seed, ignore_eos=True, **kw
+    )
 
 
 def test_batch_invariance_16_identical_greedy(gpt2_core):
@@ -236,3 +238,22 @@ def test_chunked_prefill_gives_the_same_tokens_and_keeps_decoding(gpt2_core, tin
     assert ids_of(long) == ids_of(solo)
     n_prompt = len(long[0].prompt_token_ids)
     assert tokens_meanwhile >= n_prompt // 16  # the batch decoded while the long prompt was chunked
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_logits_are_bit_identical_alone_and_in_a_padded_batch(arch, tiny_model_factory):
+    from codecomplete.engine.runner import PrefillRow
+
+    runner = make_core(tiny_model_factory(arch)).runner  # CPU default: row-wise attention
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randint(1, 400, (n,), generator=g).tolist() for n in (20, 45, 33))
+    solo, solo_logits, _ = runner.prefill([PrefillRow(a)])
+    solo = runner.select(solo, [0])  # a lone sequence runs with its ghost row
+    mixed, mixed_logits, _ = runner.prefill([PrefillRow(b), PrefillRow(a)])
+    assert torch.equal(solo_logits[0], mixed_logits[1])
+    for step in range(12):
+        if step == 4:  # a third sequence joins: wider padding for the others
+            mixed = runner.concatenate([mixed, runner.prefill([PrefillRow(c)])[0]])
+        solo.set_next([7 + step])
+        mixed.set_next([3, 7 + step] + [5] * (mixed.rows - 2))
+        assert torch.equal(runner.decode(solo)[0], runner.decode(mixed)[1]), f"step {step}"

@@ -38,21 +38,21 @@ class AsyncEngine(EngineClient):
             self._load_error = f"{type(exc).__name__}: {exc}"
             raise
         self._stop.clear()
-        self._thread = threading.Thread(target=self.core.run, args=(self._stop,), name="codecomplete-engine", daemon=True)
+        self._thread = threading.Thread(
+            target=self.core.run, args=(self._stop,), name="codecomplete-engine", daemon=True
+        )
         self._thread.start()
 
     def _load(self) -> None:
         from codecomplete.engine.core import EngineCore
-        from codecomplete.models.loading import load_for_inference
-        from codecomplete.models.registry import ModelSpec
 
         cfg = self.config
         if cfg.num_threads:
             import torch
 
             torch.set_num_threads(cfg.num_threads)
-        model, tokenizer, device, dtype = load_for_inference(cfg.model, cfg.device, cfg.dtype, cfg.attn_implementation)
-        spec = ModelSpec.from_pretrained(model.config, tokenizer, cfg.fim_template)
+        core = EngineCore.from_config(cfg)
+        spec = core.spec
         names = cfg.served_names or [Path(cfg.model.rstrip("/")).name or cfg.model]
         self.model_info = ModelInfo(
             name=names[0],
@@ -62,14 +62,16 @@ class AsyncEngine(EngineClient):
             fim_template=spec.fim.name if spec.fim else None,
             created=int(time.time()),
         )
-        self.device, self.dtype, self.spec, self.tokenizer = device, dtype, spec, tokenizer
-        self.core = EngineCore(model, tokenizer, spec, cfg, device)
+        model = core.runner.model
+        self.device, self.dtype = core.runner.device, next(model.parameters()).dtype
+        self.core = core
         log.info(
-            "engine: %s (%s) on %s/%s, context %d, FIM %s, max batch %d, step budget %d tokens, queue %d",
+            "engine: %s (%s) on %s/%s, attention %s, context %d, FIM %s, max batch %d, step budget %d, queue %d",
             names[0],
             spec.family,
-            device,
-            str(dtype).removeprefix("torch."),
+            self.device,
+            str(self.dtype).removeprefix("torch."),
+            model.config._attn_implementation,
             spec.context_length,
             self.model_info.fim_template,
             cfg.max_batch_size,
@@ -129,7 +131,10 @@ class AsyncEngine(EngineClient):
         else:
             detail = "ok"
         return EngineHealth(
-            ok=alive and not failing, detail=detail, queue_depth=int(m["queue_depth"]), running=int(m["running"])
+            ok=alive and not failing,
+            detail=detail,
+            queue_depth=int(m["queue_depth"]),
+            running=int(m["running"]),
         )
 
     def metrics(self) -> dict[str, float]:

@@ -32,11 +32,17 @@ class EngineConfig:
     """Memory bound of the prefix-reuse KV cache in MiB (LRU); 0 turns prefix reuse off."""
     prefix_min_tokens: int = 16
     """A cached prefix is reused only when at least this many prompt tokens match."""
+    batch_invariance: str = "auto"
+    """CPU: "auto" makes a sequence's logits bit-identical alone or in any batch (row-wise
+    attention, column-major Linear weights, a ghost row for a lone sampled sequence); "strict"
+    also gives lone greedy sequences their ghost (slower at batch 1); "off" keeps the model as
+    loaded (fastest, last-bit differences between batch compositions). See docs/engine.md."""
     num_threads: int | None = None
     """CPU threads for torch's intra-op pool (process-wide); None keeps torch's default. On a
     machine shared with other busy processes, 1 avoids OpenMP threads spinning against each other."""
     attn_implementation: str | None = None
-    """Force "eager" or "sdpa"; None keeps the model's default (see docs/engine.md on invariance)."""
+    """None/"auto": row-wise batch-invariant attention on the CPU where the family supports it, the
+    model's default on CUDA; "rowwise", "eager" or "sdpa" force one (docs/engine.md)."""
 
     def __post_init__(self) -> None:
         if self.device not in _DEVICES:
@@ -49,6 +55,8 @@ class EngineConfig:
             raise ValueError("max_queue must be >= 1 (--max-queue)")
         if self.max_step_tokens < 1:
             raise ValueError("max_step_tokens must be >= 1 (--max-step-tokens)")
+        if self.batch_invariance not in ("auto", "strict", "off"):
+            raise ValueError("batch_invariance must be auto, strict or off")
         if self.prefix_min_tokens < 1:
             raise ValueError("prefix_min_tokens must be >= 1")
         self.served_names = list(self.served_names)

@@ -75,6 +75,38 @@ class EngineCore:
             0,
         )
 
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> EngineCore:
+        """Load the model and tokenizer for `config` and build the core around them."""
+        from codecomplete.engine import attention
+        from codecomplete.models.loading import load_for_inference, resolve_device
+
+        attn = config.attn_implementation
+        if (
+            attn in (None, "auto")
+            and resolve_device(config.device) == "cpu"
+            and config.batch_invariance != "off"
+        ):
+            attn = attention.register()  # batch-invariant on the CPU (docs/engine.md)
+        elif attn == "rowwise":
+            attn = attention.register()
+        elif attn == "auto":
+            attn = None
+        try:
+            model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, attn)
+        except (ValueError, NotImplementedError, KeyError):
+            if attn != attention.NAME or config.attn_implementation == "rowwise":
+                raise
+            # This family has its own attention code: keep its default.
+            model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, None)
+        if attn == attention.NAME and not getattr(model, "_supports_attention_backend", False):
+            # The family has its own attention code, which would misread the boolean masks.
+            model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, None)
+        if config.batch_invariance != "off" and str(device) == "cpu":
+            attention.transpose_linear_weights(model)
+        spec = ModelSpec.from_pretrained(model.config, tok, config.fim_template)
+        return cls(model, tok, spec, config, device)
+
     # --- called from other threads ----------------------------------------------------------
 
     def queue_depth(self) -> int:
@@ -126,7 +158,7 @@ class EngineCore:
         m: dict[str, float] = dict(self.counters)
         m.update(
             queue_depth=self.queue_depth(),
-            running=len(batch) if batch is not None else 0,
+            running=batch.rows if batch is not None else 0,
             running_requests=len(self.scheduler.running),
             prefix_cache_hit_rate=self.prefix_cache.hit_rate,
             prefix_cache_hits_total=self.prefix_cache.hits,
@@ -316,7 +348,7 @@ class EngineCore:
             lp = res.logprobs[i] if res.logprobs is not None else None
             top = res.top[i] if res.top is not None else None
             self._advance(seq, res.token_ids[i], lp, top)
-        batch.next_ids = torch.tensor(res.token_ids, dtype=torch.long, device=batch.next_ids.device)
+        batch.set_next(res.token_ids)
 
     def _advance(self, seq: Sequence, token: int, lp: float | None, top) -> None:
         req = seq.request
@@ -424,9 +456,23 @@ class EngineCore:
         if self.batch is None:
             return
         keep = [i for i, s in enumerate(self.batch.seqs) if not s.finished and not s.request.aborted]
-        if len(keep) == len(self.batch):
-            return
-        self.batch = self.runner.select(self.batch, keep) if keep else None
+        if not keep:
+            self.batch = None
+        elif len(keep) < self.batch.rows or (
+            len(keep) == 1 and not self.batch.ghost and self._wants_ghost(keep[0])
+        ):
+            self.batch = self.runner.select(self.batch, keep, ghost=self._wants_ghost(keep[0]))
+
+    def _wants_ghost(self, row: int) -> bool:
+        """A lone sampled sequence runs with a ghost row so its logits have the same bits as in
+        any batch (its seed then reproduces exactly). A lone greedy one runs as a single row (a
+        GEMV, measured ~30% faster at batch 1 on the CPU): its logits may differ in the last bit
+        from a batched run, which an argmax practically never notices (tests/engine checks the
+        tokens). batch_invariance="strict" gives every lone sequence its ghost."""
+        mode = self.config.batch_invariance
+        if mode == "off":
+            return False
+        return mode == "strict" or not self.batch.seqs[row].params.greedy
 
     def _release(self, req: RequestState) -> None:
         """An aborted request leaves. Its client is normally gone; a reader still iterating gets

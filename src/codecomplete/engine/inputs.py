@@ -93,5 +93,10 @@ def prepare_prompt(request: GenerationRequest, tokenizer, spec: ModelSpec) -> Pr
         text = prompt_text
     max_tokens = min(params.max_tokens, ctx - len(ids))
     return PreparedPrompt(
-        token_ids=ids, text=text, max_tokens=max(0, max_tokens), fim=use_fim, stop_token_ids=stop_ids, truncated=truncated
+        token_ids=ids,
+        text=text,
+        max_tokens=max(0, max_tokens),
+        fim=use_fim,
+        stop_token_ids=stop_ids,
+        truncated=truncated,
     )

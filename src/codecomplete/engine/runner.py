@@ -5,6 +5,13 @@ and explicit position ids, so every family that returns a DynamicCache of (B, he
 layers works: GPT-2, GPT-Neo, CodeGen, GPTBigCode (one KV head), Llama, Qwen2. Sequences join with
 `concatenate` (left-pad to the longest and stack) and leave with `select` (index the rows and drop
 the padding columns nobody needs any more).
+
+Batch invariance: a CPU matmul with a single row (M=1) takes a GEMV path that rounds differently
+from the GEMM used for 2+ rows (measured: 4e-5 apart; every M >= 2 gives bit-identical rows). So a
+batch never runs with one row: a lone sequence gets a "ghost" copy of itself, and one-token
+forwards are run on two identical rows. With eager attention (left padding only ever adds exact
+zeros in front of a reduction) a sequence's logits are then the same bits whatever else is in the
+batch.
 """
 
 from __future__ import annotations
@@ -29,14 +36,18 @@ class SlackLayer(DynamicLayer):
     token in place instead of DynamicLayer's torch.cat, which copies the whole cache every step
     (a quarter of a decode step on the CPU at batch 16, measured)."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, width: int | None = None):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, width: int | None = None, extra: int = 0):
         super().__init__()
         b, h, t, _ = keys.shape
         width = t if width is None else width  # left-pad up to `width` when joining a wider batch
-        cap = width + _slack(width)
+        cap = width + max(_slack(width), extra + 32)
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self._k = keys.new_zeros((b, h, cap, keys.shape[-1]))
-        self._v = values.new_zeros((b, h, cap, values.shape[-1]))
+        # Padding must be zeros (some families' own attention multiplies masked values by 0, and
+        # garbage could be NaN); the slack after the end is never read before it is written.
+        self._k = keys.new_empty((b, h, cap, keys.shape[-1]))
+        self._v = values.new_empty((b, h, cap, values.shape[-1]))
+        self._k[:, :, : width - t].zero_()
+        self._v[:, :, : width - t].zero_()
         self._k[:, :, width - t : width] = keys
         self._v[:, :, width - t : width] = values
         self._n = width
@@ -70,9 +81,19 @@ class Batch:
     mask: torch.Tensor  # (B, T) 1 = real token in the cache, 0 = left padding
     pos: torch.Tensor  # (B,) position id of the next input token = real tokens cached
     next_ids: torch.Tensor  # (B,) the token each row feeds next (sampled, not yet cached)
+    ghost: bool = False  # the last tensor row duplicates row 0 (a batch of one sequence)
 
     def __len__(self) -> int:
         return self.mask.shape[0]
+
+    @property
+    def rows(self) -> int:
+        """Real rows (the tensors may hold one ghost row more)."""
+        return self.mask.shape[0] - int(self.ghost)
+
+    def set_next(self, tokens: list[int]) -> None:
+        ids = tokens + tokens[:1] if self.ghost else tokens
+        self.next_ids = torch.tensor(ids, dtype=torch.long, device=self.next_ids.device)
 
     @property
     def width(self) -> int:
@@ -91,9 +112,9 @@ def _layers(cache: DynamicCache):
     return cache.layers
 
 
-def _stack(layers: list, width: int) -> SlackLayer:
-    """One SlackLayer holding `layers` (same layer of several batches) stacked, left-padded to width."""
-    sizes = [layer.keys.shape[0] for layer in layers]
+def _stack(layers: list, width: int, sizes: list[int]) -> SlackLayer:
+    """One SlackLayer holding the first `sizes[i]` rows of `layers[i]` (the same layer of several
+    batches) stacked, left-padded to `width`."""
     first = layers[0]
     k0, v0 = first.keys, first.values
     b = sum(sizes)
@@ -105,14 +126,17 @@ def _stack(layers: list, width: int) -> SlackLayer:
     row = 0
     for layer, size in zip(layers, sizes, strict=True):
         t = layer.keys.shape[2]
-        out._k[row : row + size, :, width - t : width] = layer.keys
-        out._v[row : row + size, :, width - t : width] = layer.values
+        out._k[row : row + size, :, width - t : width] = layer.keys[:size]
+        out._v[row : row + size, :, width - t : width] = layer.values[:size]
         row += size
     return out
 
 
-def _cache_from(kv: KV) -> DynamicCache:
-    return DynamicCache(ddp_cache_data=[(k, v) for k, v in kv])
+def _cache_from(kv: KV, n: int, extra: int) -> DynamicCache:
+    """A cache holding the first n tokens of `kv` (one copy), with room for `extra` more."""
+    cache = DynamicCache()
+    cache.layers = [SlackLayer(k[:, :, :n], v[:, :, :n], extra=extra) for k, v in kv]
+    return cache
 
 
 class ModelRunner:
@@ -126,11 +150,29 @@ class ModelRunner:
     # --- forward passes ---------------------------------------------------------------------
 
     def _forward(self, ids, mask, pos, cache, last_only: bool):
+        plain = cache is None or not any(isinstance(layer, SlackLayer) for layer in _layers(cache))
+        if ids.numel() == 1 and plain:  # one row, one token: run it twice (see the module docstring)
+            if cache is not None:
+                for layer in _layers(cache):
+                    layer.keys, layer.values = (
+                        layer.keys.expand(2, -1, -1, -1),
+                        layer.values.expand(2, -1, -1, -1),
+                    )
+            logits, cache = self._forward_raw(
+                ids.expand(2, -1), mask.expand(2, -1), pos.expand(2, -1), cache, last_only
+            )
+            for layer in _layers(cache):
+                layer.keys, layer.values = layer.keys[:1], layer.values[:1]
+            return logits[:1], cache
+        return self._forward_raw(ids, mask, pos, cache, last_only)
+
+    def _forward_raw(self, ids, mask, pos, cache, last_only: bool):
         kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         if cache is not None:
             kwargs["past_key_values"] = cache
         if last_only and self._keep_arg:
-            kwargs["logits_to_keep"] = 1
+            # Two positions for a lone row: the LM head then runs as a GEMM, like in any batch.
+            kwargs["logits_to_keep"] = 2 if ids.shape[0] == 1 and ids.shape[1] > 1 else 1
         out = self.model(**kwargs)
         return out.logits, out.past_key_values
 
@@ -142,7 +184,7 @@ class ModelRunner:
         logits, cache = self._forward(batch.next_ids[:, None], mask, batch.pos[:, None], batch.cache, True)
         batch.cache, batch.mask = cache, mask
         batch.pos = batch.pos + 1
-        return logits[:, -1, :]
+        return logits[: batch.rows, -1, :]
 
     @torch.inference_mode()
     def prefill(self, rows: list[PrefillRow]) -> tuple[Batch, torch.Tensor, dict[int, torch.Tensor]]:
@@ -176,7 +218,7 @@ class ModelRunner:
     def extend(self, kv: KV | None, start: int, ids: list[int]) -> KV:
         """Chunked prefill: run `ids` (prompt positions start..) after the first `start` tokens'
         KV and return the KV of all start + len(ids) tokens (no logits needed)."""
-        cache = _cache_from([(k[:, :, :start], v[:, :, :start]) for k, v in kv]) if start else None
+        cache = _cache_from(kv, start, len(ids)) if start else None
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
         mask = torch.ones((1, start + len(ids)), dtype=torch.long, device=self.device)
         pos = torch.arange(start, start + len(ids), device=self.device)[None, :]
@@ -198,7 +240,7 @@ class ModelRunner:
 
     def _prefill_one(self, row: PrefillRow) -> tuple[Batch, torch.Tensor]:
         n = row.reuse
-        cache = _cache_from([(k[:, :, :n], v[:, :, :n]) for k, v in row.kv]) if n else None
+        cache = _cache_from(row.kv, n, len(row.ids) - n) if n else None
         ids = torch.tensor([row.ids[n:]], dtype=torch.long, device=self.device)
         mask = torch.ones((1, len(row.ids)), dtype=torch.long, device=self.device)
         pos = torch.arange(n, len(row.ids), device=self.device)[None, :]
@@ -219,8 +261,13 @@ class ModelRunner:
             for layer in _layers(batch.cache)
         ]
 
-    def select(self, batch: Batch, rows: list[int]) -> Batch:
-        """Keep (or repeat, for n > 1 forks) `rows`, in that order; drop all-padding columns."""
+    def select(self, batch: Batch, rows: list[int], ghost: bool = True) -> Batch:
+        """Keep (or repeat, for n > 1 forks) `rows`, in that order; drop all-padding columns.
+        A single row gets its ghost unless ghost=False."""
+        ghost = ghost and len(rows) == 1
+        seqs = [batch.seqs[r] for r in rows] if batch.seqs else []
+        if ghost:
+            rows = rows * 2
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         mask = batch.mask.index_select(0, idx)
         real = mask.any(dim=0).nonzero()
@@ -232,17 +279,17 @@ class ModelRunner:
             )
             for layer in _layers(cache)
         ]
-        seqs = [batch.seqs[r] for r in rows] if batch.seqs else []
         return Batch(
             seqs,
             batch.cache,
             mask[:, start:],
             batch.pos.index_select(0, idx),
             batch.next_ids.index_select(0, idx),
+            ghost=ghost,
         )
 
     def concatenate(self, batches: list[Batch]) -> Batch:
-        batches = [b for b in batches if len(b)]
+        batches = [b for b in batches if b.rows]
         if len(batches) == 1:
             return batches[0]
         width = max(b.width for b in batches)
@@ -256,12 +303,13 @@ class ModelRunner:
 
         first = batches[0].cache
         first.layers = [
-            _stack([_layers(b.cache)[li] for b in batches], width) for li in range(len(_layers(first)))
+            _stack([_layers(b.cache)[li] for b in batches], width, [b.rows for b in batches])
+            for li in range(len(_layers(first)))
         ]
-        return Batch(
+        return Batch(  # two or more real rows: no ghost
             seqs=[s for b in batches for s in b.seqs],
             cache=first,
-            mask=torch.cat([pad(b.mask, width - b.width, 1) for b in batches], dim=0),
-            pos=torch.cat([b.pos for b in batches]),
-            next_ids=torch.cat([b.next_ids for b in batches]),
+            mask=torch.cat([pad(b.mask[: b.rows], width - b.width, 1) for b in batches], dim=0),
+            pos=torch.cat([b.pos[: b.rows] for b in batches]),
+            next_ids=torch.cat([b.next_ids[: b.rows] for b in batches]),
         )

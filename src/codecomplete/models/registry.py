@@ -1,7 +1,7 @@
 """What differs between model families, read from the model's config and tokenizer (never literals).
 
-    spec = ModelSpec.from_pretrained(config, tokenizer)
-    spec.context_length, spec.eos_token_ids, spec.fim, spec.fim_end_token_ids
+spec = ModelSpec.from_pretrained(config, tokenizer)
+spec.context_length, spec.eos_token_ids, spec.fim, spec.fim_end_token_ids
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class ModelSpec:
         fim_end = [vocab[t] for t in template.end_tokens if t in vocab] if template else []
 
         prefix_ids = list(tokenizer("", add_special_tokens=True)["input_ids"])
-        vocab_size = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
+        vocab_size = (
+            config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
+        )
         return cls(
             family=getattr(config, "model_type", "unknown"),
             context_length=int(ctx),
