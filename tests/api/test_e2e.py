@@ -258,7 +258,9 @@ def test_copilot_replay(server):
     # overrideProxyUrl with a trailing slash: Copilot requests //v1/engines/<overrideEngine>/completions
     url = server + "/" + "/v1/engines/copilot-codex/completions"
     with httpx.Client(timeout=30) as c:  # Copilot's own timeout
-        r = c.post(url, content=json.dumps(copilot_body()), headers=COPILOT_HEADERS)
+        # Copilot sends no seed; one is added so that the random tiny model's sampled choices are the
+        # same on every run (an unseeded draw can legitimately sample end-of-text first: empty text).
+        r = c.post(url, content=json.dumps(copilot_body() | {"seed": 1234}), headers=COPILOT_HEADERS)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     choices = read_like_copilot(r.content)
     assert sorted(choices) == [0, 1, 2]
