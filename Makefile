@@ -42,7 +42,9 @@ format: venv
 	$(BIN)/ruff check --fix src tests scripts
 
 bench: venv
-	$(BIN)/python scripts/bench.py --out BENCHMARKS.md
+	$(BIN)/python scripts/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
+	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain / DeepSpeed steps")
     p.add_argument("--steps", type=int, default=2, help="optimizer steps per round")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--append", default=None, help="append the table as a section of this Markdown file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # result path, set by the launcher call
     return p
 
@@ -229,6 +230,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = launch(args)
     print(to_markdown(result))
+    if args.append:
+        import datetime as dt
+        import platform
+
+        cmd = "python scripts/bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        section = (
+            f"\n## Training throughput\n\n- date: {when}\n- command: `{cmd.strip()}`\n"
+            f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.1f}\n\n{to_markdown(result)}\n"
+        )
+        with open(args.append, "a") as f:
+            f.write(section)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
