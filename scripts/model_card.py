@@ -1,0 +1,70 @@
+"""Add `codecomplete eval` results and the corpus summary to an exported model's card (README.md).
+
+    python scripts/model_card.py --model models/codecomplete-tiny-py \
+        --eval data/tiny-py/eval/*.json --corpus data/tiny-py/corpus
+
+The export already wrote the training part of the card (commands, recipe, data splits, validation
+curve); this appends one table per evaluation and the curation statistics, replacing an earlier
+appendix if there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+MARK = "<!-- codecomplete:eval -->"
+
+
+def _fmt(v) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def eval_section(results: list[dict]) -> list[str]:
+    lines = ["## Evaluation (`codecomplete eval`)", ""]
+    lines += ["| task | data | metric | value |", "|---|---|---|---|"]
+    for r in results:
+        for name, value in r.get("metrics", {}).items():
+            if isinstance(value, (int, float)):
+                lines.append(f"| {r['task']} | `{r.get('data')}` | {name} | {_fmt(value)} |")
+    lines.append("")
+    for r in results:
+        settings = ", ".join(f"{k}={v}" for k, v in (r.get("settings") or {}).items())
+        lines.append(f"- {r['task']}: {settings} ({r.get('duration_s', '?')} s)")
+    lines.append("")
+    return lines
+
+
+def corpus_section(corpus: Path) -> list[str]:
+    stats_path = corpus / "stats.json"
+    if not stats_path.exists():
+        return []
+    stats = json.loads(stats_path.read_text())
+    lines = ["## Corpus (`codecomplete curate`)", "", "```json"]
+    summary = {k: v for k, v in stats.items() if not isinstance(v, (list, dict)) or len(json.dumps(v)) < 2000}
+    lines += [json.dumps(summary, indent=2), "```", ""]
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--eval", nargs="*", default=[])
+    p.add_argument("--corpus")
+    p.add_argument("--note", help="a Markdown file to add (e.g. what differs from the recipe)")
+    args = p.parse_args()
+    card_path = Path(args.model) / "README.md"
+    card = card_path.read_text().split(MARK)[0].rstrip() + "\n\n" + MARK + "\n\n"
+    results = [json.loads(Path(f).read_text()) for f in args.eval]
+    lines = eval_section(results) if results else []
+    if args.corpus:
+        lines += corpus_section(Path(args.corpus))
+    if args.note:
+        lines += [Path(args.note).read_text().rstrip(), ""]
+    card_path.write_text(card + "\n".join(lines))
+    print(card_path)
+
+
+if __name__ == "__main__":
+    main()
