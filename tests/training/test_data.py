@@ -46,7 +46,7 @@ def test_without_fim_samples_are_chunks_and_each_epoch_visits_each_once(token_da
         assert np.array_equal(s, stream[start : start + 256])
         starts.add(start)
     assert len(starts) == data.num_chunks  # a permutation: nothing repeated, nothing skipped
-    assert any((data[k] == shards.eos_id).any() for k in range(20))  # documents packed with separators
+    assert any((data[k] == shards.eos_id).any() for k in range(data.num_chunks))  # packed with separators
 
 
 def test_order_depends_only_on_seed_and_index(token_dataset, tiny_model_dir):
