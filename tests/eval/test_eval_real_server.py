@@ -14,9 +14,8 @@ from codecomplete.eval.runner import EvalConfig, run_eval
 pytest.importorskip("uvicorn")
 try:
     from codecomplete.api.app import build_app
-    from codecomplete.settings import ServerSettings
-
     from codecomplete.engine import EngineConfig, build_engine
+    from codecomplete.settings import ServerSettings
 except ImportError:  # the server is written on another branch
     pytest.skip("codecomplete.api / codecomplete.engine are not on this branch yet", allow_module_level=True)
 

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from .shards import python_sources, write_token_dataset
+from codecomplete.models.tiny import stdlib_sources
+
+from .shards import write_token_dataset
 
 
 @pytest.fixture(scope="session")
 def token_dataset(tiny_model_dir, tmp_path_factory) -> Path:
-    texts = python_sources(900_000)
+    texts = stdlib_sources(900_000)
     out = tmp_path_factory.mktemp("tokens")
     # Small shards so every reader path crosses shard boundaries.
     return write_token_dataset(

@@ -7,26 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import sysconfig
 from pathlib import Path
 
 import numpy as np
-
-
-def python_sources(max_bytes: int, skip: int = 0) -> list[str]:
-    """Standard-library modules (always present, permissively licensed), in a stable order."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    texts, total = [], 0
-    for path in sorted(stdlib.glob("*.py"))[skip:]:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        texts.append(text)
-        total += len(text)
-        if total >= max_bytes:
-            break
-    return texts
 
 
 def write_token_dataset(

@@ -19,11 +19,12 @@ from codecomplete.models.tokenizer import train_bpe
 ARCHITECTURES = ("gpt2", "gpt_neo", "codegen", "gpt_bigcode", "llama", "qwen2")
 
 
-def _sample_code(max_bytes: int = 400_000) -> list[str]:
-    """Python source from the standard library: always on the machine, permissively licensed."""
+def stdlib_sources(max_bytes: int = 400_000, skip: int = 0) -> list[str]:
+    """Python source from the standard library (always on the machine, permissively licensed), in a
+    stable order: the first `max_bytes` or so, after skipping `skip` modules."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     texts, total = [], 0
-    for path in sorted(stdlib.glob("*.py")):
+    for path in sorted(stdlib.glob("*.py"))[skip:]:
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
@@ -99,7 +100,7 @@ def build_tiny_model(
     spec = dict(arch=arch, vocab_size=vocab_size, n_ctx=n_ctx, width=width, layers=layers, seed=seed)
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return out  # already built with the same spec
-    train_bpe(_sample_code(), out, vocab_size=vocab_size, model_max_length=n_ctx)
+    train_bpe(stdlib_sources(), out, vocab_size=vocab_size, model_max_length=n_ctx)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(out)
