@@ -11,11 +11,37 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "src" / "codecomplete"
 
 FORBIDDEN = {
-    "api": ("torch", "transformers", "codecomplete.engine.runner", "codecomplete.training", "codecomplete.data"),
-    "engine": ("fastapi", "starlette", "pydantic", "codecomplete.api", "codecomplete.training", "codecomplete.data"),
-    "models": ("fastapi", "codecomplete.api", "codecomplete.engine", "codecomplete.training", "codecomplete.data"),
+    "api": (
+        "torch",
+        "transformers",
+        "codecomplete.engine.runner",
+        "codecomplete.training",
+        "codecomplete.data",
+    ),
+    "engine": (
+        "fastapi",
+        "starlette",
+        "pydantic",
+        "codecomplete.api",
+        "codecomplete.training",
+        "codecomplete.data",
+    ),
+    "models": (
+        "fastapi",
+        "codecomplete.api",
+        "codecomplete.engine",
+        "codecomplete.training",
+        "codecomplete.data",
+    ),
     "training": ("fastapi", "codecomplete.api", "codecomplete.engine", "codecomplete.data"),
-    "data": ("torch", "fastapi", "codecomplete.api", "codecomplete.engine", "codecomplete.training", "codecomplete.models"),
+    "data": (
+        "torch",
+        "fastapi",
+        "codecomplete.api",
+        "codecomplete.engine",
+        "codecomplete.training",
+        "codecomplete.models",
+    ),
     "eval": ("fastapi", "codecomplete.api", "codecomplete.training", "codecomplete.data"),
 }
 

