@@ -25,9 +25,11 @@ def eval_section(results: list[dict]) -> list[str]:
     lines = ["## Evaluation (`codecomplete eval`)", ""]
     lines += ["| task | data | metric | value |", "|---|---|---|---|"]
     for r in results:
+        ends = (r.get("settings") or {}).get("prompt_ends")
+        label = f"{r['task']} (prompt ends {ends})" if ends and r["task"] == "line-completion" else r["task"]
         for name, value in r.get("metrics", {}).items():
             if isinstance(value, (int, float)):
-                lines.append(f"| {r['task']} | `{r.get('data')}` | {name} | {_fmt(value)} |")
+                lines.append(f"| {label} | `{r.get('data')}` | {name} | {_fmt(value)} |")
     lines.append("")
     for r in results:
         settings = ", ".join(f"{k}={v}" for k, v in (r.get("settings") or {}).items())
