@@ -490,13 +490,14 @@ def report(args, results: dict, elapsed: float) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (`python scripts/bench.py --out BENCHMARKS.md`). Re-run it to refresh.",
+        "Written by `make bench` (the serving part by `python scripts/bench.py --out BENCHMARKS.md ...`, then the "
+        "training and curation sections appended). Re-run it to refresh.",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- command: `python scripts/bench.py {' '.join(sys.argv[1:])}` ({elapsed / 60:.1f} min)",
-        f"- machine: {cpu_name()}, {os.cpu_count()} cores (shared with other work while measured), "
-        f"Python {platform.python_version()}; load average at start/end: {results['load'][0]:.1f} / "
-        f"{results['load'][1]:.1f} (other processes compete for the 2 cores: numbers are noisy)",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
+        f"at start/end: {results['load'][0]:.1f} / {results['load'][1]:.1f} (the benchmark itself runs the "
+        "server and its clients on these cores; a load well above that means other work competed)",
         f"- model: {results['model']}; device/dtype: {results['device']}",
         f"- requests: {args.requests} distinct prompts of {args.prompt_tokens} tokens cut from the standard "
         f"library's source, {args.max_tokens} greedy tokens each (EOS ignored so every request makes the same work)",
@@ -529,21 +530,21 @@ def report(args, results: dict, elapsed: float) -> str:
         "| clients | tokens/s | x baseline | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    if 1 in tp and 16 in tp:
-        itl1, itl16 = pct(tp[1]["itl"], 50), pct(tp[16]["itl"], 50)
-        lines += [
-            f"Reading: a decode step for 16 sequences takes {itl16 * 1e3:.0f} ms against {itl1 * 1e3:.0f} ms for one "
-            f"(ITL p50), so batching can at best give {16 * itl1 / itl16:.1f}x on decode alone here: on this CPU the "
-            "step is bound by the model's arithmetic, not by per-step overhead, and prompt prefill (the same work "
-            "as the baseline's) is not made cheaper by batching. Where the 8x target is missed, that is why.",
-            "",
-        ]
     rows_tp = list(tp.items())
     for conc, r in rows_tp:
         lines.append(
             f"| {conc} | {r['tps']:.1f} | {r['tps'] / base['tps']:.2f} | {pct(r['ttft'], 50) * 1e3:.0f} ms | "
             f"{pct(r['ttft'], 99) * 1e3:.0f} ms | {pct(r['itl'], 50) * 1e3:.1f} ms | {pct(r['itl'], 99) * 1e3:.1f} ms |"
         )
+    if 1 in tp and 16 in tp:
+        itl1, itl16 = pct(tp[1]["itl"], 50), pct(tp[16]["itl"], 50)
+        lines += [
+            "",
+            f"Reading: a decode step for 16 sequences takes {itl16 * 1e3:.0f} ms against {itl1 * 1e3:.0f} ms for one "
+            f"(ITL p50), so batching can at best give {16 * itl1 / itl16:.1f}x on decode alone here: on this CPU the "
+            "step is bound by the model's arithmetic, not by per-step overhead, and prompt prefill (the same work "
+            "as the baseline's) is not made cheaper by batching. Where the 8x target is missed, that is why.",
+        ]
     if results.get("invariance"):
         lines += [
             "",
