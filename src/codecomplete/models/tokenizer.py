@@ -1,7 +1,8 @@
 """Byte-level BPE tokenizers for this project's models (`codecomplete tokenizer train`).
 
 Pure `tokenizers` (no torch): the result is saved as a Hugging Face tokenizer folder that
-`AutoTokenizer` / `GPT2TokenizerFast` load, with the end-of-text and FIM tokens as single tokens.
+`AutoTokenizer` loads exactly as trained, with the end-of-text and FIM tokens as single tokens.
+(transformers 5's `GPT2TokenizerFast` loads it too, but swaps in GPT-2's own pre-tokenizer.)
 """
 
 from __future__ import annotations
