@@ -420,6 +420,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--eval-json", default=None, help="a `codecomplete eval` result JSON to put in the model card"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
+    p.add_argument("--name", default=None, help="the model's name in its card (default: the folder's name)")
     p.set_defaults(handler=_run_export)
 
 
@@ -434,7 +435,12 @@ def _run_export(args: argparse.Namespace, extra: list[str]) -> int:
     evals = json.loads(open(args.eval_json).read()) if args.eval_json else None
     try:
         out = export(
-            args.checkpoint, args.out, dtype=args.dtype, eval_results=evals, overwrite=args.overwrite
+            args.checkpoint,
+            args.out,
+            dtype=args.dtype,
+            eval_results=evals,
+            overwrite=args.overwrite,
+            name=args.name,
         )
     except (FileNotFoundError, FileExistsError) as e:
         raise SystemExit(f"codecomplete export: {e}") from None

@@ -204,6 +204,39 @@ def test_export_gives_a_servable_folder_with_the_trained_weights(zero2_run, toke
     assert gen.shape[1] > ids.shape[1]
     card = (hf / "README.md").read_text()
     assert "ZeRO stage 2" in card and "| 30 |" in card and "fim_rate" in card
+    state = json.loads((hf / "training_state.json").read_text())
+    [run] = state["history"]
+    assert run["start"] == "scratch" and run["steps"] == STEPS and run["seconds"] > 0
+    assert [p[0] for p in run["train_curve"]] == list(range(5, STEPS + 1, 5))  # log_every 5
+    assert state["total"]["tokens"] == run["tokens"] == state["tokens_seen"]
+    assert (hf / "training_curve.svg").read_text().startswith("<svg")
+
+
+def test_a_run_continued_from_an_export_adds_to_its_history(zero2_run, token_dataset):
+    """The shipped model's workflow: export, train on from the exported folder, export again; the
+    second card states the training of both runs."""
+    tmp, out, _ = zero2_run
+    base = tmp / "base"
+    assert _codecomplete("export", str(out), str(base), timeout=180).returncode == 0
+    recipe = yaml.safe_load(_recipe(tmp, token_dataset, base, "continued", max_steps=10, seed=99).read_text())
+    recipe["model"] = {"name_or_path": str(base), "tokenizer": str(base)}
+    (tmp / "continued.yaml").write_text(yaml.safe_dump(recipe))
+    proc = _train(tmp / "continued.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exported = _codecomplete(
+        "export", str(tmp / "continued"), str(tmp / "second"), "--name", "mine", timeout=180
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]
+
+    state = json.loads((tmp / "second" / "training_state.json").read_text())
+    first, second = state["history"]
+    assert (first["start"], first["steps"]) == ("scratch", STEPS)
+    assert (second["start"], second["steps"], second["seed"]) == (str(base), 10, 99)
+    assert state["total"]["steps"] == STEPS + 10
+    assert state["total"]["tokens"] == first["tokens"] + second["tokens"]
+    card = (tmp / "second" / "README.md").read_text()
+    assert card.startswith("---") and "# mine" in card
+    assert f"{STEPS + 10:,} optimizer steps" in card and "in 2 run(s)" in card
 
 
 def test_exported_model_is_served_to_the_openai_client(zero2_run):

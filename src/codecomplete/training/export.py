@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from codecomplete.training import checkpoint as ckpt
+from codecomplete.training import history
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -71,8 +72,18 @@ def model_card(
     command: str | None,
     export_command: str | None = None,
     name: str = "model",
+    runs: list[dict[str, Any]] | None = None,
+    curve_file: str | None = None,
 ) -> str:
     recipe = state.get("recipe", {})
+    runs = runs or []
+    earlier = ""
+    if len(runs) > 1:
+        tot = history.totals(runs)
+        earlier = (
+            f"This section is the last run only; with the {len(runs) - 1} run(s) before it the weights "
+            f"have had {tot['steps']:,} steps and {tot['tokens']:,} tokens (see Training history)."
+        )
     lines = [
         "---",
         "library_name: transformers",
@@ -87,6 +98,7 @@ def model_card(
         "",
         "## Training",
         "",
+        *([earlier, ""] if earlier else []),
         f"- steps: {state.get('step')}, tokens seen: {state.get('tokens_seen'):,}",
         f"- global batch: {state.get('global_batch')} sequences x {state.get('seq_len')} tokens, "
         f"{state.get('world_size')} rank(s), ZeRO stage {state.get('zero_stage')}, precision {state.get('precision')}",
@@ -104,6 +116,7 @@ def model_card(
         "```",
         "",
     ]
+    lines += history.markdown(runs, curve_file)
     data = state.get("data", {})
     lines += ["## Data", "", f"Token dataset `{data.get('path')}`, tokenizer `{data.get('tokenizer')}`.", ""]
     splits = data.get("splits") or {}
@@ -145,6 +158,7 @@ def export(
     dtype: str = "float32",
     eval_results: dict[str, Any] | None = None,
     overwrite: bool = False,
+    name: str | None = None,
 ) -> Path:
     """Write a Hugging Face model folder to `out` from a complete checkpoint (or a run directory)."""
     import torch
@@ -174,9 +188,27 @@ def export(
     ).save_pretrained(tmp)
     command = state.get("command")
     export_command = f"codecomplete export {src} {out}" + (f" --dtype {dtype}" if dtype != "float32" else "")
-    (tmp / "README.md").write_text(model_card(state, eval_results, command, export_command, name=out.name))
-    (tmp / "training_state.json").write_text(
-        json.dumps({k: v for k, v in state.items() if k != "recipe"}, indent=2) + "\n"
+    # This run's record (its curve from the run folder's metrics log) after the runs it continued.
+    run_dir = src.parent.parent if src.parent.name == "checkpoints" else None
+    runs = history.parent_history(state) + [
+        history.run_record(state, history.read_metrics(run_dir, state.get("step")) if run_dir else [])
+    ]
+    svg = history.svg_curve(runs)
+    if svg:
+        (tmp / "training_curve.svg").write_text(svg)
+    card = model_card(
+        state,
+        eval_results,
+        command,
+        export_command,
+        name=name or out.name,
+        runs=runs,
+        curve_file="training_curve.svg" if svg else None,
+    )
+    (tmp / "README.md").write_text(card)
+    kept = {k: v for k, v in state.items() if k not in ("recipe", "parent_history")}
+    (tmp / history.STATE_FILE).write_text(
+        json.dumps({**kept, "history": runs, "total": history.totals(runs)}, indent=2) + "\n"
     )
     for f in tmp.iterdir():
         f.chmod(0o644)  # a server running as another user must be able to read the weights

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from codecomplete.training import checkpoint as ckpt
+from codecomplete.training import history
 from codecomplete.training.config import TrainConfig
 from codecomplete.training.data import PackedSequences, TokenShards, fim_from_tokenizer, step_indices
 from codecomplete.training.ds_config import build_deepspeed_config, zero_stage
@@ -39,6 +40,8 @@ class RunState:
     last_loss: float | None = None
     valid: list[dict[str, float]] = field(default_factory=list)
     resumed_from: str | None = None
+    train_seconds: float = 0.0
+    """Wall clock of the training loop (steps, validation, checkpoints) summed over resumes."""
 
 
 def _setup_threads(cfg: TrainConfig) -> None:
@@ -152,6 +155,9 @@ class Trainer:
             lr_scheduler=scheduler,
         )
         self.state = RunState()
+        # Continuing an exported model: carry its training history into this run's checkpoints.
+        self.parent_history = history.read_history(cfg.model.name_or_path) if cfg.model.name_or_path else []
+        self._fit_started: float | None = None
         self._writer = None
         self._metrics = None
 
@@ -237,7 +243,10 @@ class Trainer:
             last_loss=saved.get("last_loss"),
             valid=saved.get("valid", []),
             resumed_from=str(found),
+            train_seconds=saved.get("train_seconds") or 0.0,
         )
+        if "parent_history" in saved:  # the starting folder may have been replaced since
+            self.parent_history = saved["parent_history"]
         rng_file = found / f"rng-rank{self.rank:05d}.pt"
         if rng_file.is_file():
             _set_rng_state(torch.load(rng_file, weights_only=False))
@@ -347,7 +356,13 @@ class Trainer:
             },
             "recipe": cfg.to_dict(),
             "command": self.command,
+            "train_seconds": round(self.elapsed(), 1),
+            "parent_history": self.parent_history,
         }
+
+    def elapsed(self) -> float:
+        started = self._fit_started
+        return self.state.train_seconds + (time.perf_counter() - started if started is not None else 0.0)
 
     def fit(self) -> dict[str, Any]:
         from tqdm import tqdm
@@ -366,6 +381,7 @@ class Trainer:
             }
         self.log(self.header())
         self._open_logs()
+        self._fit_started = time.perf_counter()
         tokens_per_step = self.cfg.tokens_per_step(self.world)
         bar = tqdm(
             total=run.max_steps,
