@@ -3,8 +3,11 @@
 # curate this machine's Python code -> train a tokenizer -> token shards -> DeepSpeed training on the
 # CPU -> export -> evaluation -> model card.
 #
-#   make tiny-model                       # everything under data/tiny-py, the model into models/
+#   make tiny-model                          # from scratch, everything under data/tiny-py
 #   WORK=/tmp/tiny STEPS=200 make tiny-model
+#   FROM=models/codecomplete-tiny-py STEPS=3600 SEED=777 LR=8.0e-4 WARMUP=40 make tiny-model
+#                                            # train the shipped model further (its tokenizer, its
+#                                            # weights); the new card adds this run to its history
 #
 # Each stage resumes: curate picks up finished tasks, train continues from its newest complete
 # checkpoint (--resume auto), so the same command after an interruption carries on.
@@ -13,23 +16,45 @@ cd "$(dirname "$0")/.."
 CC=${CC:-.venv/bin/codecomplete}
 WORK=${WORK:-data/tiny-py}
 OUT=${OUT:-models/codecomplete-tiny-py}
+FROM=${FROM:-}
 VOCAB=${VOCAB:-8192}
 STEPS=${STEPS:-800}
+SEED=${SEED:-1234}
+LR=${LR:-1.0e-3}
+WARMUP=${WARMUP:-60}
 EVAL_N=${EVAL_N:-200}
+# Line completion and FIM are scored on the committed held-out files (evalsets/heldout-python), so
+# every version of the model is scored on the same cuts; HELDOUT=$WORK/corpus scores the new
+# corpus's held-out split instead.
+HELDOUT=${HELDOUT:-evalsets/heldout-python/test.jsonl.gz}
 
 $CC curate --config configs/data/local-python.yaml --out "$WORK/corpus" --workers 2 --no-progress
-[ -f "$WORK/tokenizer/tokenizer.json" ] || \
-  $CC tokenizer train --input "$WORK/corpus" --out "$WORK/tokenizer" --vocab-size "$VOCAB"
+if [ -n "$FROM" ]; then
+  TOKENIZER=$FROM  # continuing: the model's own tokenizer, so token ids match its embeddings
+  MODEL=(--set model.arch=null --set model.name_or_path="$FROM")
+  RUN=$WORK/run-$SEED  # a new run folder per continuation (--resume auto must not pick up the last one)
+else
+  TOKENIZER=$WORK/tokenizer
+  [ -f "$TOKENIZER/tokenizer.json" ] || \
+    $CC tokenizer train --input "$WORK/corpus" --out "$TOKENIZER" --vocab-size "$VOCAB"
+  MODEL=()
+  RUN=$WORK/run
+fi
 $CC curate --config configs/data/local-python.yaml --out "$WORK/corpus" --workers 2 --no-progress \
-  --tokenizer "$WORK/tokenizer"
-$CC train --config configs/train/tiny-cpu.yaml --num-gpus 2 --resume auto \
-  --set data.path="$WORK/corpus/tokens" --set model.tokenizer="$WORK/tokenizer" \
-  --set run.out_dir="$WORK/run" --set run.max_steps="$STEPS"
-$CC export "$WORK/run" "$OUT" --overwrite
+  --tokenizer "$TOKENIZER"
+$CC train --config configs/train/tiny-cpu.yaml --num-gpus 2 --resume auto "${MODEL[@]}" \
+  --set data.path="$WORK/corpus/tokens" --set model.tokenizer="$TOKENIZER" \
+  --set run.out_dir="$RUN" --set run.max_steps="$STEPS" --set run.seed="$SEED" \
+  --set optim.lr="$LR" --set optim.warmup_steps="$WARMUP" --set run.save_every=100
+# Export beside the output first: OUT may be the folder this run started from.
+$CC export "$RUN" "$WORK/export" --overwrite --name "$(basename "$OUT")"
+rm -rf "$OUT" && cp -r "$WORK/export" "$OUT"
 
-mkdir -p "$WORK/eval"
-$CC eval --model "$OUT" --task perplexity --data "$WORK/corpus/tokens" --split test --out "$WORK/eval/perplexity.json"
-$CC eval --model "$OUT" --task line-completion --data "$WORK/corpus" --n "$EVAL_N" --out "$WORK/eval/line-completion.json"
-$CC eval --model "$OUT" --task fim --data "$WORK/corpus" --n "$EVAL_N" --out "$WORK/eval/fim.json"
-$CC eval --model "$OUT" --task humaneval --samples 1 --out "$WORK/eval/humaneval.json"
-.venv/bin/python scripts/model_card.py --model "$OUT" --eval "$WORK"/eval/*.json --corpus "$WORK/corpus"
+mkdir -p "$OUT/eval"
+$CC eval --model "$OUT" --task perplexity --data "$WORK/corpus/tokens" --split valid --out "$OUT/eval/perplexity.json"
+$CC eval --model "$OUT" --task line-completion --data "$HELDOUT" --n "$EVAL_N" --keep-newline \
+  --out "$OUT/eval/line-completion-keep-newline.json"
+$CC eval --model "$OUT" --task line-completion --data "$HELDOUT" --n "$EVAL_N" --out "$OUT/eval/line-completion.json"
+$CC eval --model "$OUT" --task fim --data "$HELDOUT" --n "$EVAL_N" --out "$OUT/eval/fim.json"
+$CC eval --model "$OUT" --task humaneval --samples 1 --out "$OUT/eval/humaneval.json"
+.venv/bin/python scripts/model_card.py --model "$OUT" --eval "$OUT"/eval/*.json --corpus "$WORK/corpus"
