@@ -103,7 +103,9 @@ def model_card(
         f"- global batch: {state.get('global_batch')} sequences x {state.get('seq_len')} tokens, "
         f"{state.get('world_size')} rank(s), ZeRO stage {state.get('zero_stage')}, precision {state.get('precision')}",
         f"- FIM template: {state.get('fim_template')}",
-        f"- final training loss: {state.get('last_loss')}",
+        f"- final training loss: {state['last_loss']:.4f}"
+        if isinstance(state.get("last_loss"), float)
+        else f"- final training loss: {state.get('last_loss')}",
     ]
     if command:
         lines += ["", "Commands:", "", "```", command, *([export_command] if export_command else []), "```"]
@@ -187,7 +189,11 @@ def export(
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
     ).save_pretrained(tmp)
     command = state.get("command")
-    export_command = f"codecomplete export {src} {out}" + (f" --dtype {dtype}" if dtype != "float32" else "")
+    export_command = (
+        f"codecomplete export {src} {out}"
+        + (f" --dtype {dtype}" if dtype != "float32" else "")
+        + (f" --name {name}" if name else "")
+    )
     # This run's record (its curve from the run folder's metrics log) after the runs it continued.
     run_dir = src.parent.parent if src.parent.name == "checkpoints" else None
     runs = history.parent_history(state) + [
