@@ -30,9 +30,9 @@ def modified(text: str, seed: int, below: float, above: float) -> str:
     for k in range(len(lines) - 1, 0, -1):
         out = "".join(lines[:k] + other[: len(lines) - k])
         if similarity(text, out) < below:
-            assert similarity(text, out) >= above, "no cut lands in the band: pick another seed"
-            return out
-    raise AssertionError("unreachable")
+            break
+    assert above <= similarity(text, out) < below, "no cut lands in the band: pick another seed"
+    return out
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,9 @@ def _keys(docs: dict[str, str]) -> tuple[list[list], np.ndarray]:
 
 def test_copies_of_held_out_code_are_found_and_look_alikes_kept():
     click = {f"click/{m}.py": clean_module(10 + i) for i, m in enumerate(("core", "parser", "utils"))}
-    httpx = {f"httpx/_{m}.py": clean_module(20 + i) for i, m in enumerate(("api", "client", "models", "urls"))}
+    httpx = {
+        f"httpx/_{m}.py": clean_module(20 + i) for i, m in enumerate(("api", "client", "models", "urls"))
+    }
     jinja2 = {"jinja2/environment.py": clean_module(30), "jinja2/ext.py": clean_module(31)}
     docs = {f"pypi/click/{p}": t for p, t in click.items()}
     docs |= {f"pypi/httpx/{p}": t for p, t in httpx.items()}
@@ -104,7 +106,10 @@ def test_copies_of_held_out_code_are_found_and_look_alikes_kept():
         "pypi/typer/typer/_click/core.py": modified(click["click/core.py"], 52, 0.5, 0.1),
     }
     # pip's vendored packaging, whatever its content
-    docs |= {"pypi/pip/pip/_vendor/packaging/version.py": clean_module(60), "pypi/pip/pip/main.py": clean_module(61)}
+    docs |= {
+        "pypi/pip/pip/_vendor/packaging/version.py": clean_module(60),
+        "pypi/pip/pip/main.py": clean_module(61),
+    }
     # httpx2: one edited file of httpx among its own (1 of 4: not a fork by overlap, a fork by name)
     docs |= {"pypi/httpx2/httpx2/_api.py": modified(httpx["httpx/_api.py"], 70, 0.7, 0.5)}
     docs |= {f"pypi/httpx2/httpx2/own{i}.py": clean_module(71 + i) for i in range(3)}
@@ -150,4 +155,110 @@ def test_without_signatures_only_exact_copies_are_evidence():
     assert find_leaks(keys, None, HELDOUT) == {
         "pypi/typer/typer/_click/core.py": ["heldout_vendored", "pypi/click"],
         "pypi/typer/typer/_click/parser.py": ["heldout_vendored", "pypi/click"],
+    }
+
+
+def _site_packages(root: Path) -> Path:
+    """A site-packages of fake distributions (dist-info METADATA + RECORD), each repo `pypi/<name>`."""
+    click = {f"click/{m}.py": clean_module(200 + i) for i, m in enumerate(("core", "parser", "utils"))}
+    httpx = {f"httpx/_{m}.py": clean_module(210 + i) for i, m in enumerate(("api", "client", "models"))}
+    dists = {
+        "click": click,
+        "packaging": {"packaging/version.py": clean_module(220)},
+        "httpx": httpx,
+        "typer": {
+            "typer/main.py": clean_module(230),
+            "typer/params.py": clean_module(231),
+            "typer/_click/core.py": modified(click["click/core.py"], 232, 0.5, 0.1),
+            "typer/_click/parser.py": modified(click["click/parser.py"], 233, 0.7, 0.5),
+            "typer/_click/utils.py": click["click/utils.py"],  # untouched: dedup's exact duplicate
+        },
+        "setuptools": {
+            "setuptools/dist.py": clean_module(240),
+            "setuptools/extern/packaging/version.py": clean_module(241),
+        },
+        "httpx2": {
+            "httpx2/_api.py": modified(httpx["httpx/_api.py"], 250, 0.7, 0.5),
+            **{f"httpx2/own{i}.py": clean_module(251 + i) for i in range(3)},
+        },
+        "httpx-sse": {"httpx_sse/_api.py": clean_module(260)},
+        "packaging-tools": {"packaging_tools/version.py": clean_module(261)},
+    }
+    sp = root / "site-packages"
+    for name, files in dists.items():
+        info = sp / f"{name.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.4\nName: {name}\nVersion: 1.0\nLicense-Expression: MIT\n"
+        )
+        for rel, text in files.items():
+            (sp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (sp / rel).write_text(text)
+        (info / "RECORD").write_text("".join(f"{rel},,\n" for rel in [*files, f"{info.name}/METADATA"]))
+    return sp
+
+
+def _curate(tmp_path: Path, sp: Path):
+    from codecomplete.data.config import CurateConfig
+    from codecomplete.data.pipeline import run_curate
+
+    out = tmp_path / "out"
+    raw = {
+        "name": "leaks",
+        "out": str(out),
+        "sources": [{"kind": "python-env", "stdlib": False, "site_packages": [str(sp)]}],
+        "split": {
+            "heldout_repos": ["pypi/click", "pypi/packaging", "pypi/httpx"],
+            "valid_fraction": 0.0,
+        },
+        "decontam": {"enabled": False},
+        "redact": {"enabled": False},
+        "executor": {"tasks": 1, "workers": 1},
+        "write_dropped": True,
+        "progress": False,
+    }
+    stats = run_curate(CurateConfig.from_dict(raw))
+    docs = {
+        split: {f"{r['repo']}/{r['path']}" for r in iter_records(out, split)}
+        for split in ("train", "valid", "test")
+    }
+    return out, stats, docs
+
+
+def test_curate_keeps_held_out_copies_out_of_train(tmp_path):
+    from codecomplete.data.document import read_jsonl_gz
+    from codecomplete.data.report import summary
+
+    sp = _site_packages(tmp_path)
+    out, stats, docs = _curate(tmp_path, sp)
+    assert {d.split("/")[1] for d in docs["test"]} == {"click", "packaging", "httpx"}  # exactly the held out
+    assert not docs["valid"]
+    assert docs["train"] == {
+        "pypi/typer/typer/main.py",
+        "pypi/typer/typer/params.py",
+        "pypi/setuptools/setuptools/dist.py",
+        "pypi/httpx-sse/httpx_sse/_api.py",
+        "pypi/packaging-tools/packaging_tools/version.py",
+    }
+    assert {k: v["docs"] for k, v in stats["dropped"].items()} == {
+        "exact_duplicate": 1,
+        "heldout_vendored": 3,
+        "heldout_renamed": 4,
+    }
+    click = stats["heldout_leaks"]["pypi/click"]
+    assert click["docs"] == 3 and click["repos"] == {"pypi/typer": {"docs": 3, "bytes": click["bytes"]}}
+    assert {k: v["docs"] for k, v in click["reasons"].items()} == {
+        "exact_duplicate": 1,
+        "heldout_vendored": 2,
+    }
+    assert stats["heldout_leaks"]["pypi/httpx"]["reasons"]["heldout_renamed"]["docs"] == 4
+    assert {k: v["docs"] for k, v in stats["heldout_leaks"]["pypi/packaging"]["repos"].items()} == {
+        "pypi/setuptools": 1
+    }
+    assert "pypi/click" in summary(stats) and "heldout_vendored" in (out / "report.html").read_text()
+    audit = [r for p in (out / "dropped" / "heldout_vendored").glob("*.jsonl.gz") for r in read_jsonl_gz(p)]
+    assert {(r["path"], r["heldout_of"]) for r in audit} == {
+        ("typer/_click/core.py", "pypi/click"),
+        ("typer/_click/parser.py", "pypi/click"),
+        ("setuptools/extern/packaging/version.py", "pypi/packaging"),
     }
