@@ -68,7 +68,7 @@ def test_redactions_replace_the_secret_with_a_placeholder(curated):
 
 
 def test_duplicates_keep_the_held_out_then_most_permissive_copy(curated):
-    _, out, _ = curated
+    _, out, stats = curated
     dropped = {}
     for shard in sorted((out / "dropped" / "exact_duplicate").glob("*.jsonl.gz")):
         for rec in read_jsonl_gz(shard):
@@ -77,6 +77,13 @@ def test_duplicates_keep_the_held_out_then_most_permissive_copy(curated):
         "apache-tools/pkg/shared.py": "mit-lib/pkg/shared_copy.py",  # MIT beats Apache
         "mit-lib/pkg/common_copy.py": "heldout-lib/lib/common.py",  # held out beats everything: no leak
     }
+    # ... and the removed copy is reported as a copy of the held-out repository
+    leak = stats["heldout_leaks"]["heldout-lib"]
+    assert (
+        leak["docs"] == 1
+        and set(leak["reasons"]) == {"exact_duplicate"}
+        and set(leak["repos"]) == {"mit-lib"}
+    )
 
 
 def test_document_contract_and_split_by_repo(curated):

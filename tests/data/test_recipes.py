@@ -29,6 +29,7 @@ def test_local_python_recipe_holds_out_packages():
     cfg = CurateConfig.from_yaml(RECIPES[[p.stem for p in RECIPES].index("local-python")])
     assert cfg.license.keep == ["permissive"] and cfg.split.heldout_repos
     assert cfg.sources[0].kind == "python-env"
+    assert cfg.split.leak_check  # typer vendors click: its copy must not reach train
 
 
 @pytest.mark.parametrize(
@@ -39,6 +40,8 @@ def test_local_python_recipe_holds_out_packages():
         ({"executor": {"kind": "k8s"}}, "executor.kind"),
         ({"sources": [{"kind": "local"}]}, "needs `paths:`"),
         ({"dedup": {"threshold": 1.5}}, "dedup.threshold"),
+        ({"split": {"heldout_aliases": {"pypi/pyyaml": ["yaml"]}}}, "not in split.heldout_repos"),
+        ({"split": {"fork_overlap": 0.0}}, "fork_overlap"),
     ],
 )
 def test_bad_recipes_say_what_to_fix(bad, message):

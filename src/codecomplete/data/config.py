@@ -161,10 +161,32 @@ class SplitConfig:
     valid_fraction: float = 0.01
     """Fraction of the remaining repositories, chosen by repo-name hash, for `valid`."""
     heldout_split: str = "test"
+    leak_check: bool = True
+    """Drop copies of held-out code found in other repositories, so they reach neither train nor valid:
+    vendored folders (`typer/_click/`, `pip/_vendor/packaging/`: `heldout_vendored`), renamed copies
+    (`httpx2` of `httpx`: `heldout_renamed`) and forks (`heldout_fork`). See `data/leaks.py`."""
+    leak_similarity: float = 0.5
+    """MinHash Jaccard from which a file resembles a held-out file: the evidence the leak rules need
+    (lower than `dedup.threshold`: a modified copy still teaches the held-out code)."""
+    fork_overlap: float = 0.5
+    """A repository with at least this fraction of its files resembling one held-out repository's is
+    a fork of it, and dropped whole (`heldout_fork`)."""
+    fork_min_files: int = 3
+    """... and with at least this many such files (one shared file does not make a small repo a fork)."""
+    heldout_aliases: dict[str, list[str]] = field(default_factory=dict)
+    """Import names of a held-out repository other than its own name, for the vendored-folder rule
+    (`{pypi/pyyaml: [yaml]}`); keys must be in `heldout_repos`."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError("split.valid_fraction must be within [0, 1)")
+        if not 0.0 < self.leak_similarity < 1.0:
+            raise ValueError("split.leak_similarity must be within (0, 1)")
+        if not 0.0 < self.fork_overlap <= 1.0 or self.fork_min_files < 1:
+            raise ValueError("split: need 0 < fork_overlap <= 1 and fork_min_files >= 1")
+        unknown = set(self.heldout_aliases) - set(self.heldout_repos)
+        if unknown:
+            raise ValueError(f"split.heldout_aliases: {sorted(unknown)} are not in split.heldout_repos")
 
 
 @dataclass

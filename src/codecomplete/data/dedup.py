@@ -6,7 +6,8 @@ Three parts, because the expensive part is per document and parallel, the decisi
 - `DedupStep` (one task): exact groups by hash, then MinHash LSH (datasketch) over the survivors,
   clusters by union-find over candidate pairs whose estimated Jaccard reaches the threshold; each
   group keeps ONE file: the most permissive licence, then the most stars, then the first repo/path.
-  Writes the removed ids with their reason and the id they duplicate.
+  Writes the removed ids with their reason, the id they duplicate and, for a copy of a held-out
+  file, the held-out repository.
 - `DuplicateFilter` (every task of the write stage): drops what DedupStep removed.
 
 datatrove has MinHash steps of its own, but its clustering keeps a fixed member of each cluster;
@@ -172,12 +173,31 @@ class DedupStep(CurateStep):
             sig = np.concatenate(mats)
             for i, best in self._near_clusters(sig, alive, keys):
                 removed[keys[i][0]] = ["near_duplicate", keys[best][0]]
+        self._mark_heldout_copies(removed, keys)
         write_json_atomic(self.removed_path, dict(sorted(removed.items())))
         self.tally.count("documents", len(keys))
         self.tally.count("exact_duplicate", sum(1 for v in removed.values() if v[0] == "exact_duplicate"))
         self.tally.count("near_duplicate", sum(1 for v in removed.values() if v[0] == "near_duplicate"))
         self.save_tally(rank)
         yield from ()
+
+    def _mark_heldout_copies(self, removed: dict[str, list[str]], keys: list[list]) -> None:
+        """Appends the held-out repository to the decision of a copy of a held-out file, for the
+        per-package count of removed copies (a chain is at most exact -> near -> kept)."""
+        from codecomplete.data.leaks import heldout_entry
+
+        if not self.heldout:
+            return
+        repo_of = {key[0]: key[4] for key in keys}
+        for decision in removed.values():
+            root = decision[1]
+            for _ in range(len(removed)):
+                if root not in removed:
+                    break
+                root = removed[root][1]
+            entry = heldout_entry(repo_of.get(root), self.heldout)
+            if entry:
+                decision.append(entry)
 
     def _near_clusters(self, sig: np.ndarray, alive: list[int], keys: list[list]):
         from datasketch import MinHash, MinHashLSH
@@ -231,5 +251,7 @@ class DuplicateFilter(CodeFilter):
         hit = self._removed.get(doc.id)
         if hit:
             doc.metadata["duplicate_of"] = hit[1]
+            if len(hit) > 2:  # a copy of a held-out file: counted per held-out package
+                doc.metadata["heldout_of"] = hit[2]
             return False, hit[0]
         return True

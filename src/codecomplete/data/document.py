@@ -62,7 +62,7 @@ def to_record(doc: Document) -> dict[str, Any]:
     for key in RECORD_FIELDS:
         rec[key] = meta.get(key)
     rec["size"] = len(doc.text.encode("utf-8"))
-    for key in ("redactions", "filter_reason", "duplicate_of"):
+    for key in ("redactions", "filter_reason", "duplicate_of", "heldout_of"):
         if meta.get(key):
             rec[key] = meta[key]
     return rec

@@ -2,8 +2,9 @@
 
     discover (1 task)  list repositories and files, plan work units per task
     process  (N tasks) read -> filters -> decontaminate -> redact -> [format] -> signatures -> shard
-    dedup    (1 task)  exact + near duplicate decisions over every task's signatures
-    write    (N tasks) drop duplicates -> documents/<split>/<rank>.jsonl.gz
+    dedup    (1 task)  exact + near duplicate decisions over every task's signatures, then copies of
+                       held-out code in other repositories (leaks.py)
+    write    (N tasks) drop duplicates and held-out copies -> documents/<split>/<rank>.jsonl.gz
     tokens   (N tasks) token shards, when a tokenizer is given
     finalize (1 task)  stats.json, report.html, tokens/meta.json
 
@@ -119,6 +120,7 @@ def build_stages(cfg: CurateConfig, tokens_env: list[str] | None = None) -> list
         ReadableFilter,
         SizeFilter,
     )  # fmt: skip
+    from codecomplete.data.leaks import HeldoutLeakFilter, HeldoutLeakStep
     from codecomplete.data.readers import DiscoverStep, RepoReader
     from codecomplete.data.redact import RedactStep
     from codecomplete.data.report import FinalizeStep
@@ -158,21 +160,31 @@ def build_stages(cfg: CurateConfig, tokens_env: list[str] | None = None) -> list
         process.append(RedactStep(r.emails, r.ip_addresses, r.secrets, r.entropy_plugins, stats_dir=stats))
     if cfg.format.enabled:
         process.append(FormatStep(cfg.format.line_length, stats_dir=stats))
-    dd = cfg.dedup
+    dd, sp = cfg.dedup, cfg.split
     process += [
         SignatureStep(
-            str(layout.work / "signatures"), dd.num_perm, dd.ngram, dd.seed, dd.near, stats_dir=stats
+            str(layout.work / "signatures"),
+            dd.num_perm,
+            dd.ngram,
+            dd.seed,
+            dd.near or sp.leak_check,
+            stats_dir=stats,
         ),
         IntermediateWriter(str(layout.work / "processed"), stats_dir=stats),
     ]
     removed = str(layout.work / "dedup" / "removed.json")
     dedup = [DedupStep(str(layout.work / "signatures"), removed, tasks, dd.exact, dd.near, dd.threshold, dd.num_perm,
-                       dd.seed, cfg.split.heldout_repos, stats_dir=stats)]  # fmt: skip
-    sp = cfg.split
+                       dd.seed, sp.heldout_repos, stats_dir=stats)]  # fmt: skip
+    leaks = str(layout.work / "dedup" / "heldout.json")
+    if sp.leak_check:
+        dedup.append(HeldoutLeakStep(str(layout.work / "signatures"), removed, leaks, tasks, sp.heldout_repos,
+                                     sp.heldout_aliases, sp.leak_similarity, sp.fork_overlap, sp.fork_min_files,
+                                     dd.num_perm, dd.seed, stats_dir=stats))  # fmt: skip
     splits = ["train", "valid", sp.heldout_split]
     write = [
         IntermediateReader(str(layout.work / "processed")),
         DuplicateFilter(removed, **kw),
+        *([HeldoutLeakFilter(leaks, **kw)] if sp.leak_check else []),
         SplitWriter(
             str(layout.documents), sp.heldout_repos, sp.valid_fraction, sp.heldout_split, stats_dir=stats
         ),

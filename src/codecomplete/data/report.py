@@ -49,6 +49,9 @@ def merge_stats(
             slot = dropped.setdefault(reason, {"docs": 0, "bytes": 0})
             slot["docs"] += d["docs"]
             slot["bytes"] += d["bytes"]
+    raw_leaks: dict[str, Any] = {}
+    for acc in merged.values():
+        _merge(raw_leaks, acc.get("heldout", {}))
     read = merged.get(("process", "read"), {})
     docs = merged.get(("write", "documents"), {})
     redact = merged.get(("process", "redact"), {}).get("counts", {})
@@ -69,12 +72,30 @@ def merge_stats(
             "splits": {k: {"docs": v[0], "bytes": v[1]} for k, v in sorted(by.get("split", {}).items())},
         },  # fmt: skip
         "dropped": dict(sorted(dropped.items())),
+        "heldout_leaks": _heldout_leaks(raw_leaks),
         "redactions": {k: v for k, v in sorted(redact.items())},
         "license": {k: {"docs": v[0], "bytes": v[1]} for k, v in sorted(by.get("license", {}).items())},
         "language": {k: {"docs": v[0], "bytes": v[1]} for k, v in sorted(by.get("language", {}).items())},
         "hist": docs.get("hist", {}),
         "steps": steps,
     }
+
+
+def _heldout_leaks(raw: dict[str, Any]) -> dict[str, Any]:
+    """held-out repo -> docs/bytes removed as copies of it, by reason and by the repo they were in."""
+    out: dict[str, Any] = {}
+    for heldout, reasons in sorted(raw.items()):
+        slot: dict[str, Any] = {"docs": 0, "bytes": 0, "reasons": {}, "repos": {}}
+        for reason, repos in sorted(reasons.items()):
+            for repo, d in sorted(repos.items()):
+                for key, name in (("reasons", reason), ("repos", repo)):
+                    acc = slot[key].setdefault(name, {"docs": 0, "bytes": 0})
+                    acc["docs"] += d["docs"]
+                    acc["bytes"] += d["bytes"]
+                slot["docs"] += d["docs"]
+                slot["bytes"] += d["bytes"]
+        out[heldout] = slot
+    return out
 
 
 def _mb(n: int) -> str:
@@ -96,6 +117,14 @@ def summary(stats: dict[str, Any], elapsed_s: float | None = None) -> str:
     lines.append("  dropped (docs, bytes):")
     for reason, d in sorted(stats["dropped"].items(), key=lambda kv: -kv[1]["bytes"]):
         lines.append(f"    {reason:<22} {d['docs']:>9,} {_mb(d['bytes']):>14}")
+    if stats.get("heldout_leaks"):
+        lines.append("  copies of held-out code removed (docs, bytes):")
+        for heldout, d in stats["heldout_leaks"].items():
+            why = ", ".join(f"{k} {v['docs']:,}" for k, v in d["reasons"].items())
+            where = ", ".join(
+                f"{k} {v['docs']:,}" for k, v in sorted(d["repos"].items(), key=lambda kv: -kv[1]["docs"])
+            )
+            lines.append(f"    {heldout:<22} {d['docs']:>9,} {_mb(d['bytes']):>14}  ({why}; in {where})")
     if stats["redactions"]:
         lines.append("  redacted: " + ", ".join(f"{k} {v:,}" for k, v in stats["redactions"].items()))
     top = sorted(stats["license"].items(), key=lambda kv: -kv[1]["bytes"])[:6]

@@ -34,6 +34,7 @@ class Tally:
             "out_bytes": 0,
             "dropped": defaultdict(lambda: {"docs": 0, "bytes": 0}),
             "counts": defaultdict(int),
+            "heldout": {},  # held-out repo -> reason -> source repo -> {"docs", "bytes"}
         }
 
     def seen(self, n: int) -> None:
@@ -46,6 +47,17 @@ class Tally:
 
     def dropped(self, reason: str, n: int) -> None:
         d = self.data["dropped"][reason]
+        d["docs"] += 1
+        d["bytes"] += n
+
+    def heldout(self, heldout: str, reason: str, repo: str, n: int) -> None:
+        """A dropped copy of held-out code: by held-out repository, reason and where it was found."""
+        d = (
+            self.data["heldout"]
+            .setdefault(heldout, {})
+            .setdefault(reason, {})
+            .setdefault(repo, {"docs": 0, "bytes": 0})
+        )
         d["docs"] += 1
         d["bytes"] += n
 
@@ -126,6 +138,8 @@ class CodeFilter(CurateStep):
                 self.tally.dropped(reason, n)
                 self.stat_update(f"dropped_{reason}")
                 doc.metadata["filter_reason"] = reason
+                if doc.metadata.get("heldout_of"):
+                    self.tally.heldout(doc.metadata["heldout_of"], reason, doc.metadata.get("repo") or "", n)
                 dropped.write(doc, reason)
         dropped.close()
         self.save_tally(rank)
