@@ -417,7 +417,7 @@ class EngineCore:
     @staticmethod
     def _visible(seq: Sequence, delta: str) -> str:
         """Decoded text as the client sees it: without the healed tail the model re-typed."""
-        return seq.healing.strip(delta) if seq.healing is not None else delta
+        return seq.healing.visible(delta) if seq.healing is not None else delta
 
     def _emit(self) -> None:
         touched, self._touched = self._touched, {}

@@ -147,7 +147,7 @@ class HealingState:
             self.hidden_tokens += 1
         return covered
 
-    def strip(self, delta: str) -> str:
+    def visible(self, delta: str) -> str:
         """The part of a decoded delta the client sees (the re-typed tail removed)."""
         if not self.hide or not delta:
             return delta
