@@ -48,6 +48,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prefix-cache-mb", type=int, help="memory for prompt-prefix KV reuse, 0 = off (default 256)"
     )
+    p.add_argument(
+        "--token-healing",
+        action=argparse.BooleanOptionalAction,
+        help="re-type a prompt's last partial word as the model's own token (default on)",
+    )
+    p.add_argument(
+        "--token-healing-max-chars", type=int, help="longest prompt tail token healing re-types (default 8)"
+    )
     p.add_argument("--num-threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body, 413 beyond (default 2 MiB)")
     p.add_argument("--max-n", type=int, help="largest n / best_of (default 20)")
@@ -77,6 +85,8 @@ _SERVE_FLAGS = (
     "fim_template",
     "seed",
     "prefix_cache_mb",
+    "token_healing",
+    "token_healing_max_chars",
     "num_threads",
     "max_body_bytes",
     "max_n",
@@ -150,6 +160,8 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
             fim_template=settings.fim_template,
             seed=settings.seed,
             prefix_cache_mb=settings.prefix_cache_mb,
+            token_healing=settings.token_healing,
+            token_healing_max_chars=settings.token_healing_max_chars,
             num_threads=settings.num_threads,
         )
     except ValueError as e:

@@ -67,6 +67,12 @@ class ServerSettings(BaseSettings):
     prefix_cache_mb: int = Field(256, ge=0)
     """Memory for reusing the KV cache of repeated prompt prefixes (Copilot resends most of the
     file on every keystroke); 0 turns prefix reuse off."""
+    token_healing: bool = True
+    """Heal prompts that end mid-word (`    ret`, `import num`): the engine drops the prompt's last
+    word-like token(s) and makes the completion's first token(s) re-type them, hidden from the
+    client (docs/engine.md). A request's `token_healing` field overrides it."""
+    token_healing_max_chars: int = Field(8, ge=1)
+    """Longest prompt tail (characters) that token healing may re-type."""
     num_threads: int | None = Field(None, ge=1)
     """CPU threads for torch (process-wide); None keeps torch's default."""
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"

@@ -82,6 +82,16 @@ def test_fields_reach_the_engine(client, fake):
     assert p.indent_trim is None
 
 
+def test_token_healing_field_reaches_the_engine(client, fake):
+    client.post("/v1/completions", json={"prompt": "import num"})
+    assert fake.requests[-1].params.token_healing is None  # the server's --token-healing decides
+    for value in (False, True):
+        client.post("/v1/completions", json={"prompt": "import num", "token_healing": value})
+        assert fake.requests[-1].params.token_healing is value
+    r = client.post("/v1/completions", json={"prompt": "p", "token_healing": "sometimes"})
+    assert_openai_error(r, 400, param="token_healing")
+
+
 def test_nulls_mean_defaults(client, fake):
     body = {"prompt": "p", "stream": None, "echo": None, "n": None, "max_tokens": None, "temperature": None}
     r = client.post("/v1/completions", json=body)

@@ -47,6 +47,16 @@ def test_environment_then_flags(monkeypatch):
     assert _settings([]).served_model_name == ["j1", "j2"]
 
 
+def test_token_healing_is_on_by_default_and_can_be_turned_off(monkeypatch):
+    monkeypatch.delenv("CODECOMPLETE_TOKEN_HEALING", raising=False)
+    assert _settings([]).token_healing is True
+    assert _settings(["--no-token-healing"]).token_healing is False
+    monkeypatch.setenv("CODECOMPLETE_TOKEN_HEALING", "false")
+    assert _settings([]).token_healing is False
+    s = _settings(["--token-healing", "--token-healing-max-chars", "4"])  # the flag wins
+    assert s.token_healing is True and s.token_healing_max_chars == 4
+
+
 def test_bad_values_name_the_flag(monkeypatch):
     monkeypatch.delenv("CODECOMPLETE_PORT", raising=False)
     with pytest.raises(SystemExit, match="--port"):

@@ -10,8 +10,11 @@ from codecomplete.engine.types import GenerationRequest, RequestOutput, Sampling
 
 
 def make_core(model_dir, **overrides):
+    """An engine on the CPU. Token healing is off unless asked for: most tests compare against
+    `model.generate` or a forward pass over the prompt as tokenised (test_healing.py turns it on)."""
     from codecomplete.engine.core import EngineCore
 
+    overrides.setdefault("token_healing", False)
     return EngineCore.from_config(EngineConfig(model=str(model_dir), device="cpu", **overrides))
 
 

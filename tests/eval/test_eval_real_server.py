@@ -30,7 +30,10 @@ def real_server(tiny_model_dir):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     model = str(tiny_model_dir)
-    engine = build_engine(EngineConfig(model=model, served_names=["tiny"], device="cpu"))
+    # Token healing off: the folder backend runs model.generate on the prompt as tokenised, and the
+    # comparison is of the two paths, not of healing (tests/engine/test_healing.py).
+    config = EngineConfig(model=model, served_names=["tiny"], device="cpu", token_healing=False)
+    engine = build_engine(config)
     app = build_app(ServerSettings(model=model), engine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

@@ -43,6 +43,13 @@ class EngineConfig:
     attn_implementation: str | None = None
     """None/"auto": row-wise batch-invariant attention on the CPU where the family supports it, the
     model's default on CUDA; "rowwise", "eager" or "sdpa" force one (docs/engine.md)."""
+    token_healing: bool = True
+    """Heal text prompts that end mid-word: drop the prompt's last word-like token(s) and make the
+    first generated token(s) re-type them (hidden from the client), so `    ret` continues as the
+    model's `return` token rather than after a split it rarely saw. Off for FIM and token-id
+    prompts. A request's `token_healing` overrides it either way (docs/engine.md)."""
+    token_healing_max_chars: int = 8
+    """Longest tail (in characters) that healing may remove from a prompt."""
 
     def __post_init__(self) -> None:
         if self.device not in _DEVICES:
@@ -59,4 +66,6 @@ class EngineConfig:
             raise ValueError("batch_invariance must be auto, strict or off")
         if self.prefix_min_tokens < 1:
             raise ValueError("prefix_min_tokens must be >= 1")
+        if self.token_healing_max_chars < 1:
+            raise ValueError("token_healing_max_chars must be >= 1 (--token-healing-max-chars)")
         self.served_names = list(self.served_names)

@@ -18,6 +18,7 @@ import torch
 from codecomplete.engine.client import QueueFullError
 from codecomplete.engine.config import EngineConfig
 from codecomplete.engine.detokenizer import IncrementalDetokenizer
+from codecomplete.engine.healing import HealingState, TokenHealer
 from codecomplete.engine.inputs import PromptError, prepare_prompt
 from codecomplete.engine.prefix_cache import PrefixCache
 from codecomplete.engine.runner import Batch, ModelRunner, PrefillRow
@@ -48,6 +49,8 @@ class EngineCore:
         self.runner = ModelRunner(model, device, pad_id=pad)
         self.scheduler = Scheduler(config.max_batch_size, config.max_step_tokens, config.max_queue)
         self.prefix_cache = PrefixCache(config.prefix_cache_mb * 2**20, config.prefix_min_tokens)
+        # Token healing's vocabulary index is built on first use (or at load, see from_config).
+        self.healer = TokenHealer(tokenizer, spec.vocab_size, config.token_healing_max_chars)
         self.batch: Batch | None = None
         self._inbox: deque[tuple[GenerationRequest, Sink, RequestState | None]] = deque()
         self._lock = threading.Lock()
@@ -67,6 +70,7 @@ class EngineCore:
                 "requests_cancelled_total",
                 "requests_failed_total",
                 "prompt_tokens_total",
+                "prompts_healed_total",
                 "tokens_generated_total",
                 "tokens_generated_after_cancel_total",
                 "steps_total",
@@ -105,7 +109,10 @@ class EngineCore:
         if config.batch_invariance != "off" and str(device) == "cpu":
             attention.transpose_linear_weights(model)
         spec = ModelSpec.from_pretrained(model.config, tok, config.fim_template)
-        return cls(model, tok, spec, config, device)
+        core = cls(model, tok, spec, config, device)
+        if config.token_healing:
+            core.healer.index  # noqa: B018 - built now, while loading, not in the first request's step
+        return core
 
     # --- called from other threads ----------------------------------------------------------
 
@@ -280,8 +287,13 @@ class EngineCore:
                     status=400,
                 )
             )
-        prepared = prepare_prompt(request, self.tokenizer, self.spec)
+        heal = self.config.token_healing if p.token_healing is None else p.token_healing
+        # echo + logprobs scores the prompt as sent: its last token's logprob must be there.
+        heal = heal and not (p.echo and p.logprobs is not None)
+        prepared = prepare_prompt(request, self.tokenizer, self.spec, self.healer if heal else None)
         self.counters["prompt_tokens_total"] += len(prepared.token_ids)
+        if prepared.healed is not None:
+            self.counters["prompts_healed_total"] += 1
         return RequestState(
             request=request,
             prompt_ids=prepared.token_ids,
@@ -289,6 +301,8 @@ class EngineCore:
             max_tokens=prepared.max_tokens,
             stop_token_ids=prepared.stop_token_ids,
             sink=sink,
+            healed=prepared.healed,
+            room=prepared.room,
         )
 
     def _prefill_cost(self, req: RequestState) -> int:
@@ -337,6 +351,8 @@ class EngineCore:
         seq = Sequence(seq_id=self._next_seq, request=req, index=index, seed=seed)
         seq.detok = IncrementalDetokenizer(self.tokenizer, req.prompt_ids)
         seq.stopper = StopChecker(p.stop, p.indent_trim)
+        if req.healed is not None:
+            seq.healing = HealingState(self.healer.index, req.healed)
         req.seqs.append(seq)
         return seq
 
@@ -360,22 +376,34 @@ class EngineCore:
         if lp is not None:
             seq.cum_logprob += lp
         is_stop_token = token in req.stop_token_ids
-        final = is_stop_token or len(seq.output_ids) >= req.max_tokens
+        heal = seq.healing
+        # A token re-typing the healed tail shows only what comes after the tail; one that lies
+        # wholly inside it shows nothing and does not count against max_tokens (the context still
+        # bounds it: `room`).
+        covered = heal.advance(token) if heal is not None and heal.active else 0
+        counted = len(seq.output_ids) - (heal.hidden_tokens if heal is not None else 0)
+        final = (
+            is_stop_token
+            or counted >= req.max_tokens
+            or (req.room is not None and len(seq.output_ids) >= req.room)
+        )
         if not is_stop_token:
             text_offset = len(seq.text)
-            seq.text += seq.detok.add(token)
+            seq.text += self._visible(seq, seq.detok.add(token))
             seq.pending_ids.append(token)
             if req.request.params.logprobs is not None and lp is not None:
-                entry = TokenLogprob(
-                    token=self._piece(token),
-                    logprob=lp,
-                    top={self._piece(t): v for t, v in (top or [])},
-                    text_offset=text_offset,
-                )
-                seq.pending_logprobs.append(entry)
-                seq.all_logprobs.append(entry)
+                piece = (heal.index.piece(token) or "")[covered:] if covered else self._piece(token)
+                if piece or not covered:  # no entry for a token the client never sees
+                    entry = TokenLogprob(
+                        token=piece,
+                        logprob=lp,
+                        top={self._piece(t): v for t, v in (top or [])},
+                        text_offset=text_offset,
+                    )
+                    seq.pending_logprobs.append(entry)
+                    seq.all_logprobs.append(entry)
         if final:
-            seq.text += seq.detok.flush()
+            seq.text += self._visible(seq, seq.detok.flush())
         safe, stopped = seq.stopper.check(seq.text, final=final)
         reason = "stop" if (stopped or is_stop_token) else "length" if final else None
         if stopped:
@@ -385,6 +413,11 @@ class EngineCore:
             safe = len(seq.text)
         seq.safe = max(seq.sent, safe)
         self._touched[id(req)] = req
+
+    @staticmethod
+    def _visible(seq: Sequence, delta: str) -> str:
+        """Decoded text as the client sees it: without the healed tail the model re-typed."""
+        return seq.healing.visible(delta) if seq.healing is not None else delta
 
     def _emit(self) -> None:
         touched, self._touched = self._touched, {}

@@ -1,14 +1,16 @@
 """Turn a GenerationRequest into the token ids fed to the model.
 
 Fill-in-the-middle through the model's template (models/fim.py), left-truncation of prompts longer
-than the context (keeping the end of the prefix, the start of the suffix) and max_tokens clamped
-to what fits. Pure Python over a Hugging Face tokenizer: no torch.
+than the context (keeping the end of the prefix, the start of the suffix), token healing of a text
+prompt's last word (engine/healing.py) and max_tokens clamped to what fits. Pure Python over a
+Hugging Face tokenizer: no torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codecomplete.engine.healing import HealedTail, TokenHealer
 from codecomplete.engine.types import EngineError, GenerationRequest
 from codecomplete.models.registry import ModelSpec
 
@@ -21,6 +23,8 @@ class PreparedPrompt:
     fim: bool
     stop_token_ids: set[int]
     truncated: bool
+    healed: HealedTail | None = None  # the prompt's tail removed by token healing (re-typed)
+    room: int = 0  # tokens that fit the context after `token_ids`
 
 
 class PromptError(ValueError):
@@ -39,7 +43,13 @@ def generation_reserve(max_tokens: int, context_length: int) -> int:
     return max(1, min(max_tokens, context_length // 4))
 
 
-def prepare_prompt(request: GenerationRequest, tokenizer, spec: ModelSpec) -> PreparedPrompt:
+def prepare_prompt(
+    request: GenerationRequest, tokenizer, spec: ModelSpec, healer: TokenHealer | None = None
+) -> PreparedPrompt:
+    """`healer`: heal the end of a text prompt (the caller passes it when healing is on for this
+    request). Never for token-id prompts (the client chose those tokens), FIM prompts (FIM training
+    tokenises the middle on its own, so a middle that starts mid-word is what the model saw) or
+    max_tokens 0 (scoring: nothing is generated to re-type the tail)."""
     params = request.params
     ctx = spec.context_length
     if params.max_tokens < 0:
@@ -91,12 +101,19 @@ def prepare_prompt(request: GenerationRequest, tokenizer, spec: ModelSpec) -> Pr
         text = tokenizer.decode(prefix_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     else:
         text = prompt_text
-    max_tokens = min(params.max_tokens, ctx - len(ids))
+    healed = None
+    if healer is not None and prompt_text is not None and not use_fim and params.max_tokens > 0:
+        kept, healed = healer.heal(list(prefix_ids))
+        if healed is not None:
+            ids = specials + kept  # `text` stays the client's prompt: echo returns it as sent
+    room = max(0, ctx - len(ids))
     return PreparedPrompt(
         token_ids=ids,
         text=text,
-        max_tokens=max(0, max_tokens),
+        max_tokens=min(params.max_tokens, room),
         fim=use_fim,
         stop_token_ids=stop_ids,
         truncated=truncated,
+        healed=healed,
+        room=room,
     )

@@ -1,9 +1,9 @@
 """Batched sampling: one call picks the next token for every row of a step.
 
-Every transformation is row-wise (penalties, logit bias, temperature, top-k, top-p), and each
-sequence draws from its own seeded torch.Generator, so a row's result never depends on what else
-is in the batch. Reported logprobs are the model's own distribution (log-softmax of the raw
-logits), as the OpenAI API reports them.
+Every transformation is row-wise (penalties, logit bias, the token-healing mask, temperature,
+top-k, top-p), and each sequence draws from its own seeded torch.Generator, so a row's result
+never depends on what else is in the batch. Reported logprobs are the model's own distribution
+(log-softmax of the raw logits, before any mask), as the OpenAI API reports them.
 """
 
 from __future__ import annotations
@@ -50,6 +50,17 @@ def _apply_penalties_and_bias(logits: torch.Tensor, seqs: list[Sequence]) -> tor
     return logits
 
 
+def _constrain_to_tail(logits: torch.Tensor, seqs: list[Sequence], rows: list[int]) -> torch.Tensor:
+    """Token healing (engine/healing.py): in each of `rows`, only the tokens that keep re-typing
+    the prompt's healed tail stay possible; every other row is left as it is."""
+    for i in rows:
+        allowed = torch.tensor(seqs[i].healing.allowed(), dtype=torch.long, device=logits.device)
+        keep = logits[i, allowed]  # (A,)
+        logits[i].fill_(float("-inf"))
+        logits[i, allowed] = keep
+    return logits
+
+
 def _sample_row(logits: torch.Tensor, seq: Sequence) -> int:
     """Temperature, top-k, top-p and a draw from the sequence's own generator. logits: (V,).
 
@@ -86,6 +97,9 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
         not (s.params.presence_penalty or s.params.frequency_penalty or s.params.logit_bias) for s in seqs
     )
     work = logits if plain else _apply_penalties_and_bias(logits.clone(), seqs)
+    healing = [i for i, s in enumerate(seqs) if s.healing is not None and s.healing.active]
+    if healing:
+        work = _constrain_to_tail(work if work is not logits else logits.clone(), seqs, healing)
     greedy = [i for i, s in enumerate(seqs) if s.params.greedy]
     tokens = [0] * len(seqs)
     if greedy:

@@ -34,6 +34,7 @@ class Sequence:
     detok: Any = None  # IncrementalDetokenizer
     stopper: Any = None  # StopChecker
     generator: Any = None  # torch.Generator, made by the sampler on first use
+    healing: Any = None  # HealingState while the prompt's healed tail is re-typed (engine/healing.py)
 
     @property
     def params(self):
@@ -52,6 +53,8 @@ class RequestState:
     max_tokens: int
     stop_token_ids: set[int]
     sink: Callable[[RequestOutput], None]
+    healed: Any = None  # HealedTail: the prompt's end removed by token healing, re-typed, never sent
+    room: int | None = None  # most tokens that fit the context after the prompt (None: max_tokens)
     seqs: list[Sequence] = field(default_factory=list)
     arrival: float = field(default_factory=time.monotonic)
     aborted: bool = False

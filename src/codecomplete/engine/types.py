@@ -33,6 +33,9 @@ class SamplingParams:
     # Copilot's extra.trim_by_indentation: the indentation `c` below which (or at which, unless the
     # line continues the block) generation ends. None = no trimming.
     indent_trim: int | None = None
+    # Token healing of a prompt that ends mid-word (engine/healing.py): None = the engine's
+    # setting (--token-healing), True/False force it for this request.
+    token_healing: bool | None = None
 
     @property
     def greedy(self) -> bool:

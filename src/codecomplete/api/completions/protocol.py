@@ -103,6 +103,7 @@ class CompletionRequest(BaseModel):
     extra: CopilotExtra | None = None
     top_k: Annotated[int, Field(ge=0)] = 0
     ignore_eos: bool = False
+    token_healing: bool | None = None  # None: the server's --token-healing (docs/engine.md)
 
     @model_validator(mode="before")
     @classmethod
@@ -217,6 +218,7 @@ class CompletionRequest(BaseModel):
             echo=self.echo,
             ignore_eos=self.ignore_eos,
             indent_trim=indent_trim,
+            token_healing=self.token_healing,
         )
 
 
