@@ -40,8 +40,9 @@ class RunState:
     last_loss: float | None = None
     valid: list[dict[str, float]] = field(default_factory=list)
     resumed_from: str | None = None
-    train_seconds: float = 0.0
-    """Wall clock of the training loop (steps, validation, checkpoints) summed over resumes."""
+    train_seconds: float | None = 0.0
+    """Wall clock of the training loop (steps, validation, checkpoints) summed over resumes; None
+    when resumed from a checkpoint that did not record it (export then estimates it from the log)."""
 
 
 def _setup_threads(cfg: TrainConfig) -> None:
@@ -243,7 +244,7 @@ class Trainer:
             last_loss=saved.get("last_loss"),
             valid=saved.get("valid", []),
             resumed_from=str(found),
-            train_seconds=saved.get("train_seconds") or 0.0,
+            train_seconds=saved.get("train_seconds"),
         )
         if "parent_history" in saved:  # the starting folder may have been replaced since
             self.parent_history = saved["parent_history"]
@@ -356,13 +357,15 @@ class Trainer:
             },
             "recipe": cfg.to_dict(),
             "command": self.command,
-            "train_seconds": round(self.elapsed(), 1),
+            "train_seconds": self.elapsed(),
             "parent_history": self.parent_history,
         }
 
-    def elapsed(self) -> float:
+    def elapsed(self) -> float | None:
+        if self.state.train_seconds is None:
+            return None
         started = self._fit_started
-        return self.state.train_seconds + (time.perf_counter() - started if started is not None else 0.0)
+        return round(self.state.train_seconds + (time.perf_counter() - started if started else 0.0), 1)
 
     def fit(self) -> dict[str, Any]:
         from tqdm import tqdm
