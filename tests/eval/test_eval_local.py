@@ -130,6 +130,39 @@ def test_perplexity_matches_one_forward_pass_over_a_single_window(local_backend,
     assert res.metrics["nll_per_token"] == pytest.approx(loss, rel=1e-4)
 
 
+def test_perplexity_on_source_files_scores_each_file_then_its_end_of_text(
+    local_backend, py_dir, tiny_model_dir
+):
+    import torch
+
+    files, _ = load_source_files(py_dir)
+    tok = local_backend.tokenizer
+    result = run_eval(
+        EvalConfig(task="perplexity", model=str(tiny_model_dir), data=str(py_dir), device="cpu")
+    )
+    stream = [
+        t for f in files for t in tok(f.text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ]
+    assert result["settings"]["split_documents"] == len(files) > 1
+    assert result["metrics"]["tokens_scored"] == len(stream) - 1
+    # One window over the smallest file and its end-of-text: the model's own loss on those tokens.
+    small = min(files, key=lambda f: len(f.text))
+    first = tok(small.text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(first) <= local_backend.context_length() - 1  # fits one window
+    one = run_eval(
+        EvalConfig(task="perplexity", model=str(tiny_model_dir), data=str(py_dir / small.name), device="cpu")
+    )
+    ids = torch.tensor([first])
+    with torch.no_grad():
+        loss = local_backend.model(ids, labels=ids).loss.item()
+    assert one["metrics"]["nll_per_token"] == pytest.approx(loss, rel=1e-4)
+
+
+def test_perplexity_on_source_files_needs_the_model_folder(fake_server, py_dir):
+    with pytest.raises(ValueError, match="needs the model's tokenizer"):
+        run_eval(EvalConfig(task="perplexity", base_url=fake_server.url, data=str(py_dir)))
+
+
 def test_humaneval_end_to_end_on_a_tiny_model(tiny_model_dir, problems_file):
     result = run_eval(
         EvalConfig(

