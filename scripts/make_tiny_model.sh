@@ -51,6 +51,7 @@ $CC export "$RUN" "$WORK/export" --overwrite --name "$(basename "$OUT")"
 rm -rf "$OUT" && cp -r "$WORK/export" "$OUT"
 
 mkdir -p "$OUT/eval"
+$CC eval --model "$OUT" --task perplexity --data "$HELDOUT" --out "$OUT/eval/perplexity-heldout.json"
 $CC eval --model "$OUT" --task perplexity --data "$WORK/corpus/tokens" --split valid --out "$OUT/eval/perplexity.json"
 $CC eval --model "$OUT" --task line-completion --data "$HELDOUT" --n "$EVAL_N" --keep-newline \
   --out "$OUT/eval/line-completion-keep-newline.json"
