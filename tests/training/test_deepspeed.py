@@ -218,7 +218,9 @@ def test_a_run_continued_from_an_export_adds_to_its_history(zero2_run, token_dat
     tmp, out, _ = zero2_run
     base = tmp / "base"
     assert _codecomplete("export", str(out), str(base), timeout=180).returncode == 0
-    recipe = yaml.safe_load(_recipe(tmp, token_dataset, base, "continued", max_steps=10, seed=99).read_text())
+    recipe = yaml.safe_load(
+        _recipe(tmp, token_dataset, base, "continued", max_steps=10, seed=99, eval_every=4).read_text()
+    )
     recipe["model"] = {"name_or_path": str(base), "tokenizer": str(base)}
     (tmp / "continued.yaml").write_text(yaml.safe_dump(recipe))
     proc = _train(tmp / "continued.yaml")
@@ -232,6 +234,8 @@ def test_a_run_continued_from_an_export_adds_to_its_history(zero2_run, token_dat
     first, second = state["history"]
     assert (first["start"], first["steps"]) == ("scratch", STEPS)
     assert (second["start"], second["steps"], second["seed"]) == (str(base), 10, 99)
+    # 10 is not a multiple of eval_every: the last step is evaluated anyway, before its checkpoint.
+    assert [v["step"] for v in second["valid"]] == [4, 8, 10] and second["final_valid_loss"] is not None
     assert state["total"]["steps"] == STEPS + 10
     assert state["total"]["tokens"] == first["tokens"] + second["tokens"]
     card = (tmp / "second" / "README.md").read_text()

@@ -422,7 +422,12 @@ class Trainer:
                 window_t, window_steps = now, 0
             if self.rank == 0 and run.fault_kill_at_step == self.state.step:
                 os.kill(os.getpid(), signal.SIGKILL)  # testing: a hard crash between checkpoints
-            if self.valid_data is not None and run.eval_every and self.state.step % run.eval_every == 0:
+            # The last step is always evaluated before its checkpoint is saved, so the final
+            # checkpoint (what export reads) holds the final validation loss.
+            done = self.state.step == run.max_steps
+            if self.valid_data is not None and (
+                done or (run.eval_every and self.state.step % run.eval_every == 0)
+            ):
                 self._eval_and_record()
                 last_eval = self.state.step
             if run.save_every and self.state.step % run.save_every == 0:
