@@ -435,9 +435,7 @@ class Trainer:
                 last_save = self.state.step
             if last_eval == self.state.step or last_save == self.state.step:
                 window_t, window_steps = time.perf_counter(), 0  # keep eval/save time out of tokens/s
-        bar.close()
-        if self.valid_data is not None and last_eval != self.state.step:
-            self._eval_and_record()
+        bar.close()  # the last step was evaluated in the loop
         if last_save != self.state.step:
             self.save()
         summary = {
