@@ -113,6 +113,42 @@ def test_fim_rate_is_respected_and_template_matches_serving(tiny_model_dir):
     )
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_document_the_window_cuts_off_still_ends_its_middle(tiny_model_dir, seed):
+    # A served model knows its middle is done only if training showed it the end-of-text after
+    # every middle, including that of the (usual) document longer than the training window.
+    tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+    eos = tok.token_to_id("<|endoftext|>")
+    fim = fim_from_tokenizer(tok, from_name("codecomplete"), eos, rate=1.0, spm_rate=0.0)
+    window = np.asarray(tok.encode(TEXT * 40).ids[:200], dtype=np.int64)  # no end-of-text in it
+    ids = fim(window, np.random.default_rng(seed), length=200).tolist()
+    p, s, m = (tok.token_to_id(t) for t in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"))
+    assert len(ids) <= 200 and ids[0] == p and ids[-1] == eos
+    pre, suf, mid = ids[1 : ids.index(s)], ids[ids.index(s) + 1 : ids.index(m)], ids[ids.index(m) + 1 : -1]
+    # fitting the window trimmed the suffix's tail / the prefix's head, never the middle
+    assert tok.decode(pre) + tok.decode(mid) + tok.decode(suf) in tok.decode(window.tolist())
+
+
+def test_every_middle_in_packed_samples_is_followed_by_end_of_text(token_dataset, tiny_model_dir):
+    shards = TokenShards(token_dataset, "train")
+    tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+    fim = fim_from_tokenizer(tok, from_name("codecomplete"), shards.eos_id, 1.0, 0.5)
+    data = PackedSequences(shards, 128, seed=4, fim=fim)
+    middle, prefix = tok.token_to_id("<fim_middle>"), tok.token_to_id("<fim_prefix>")
+    examples = 0
+    for k in range(40):
+        ids = data[k].tolist()
+        assert len(ids) == 128
+        for i, t in enumerate(ids):
+            if t == middle:
+                examples += 1
+                rest = ids[i + 1 :]
+                # the end-of-text comes before any next example starts
+                nxt = rest.index(prefix) if prefix in rest else len(rest)
+                assert shards.eos_id in rest[:nxt], f"sample {k}: a middle runs off the window"
+    assert examples >= 40
+
+
 @pytest.mark.parametrize("world, micro, accum", [(1, 4, 1), (2, 3, 2), (4, 2, 3)])
 def test_each_step_covers_its_own_slice_of_sample_indices(world, micro, accum):
     batch = world * micro * accum

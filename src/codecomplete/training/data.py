@@ -77,7 +77,14 @@ class FimAugmenter:
     A document's text is cut at two random character positions into prefix / middle / suffix; the
     three parts are tokenised separately (as the server tokenises what a client sends) and joined by
     the template shared with serving (models/fim.py): PSM = <P> pre <S> suf <M> mid, SPM = <P> <S>
-    suf <M> pre mid (Bavarian et al. 2022). The document's end-of-text stays after the middle.
+    suf <M> pre mid (Bavarian et al. 2022). Every middle ends with end-of-text: the document's own,
+    or, for the document the training window cuts off, one added where the window ends; that token
+    is what tells a served model its middle has met the suffix (without it, the model learns that a
+    middle runs on until the window ends, and at serving time writes until max_tokens).
+
+    With `length` (the training window), an example that would not fit is shortened the way clients
+    shorten what they send: the suffix loses its tail first, then the prefix its head; the middle is
+    kept whole whenever it fits (as Megatron's context-level FIM does).
     """
 
     template: FimTemplate
@@ -88,26 +95,47 @@ class FimAugmenter:
     rate: float
     spm_rate: float
 
-    def __call__(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(
+        self, tokens: np.ndarray, rng: np.random.Generator, length: int | None = None
+    ) -> np.ndarray:
         if self.rate <= 0:
             return tokens
+        limit = len(tokens) if length is None else length
         ends = np.flatnonzero(tokens == self.eos_id)
-        pieces, start = [], 0
+        pieces, used, start = [], 0, 0
         for end in list(ends) + [len(tokens)]:
             body = tokens[start:end]
+            closed = end < len(tokens)
             if len(body) > 1 and rng.random() < self.rate:
-                body = np.asarray(self.permute(body.tolist(), rng), dtype=np.int64)
+                room = limit - used - 1  # the end-of-text after the middle
+                ids = self.permute(body.tolist(), rng, room if length is not None else None)
+                if ids is not None:
+                    body, closed = np.asarray(ids, dtype=np.int64), True
             pieces.append(body)
-            if end < len(tokens):
-                pieces.append(tokens[end : end + 1])
+            if closed:
+                pieces.append(np.asarray([self.eos_id], dtype=np.int64))
+            used += len(body) + closed
             start = end + 1
         return np.concatenate(pieces) if pieces else tokens
 
-    def permute(self, ids: list[int], rng: np.random.Generator) -> list[int]:
+    def permute(
+        self, ids: list[int], rng: np.random.Generator, room: int | None = None
+    ) -> list[int] | None:
+        """One document as a FIM example (without its end-of-text), at most `room` tokens when
+        given: the suffix's tail, then the prefix's head are dropped to fit; None when not even
+        the middle and the template fit."""
         text = self.decode(ids)
         lo, hi = sorted(int(x) for x in rng.integers(0, len(text) + 1, size=2))
         pre, mid, suf = self.encode([text[:lo], text[lo:hi], text[hi:]])
         order = "spm" if rng.random() < self.spm_rate else "psm"
+        if room is not None:
+            over = len(self.template.encode(pre, suf, self.token_to_id, order)) + len(mid) - room
+            if over > len(pre) + len(suf):
+                return None
+            if over > 0:
+                cut = min(over, len(suf))
+                suf = suf[: len(suf) - cut]
+                pre = pre[over - cut :]
         return self.template.encode(pre, suf, self.token_to_id, order) + mid
 
 
@@ -168,10 +196,10 @@ class PackedSequences:
         if self.fim is None:
             return self.shards.read(start, self.seq_len)
         rng = np.random.default_rng([self.seed, 1_000_003, k])
-        # FIM adds template tokens and re-tokenises, so read a little more and cut to length.
-        margin = 16 + self.seq_len // 8
-        out = self.fim(self.shards.read(start, self.seq_len + margin), rng)
-        pos = start + self.seq_len + margin
+        # FIM examples are fitted to the window (their middles kept whole); re-tokenising the
+        # parts may still shorten or lengthen it a little, so top up from the stream and cut.
+        out = self.fim(self.shards.read(start, self.seq_len), rng, self.seq_len)
+        pos = start + self.seq_len
         while len(out) < self.seq_len:  # rare: re-tokenising shortened the window
             out = np.concatenate([out, self.shards.read(pos, self.seq_len)])
             pos += self.seq_len
