@@ -130,6 +130,18 @@ def test_perplexity_matches_one_forward_pass_over_a_single_window(local_backend,
     assert res.metrics["nll_per_token"] == pytest.approx(loss, rel=1e-4)
 
 
+def test_batched_window_scores_equal_one_window_at_a_time(local_backend, token_dir):
+    from codecomplete.eval.inputs import load_token_split
+
+    toks = load_token_split(token_dir, max_tokens=700).tokens.tolist()
+    windows = [toks[0:120], toks[119:239], toks[238:300], toks[299:419], toks[418:420]]  # mixed lengths
+    batched = local_backend.prompt_logprobs_many(windows, batch=2)
+    alone = [local_backend.prompt_logprobs(w) for w in windows]
+    assert [len(b) for b in batched] == [len(w) - 1 for w in windows]
+    for b, a in zip(batched, alone, strict=True):
+        assert b == pytest.approx(a, abs=1e-4)
+
+
 def test_perplexity_on_source_files_scores_each_file_then_its_end_of_text(
     local_backend, py_dir, tiny_model_dir
 ):

@@ -263,6 +263,25 @@ class LocalBackend(Backend):
         logp = torch.log_softmax(logits, dim=-1).gather(1, inp[0, 1:, None])[:, 0]  # (T-1,)
         return logp.tolist()
 
+    def prompt_logprobs_many(self, windows: Sequence[Sequence[int]], batch: int = 8) -> list[list[float]]:
+        """Windows of the same length go through the model together (no padding, so each
+        window's scores are those it gets alone, up to float rounding)."""
+        torch = self._torch
+        out: list[list[float] | None] = [None] * len(windows)
+        by_len: dict[int, list[int]] = {}
+        for i, w in enumerate(windows):
+            by_len.setdefault(len(w), []).append(i)
+        for idx in by_len.values():
+            for j in range(0, len(idx), batch):
+                part = idx[j : j + batch]
+                inp = torch.tensor([list(windows[i]) for i in part], device=self.device)  # (B, T)
+                with torch.no_grad():
+                    logits = self.model(inp).logits[:, :-1].float()  # (B, T-1, V)
+                logp = torch.log_softmax(logits, dim=-1).gather(2, inp[:, 1:, None])[..., 0]
+                for i, row in zip(part, logp.tolist(), strict=True):
+                    out[i] = row
+        return out  # type: ignore[return-value]
+
 
 # --- a running server ---------------------------------------------------------------------------
 
