@@ -21,6 +21,29 @@ def _fmt(v) -> str:
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
+_FLAGS = {"timeout_s": "--timeout"}  # config fields whose flag is not --<field-with-dashes>
+
+
+def eval_command(result: dict) -> str:
+    """The `codecomplete eval` command line that reproduces a result: its task, model and data, then
+    every setting that differs from the default (from the JSON's own config)."""
+    from dataclasses import fields
+
+    from codecomplete.eval.runner import EvalConfig
+
+    cfg = result.get("config") or {}
+    defaults = {f.name: f.default for f in fields(EvalConfig)}
+    parts = ["codecomplete eval"]
+    for name, value in cfg.items():
+        if name in ("api_key",) or name not in defaults or value is None:
+            continue
+        if name not in ("task", "model", "base_url", "data") and value == defaults[name]:
+            continue
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
+
+
 def eval_section(results: list[dict]) -> list[str]:
     lines = ["## Evaluation (`codecomplete eval`)", ""]
     lines += ["| task | data | metric | value |", "|---|---|---|---|"]
@@ -34,7 +57,9 @@ def eval_section(results: list[dict]) -> list[str]:
     for r in results:
         settings = ", ".join(f"{k}={v}" for k, v in (r.get("settings") or {}).items())
         lines.append(f"- {r['task']}: {settings} ({r.get('duration_s', '?')} s)")
-    lines.append("")
+    lines += ["", "Commands (from each result's own config; `--out` left to you):", "", "```"]
+    lines += [eval_command(r) for r in results]
+    lines += ["```", ""]
     return lines
 
 

@@ -523,36 +523,42 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_eval)
 
 
+def eval_config(args: argparse.Namespace):
+    """The EvalConfig a parsed `codecomplete eval` command line asks for."""
+    from codecomplete.eval.runner import EvalConfig
+
+    return EvalConfig(
+        task=args.task,
+        model=args.model,
+        base_url=args.base_url,
+        data=args.data,
+        split=args.split,
+        n=args.n,
+        samples=args.samples,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        window=args.window,
+        fim_lines=args.fim_lines,
+        keep_newline=args.keep_newline,
+        device=args.device,
+        dtype=args.dtype,
+        fim_template=args.fim_template,
+        served_model=args.served_model,
+        api_key=args.api_key,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        sandbox_memory_mb=args.sandbox_memory_mb,
+        workers=args.workers,
+    )
+
+
 def _run_eval(args: argparse.Namespace, extra: list[str]) -> int:
-    from codecomplete.eval.runner import EvalConfig, format_table, run_eval, write_result
+    from codecomplete.eval.runner import format_table, run_eval, write_result
 
     try:
-        config = EvalConfig(
-            task=args.task,
-            model=args.model,
-            base_url=args.base_url,
-            data=args.data,
-            split=args.split,
-            n=args.n,
-            samples=args.samples,
-            seed=args.seed,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            window=args.window,
-            fim_lines=args.fim_lines,
-            keep_newline=args.keep_newline,
-            device=args.device,
-            dtype=args.dtype,
-            fim_template=args.fim_template,
-            served_model=args.served_model,
-            api_key=args.api_key,
-            concurrency=args.concurrency,
-            timeout_s=args.timeout,
-            sandbox_memory_mb=args.sandbox_memory_mb,
-            workers=args.workers,
-        )
-        result = run_eval(config)
+        result = run_eval(eval_config(args))
     except (ValueError, OSError, RuntimeError) as exc:  # a user mistake or an unreachable server
         print(f"codecomplete eval: error: {exc}", file=sys.stderr)
         return 2

@@ -95,9 +95,7 @@ class FimAugmenter:
     rate: float
     spm_rate: float
 
-    def __call__(
-        self, tokens: np.ndarray, rng: np.random.Generator, length: int | None = None
-    ) -> np.ndarray:
+    def __call__(self, tokens: np.ndarray, rng: np.random.Generator, length: int | None = None) -> np.ndarray:
         if self.rate <= 0:
             return tokens
         limit = len(tokens) if length is None else length
@@ -118,9 +116,7 @@ class FimAugmenter:
             start = end + 1
         return np.concatenate(pieces) if pieces else tokens
 
-    def permute(
-        self, ids: list[int], rng: np.random.Generator, room: int | None = None
-    ) -> list[int] | None:
+    def permute(self, ids: list[int], rng: np.random.Generator, room: int | None = None) -> list[int] | None:
         """One document as a FIM example (without its end-of-text), at most `room` tokens when
         given: the suffix's tail, then the prefix's head are dropped to fit; None when not even
         the middle and the template fit."""
