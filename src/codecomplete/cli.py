@@ -509,6 +509,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (--model)")
     p.add_argument("--dtype", default="auto", help="auto|float32|bfloat16|float16 (--model)")
     p.add_argument(
+        "--engine",
+        action="store_true",
+        help="--model: generate with the batching engine `serve` uses, in this process (faster than "
+        "one transformers generate call at a time; the server's decoding, token healing included)",
+    )
+    p.add_argument(
         "--served-model", help="model name to send to the server (default: its first listed model)"
     )
     p.add_argument("--api-key", help="bearer token for the server, if it wants one")
@@ -551,6 +557,7 @@ def eval_config(args: argparse.Namespace):
         timeout_s=args.timeout,
         sandbox_memory_mb=args.sandbox_memory_mb,
         workers=args.workers,
+        engine=args.engine,
     )
 
 

@@ -1,12 +1,15 @@
-"""Where completions come from: a model folder loaded here, or a running server over HTTP.
+"""Where completions come from: a model folder loaded here (with transformers' `generate`, or with
+this project's batching engine), or a running server over HTTP.
 
-Both answer the same two questions, so every task runs unchanged against either:
+All answer the same two questions, so every task runs unchanged against either:
 `complete(requests)` (text completions, with `suffix` for fill-in-the-middle) and
 `prompt_logprobs(token_ids)` (for perplexity).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import re
 from abc import ABC, abstractmethod
@@ -283,6 +286,136 @@ class LocalBackend(Backend):
         return out  # type: ignore[return-value]
 
 
+# --- a model folder through the serving engine ---------------------------------------------------
+
+
+class EngineBackend(Backend):
+    """A model folder run by codecomplete's own batching engine in this process (`--engine`).
+
+    A task's requests go in together and are decoded in batches, the way `codecomplete serve` would
+    decode them (same prompt preparation, FIM templates, stop strings, token healing), without
+    starting a server; much faster than LocalBackend's one `generate` call at a time. A
+    line-completion request is cancelled as soon as its next line is written. Greedy scores can
+    differ from LocalBackend's where two tokens' logits differ in the last bits (another attention
+    kernel), so compare a model's numbers across backends with care.
+    """
+
+    kind = "engine"
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        fim_template: str | None = None,
+        max_batch_size: int = 32,
+    ):
+        from codecomplete.engine import EngineConfig, build_engine
+
+        self.model_path = model
+        config = EngineConfig(
+            model=model, device=device, dtype=dtype, fim_template=fim_template, max_batch_size=max_batch_size
+        )
+        self._loop = asyncio.new_event_loop()
+        self.engine = build_engine(config)
+        self._loop.run_until_complete(self.engine.start())
+        self.info = self.engine.model_info  # type: ignore[attr-defined]
+        self.tokenizer = self.engine.core.tokenizer  # type: ignore[attr-defined]
+        self._ids = itertools.count()
+
+    def context_length(self) -> int | None:
+        return self.info.context_length
+
+    def describe(self) -> dict:
+        return {
+            "backend": "engine",
+            "model": os.path.abspath(self.model_path),
+            "device": str(self.engine.device),  # type: ignore[attr-defined]
+            "dtype": str(self.engine.dtype).removeprefix("torch."),  # type: ignore[attr-defined]
+            "context_length": self.info.context_length,
+            "fim_template": self.info.fim_template,
+            "vocab_size": self.info.vocab_size,
+        }
+
+    def supports_fim(self) -> bool:
+        return self.info.fim_template is not None
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def eos_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
+    def complete(self, requests: Sequence[CompletionRequest]) -> list[Completion]:
+        async def run_all() -> list[Completion]:
+            return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+        return self._loop.run_until_complete(run_all())
+
+    async def _one(self, req: CompletionRequest) -> Completion:
+        from codecomplete.engine.types import GenerationRequest, SamplingParams
+
+        params = SamplingParams(
+            max_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p if req.temperature > 0 else 1.0,
+            n=req.n,
+            seed=req.seed,
+            stop=list(req.stop),
+        )
+        request = GenerationRequest(
+            request_id=f"eval-{next(self._ids)}", params=params, prompt=req.prompt, suffix=req.suffix or None
+        )
+        texts, prompt_tokens = [""] * req.n, 0
+        stream = self.engine.generate(request)
+        try:
+            async for out in stream:
+                if out.error is not None:
+                    raise BackendError(f"the engine refused a request: {out.error.message}")
+                prompt_tokens = out.num_prompt_tokens or prompt_tokens
+                for choice in out.choices:
+                    texts[choice.index] += choice.text
+                if req.next_line and all(next_line_done(t) for t in texts):
+                    break  # closing the stream below cancels the rest of the request
+        finally:
+            await stream.aclose()
+        return Completion([cut_at_stop(t, req.stop) for t in texts], prompt_tokens=prompt_tokens)
+
+    def prompt_logprobs(self, token_ids: Sequence[int]) -> list[float]:
+        return self.prompt_logprobs_many([token_ids])[0]
+
+    def prompt_logprobs_many(self, windows: Sequence[Sequence[int]]) -> list[list[float]]:
+        from codecomplete.engine.types import GenerationRequest, SamplingParams
+
+        async def score(ids: Sequence[int]) -> list[float]:
+            params = SamplingParams(max_tokens=0, temperature=0.0, logprobs=0, echo=True)
+            request = GenerationRequest(
+                request_id=f"eval-{next(self._ids)}", params=params, prompt_token_ids=list(ids)
+            )
+            first = None
+            async for out in self.engine.generate(request):
+                if out.error is not None:
+                    raise BackendError(f"the engine refused a window: {out.error.message}")
+                if first is None:
+                    first = out
+            values = (first.prompt_logprobs if first else None) or []
+            if len(values) != len(ids) or any(v is None for v in values[1:]):
+                raise BackendError(
+                    f"the engine scored {len(values)} of {len(ids)} tokens: pass a smaller --window"
+                )
+            return [v.logprob for v in values[1:]]
+
+        async def run_all() -> list[list[float]]:
+            return list(await asyncio.gather(*(score(w) for w in windows)))
+
+        return self._loop.run_until_complete(run_all())
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self.engine.stop())
+            self._loop.close()
+
+
 # --- a running server ---------------------------------------------------------------------------
 
 
@@ -449,12 +582,18 @@ def build_backend(
     served_model: str | None = None,
     api_key: str | None = None,
     concurrency: int = 8,
+    engine: bool = False,
 ) -> Backend:
-    """A model folder (`model`) or a server (`base_url`, or a `model` that is an http(s) URL)."""
+    """A model folder (`model`; through the batching engine with `engine`) or a server (`base_url`,
+    or a `model` that is an http(s) URL)."""
     if model and model.startswith(("http://", "https://")):
         model, base_url = None, model
     if bool(model) == bool(base_url):
         raise ValueError("give exactly one of --model <folder> and --base-url <server url>")
     if base_url:
+        if engine:
+            raise ValueError("--engine runs a model folder (--model) in this process, not a server")
         return ServerBackend(base_url, model=served_model, api_key=api_key, concurrency=concurrency)
+    if engine:
+        return EngineBackend(model, device=device, dtype=dtype, fim_template=fim_template)
     return LocalBackend(model, device=device, dtype=dtype, fim_template=fim_template)
