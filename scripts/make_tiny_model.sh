@@ -8,6 +8,9 @@
 #   FROM=models/codecomplete-tiny-py STEPS=3600 SEED=777 LR=8.0e-4 WARMUP=40 make tiny-model
 #                                            # train the shipped model further (its tokenizer, its
 #                                            # weights); the new card adds this run to its history
+#   FROM=... SEED=<last run's seed> START=<its last sample> make tiny-model
+#                                            # ... on the samples that run would have seen next
+#                                            # (the card's "Training history" gives both numbers)
 #
 # Each stage resumes: curate picks up finished tasks, train continues from its newest complete
 # checkpoint (--resume auto), so the same command after an interruption carries on.
@@ -22,6 +25,7 @@ STEPS=${STEPS:-800}
 SEED=${SEED:-1234}
 LR=${LR:-1.0e-3}
 WARMUP=${WARMUP:-60}
+START=${START:-0}
 EVAL_N=${EVAL_N:-200}
 # Line completion and FIM are scored on the committed held-out files (evalsets/heldout-python), so
 # every version of the model is scored on the same cuts; HELDOUT=$WORK/corpus scores the new
@@ -45,7 +49,8 @@ $CC curate --config configs/data/local-python.yaml --out "$WORK/corpus" --worker
 $CC train --config configs/train/tiny-cpu.yaml --num-gpus 2 --resume auto "${MODEL[@]}" \
   --set data.path="$WORK/corpus/tokens" --set model.tokenizer="$TOKENIZER" \
   --set run.out_dir="$RUN" --set run.max_steps="$STEPS" --set run.seed="$SEED" \
-  --set optim.lr="$LR" --set optim.warmup_steps="$WARMUP" --set run.save_every=100
+  --set optim.lr="$LR" --set optim.warmup_steps="$WARMUP" --set run.save_every=100 \
+  --set data.start_sample="$START"
 # Export beside the output first: OUT may be the folder this run started from.
 $CC export "$RUN" "$WORK/export" --overwrite --name "$(basename "$OUT")"
 rm -rf "$OUT" && cp -r "$WORK/export" "$OUT"

@@ -63,6 +63,19 @@ def test_order_depends_only_on_seed_and_index(token_dataset, tiny_model_dir):
     assert a.batch(range(4)).shape == (4, 128)
 
 
+def test_start_sample_continues_the_same_data_order(token_dataset, tiny_model_dir):
+    # A run continued with data.start_sample=N sees what an uninterrupted run would have seen from
+    # sample N on, FIM cuts included (they are drawn from (seed, sample index)).
+    shards = TokenShards(token_dataset, "train")
+    fim = fim_from_tokenizer(
+        tiny_model_dir / "tokenizer.json", from_name("codecomplete"), shards.eos_id, 0.5, 0.5
+    )
+    whole = PackedSequences(shards, 128, seed=7, fim=fim)
+    rest = PackedSequences(shards, 128, seed=7, fim=fim, offset=37)
+    assert all(np.array_equal(rest[k], whole[k + 37]) for k in (0, 1, 5, whole.num_chunks))
+    assert not np.array_equal(rest[0], whole[0])
+
+
 def _fim_doc(tiny_model_dir, text, spm_rate, seed=0):
     tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
     eos = tok.token_to_id("<|endoftext|>")

@@ -56,6 +56,10 @@ def test_a_run_record_takes_schedule_curve_and_time_from_the_state():
     assert rec["final_valid_loss"] == 4.2 and [v["step"] for v in rec["valid"]] == [50, 100]
     assert rec["train_curve"][0] == [10, 4.99] and len(rec["train_curve"]) == 10
     assert rec["seconds"] == 321.0 and rec["seconds_kind"] == "wall clock"
+    assert rec["samples"] == [0, 800]  # 100 steps x 8 sequences of the seed's order
+    later = _state(50, "models/m", 1, [])
+    later["recipe"]["data"]["start_sample"] = 800
+    assert history.run_record(later)["samples"] == [800, 1200]  # where to go on from next time
     # A run from before the trainer recorded its time: estimated from the log, and labelled so.
     old = history.run_record(_state(100, None, 1, []), _metrics(100))
     assert old["seconds"] == pytest.approx(200.0) and old["seconds_kind"].startswith("optimizer steps")
@@ -113,6 +117,7 @@ def test_card_section_has_a_row_per_run_and_the_total():
     assert len(rows) == 2 and "`models/x`" in rows[1] and "4.900" in rows[0] and "4.600" in rows[1]
     assert "*" in rows[1] and "optimizer steps only" in text  # the estimated time is marked
     assert "![training curve](training_curve.svg)" in text
+    assert "`--set run.seed=2 --set data.start_sample=4000`" in text  # where the data order left off
 
 
 def test_curve_is_valid_svg_with_a_boundary_per_continued_run():

@@ -93,6 +93,10 @@ class DataConfig:
     """Split used for validation loss and perplexity (no FIM: plain left-to-right text)."""
     valid_sequences: int = 64
     """Validation sequences (of seq_len tokens) evaluated each time; the same ones every time."""
+    start_sample: int = 0
+    """Skip this many samples of the seed's data order. A run continued from an export with the
+    previous run's seed and `start_sample` = where that run stopped (its card's history says)
+    trains on the samples that run would have seen next, so no part of an epoch is repeated."""
 
     def __post_init__(self) -> None:
         _check(bool(self.path), "data.path", "the token dataset directory is required", "<dir>")
@@ -107,6 +111,7 @@ class DataConfig:
             "0.5",
         )
         _check(self.valid_sequences >= 0, "data.valid_sequences", "must be >= 0", "64")
+        _check(self.start_sample >= 0, "data.start_sample", "must be >= 0", "0")
 
 
 @dataclass

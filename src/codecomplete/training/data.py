@@ -173,8 +173,11 @@ class PackedSequences:
         seed: int,
         fim: FimAugmenter | None = None,
         shuffle: bool = True,
+        offset: int = 0,
     ):
+        """Sample k is sample k + `offset` of the seed's order (data.start_sample)."""
         self.shards, self.seq_len, self.seed, self.fim, self.shuffle = shards, seq_len, seed, fim, shuffle
+        self.offset = offset
         self.num_chunks = max(1, shards.num_tokens // seq_len)
         self._perm_epoch, self._perm = -1, np.arange(0)
 
@@ -188,6 +191,7 @@ class PackedSequences:
         return int(self._perm[i])
 
     def __getitem__(self, k: int) -> np.ndarray:
+        k += self.offset
         start = self._chunk(k) * self.seq_len
         if self.fim is None:
             return self.shards.read(start, self.seq_len)

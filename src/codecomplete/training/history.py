@@ -57,6 +57,14 @@ def train_seconds_from_metrics(metrics: list[dict[str, Any]]) -> float | None:
     return total or None
 
 
+def _sample_range(recipe: dict[str, Any], state: dict[str, Any]) -> list[int] | None:
+    start = (recipe.get("data") or {}).get("start_sample") or 0
+    steps, batch = state.get("step"), state.get("global_batch")
+    if steps is None or batch is None:
+        return None
+    return [start, start + steps * batch]
+
+
 def run_record(state: dict[str, Any], metrics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One run's line in the history, from its checkpoint's trainer state and its metrics log."""
     recipe = state.get("recipe") or {}
@@ -88,6 +96,9 @@ def run_record(state: dict[str, Any], metrics: list[dict[str, Any]] | None = Non
         "min_lr_ratio": optim.get("min_lr_ratio"),
         "fim_rate": (recipe.get("data") or {}).get("fim_rate"),
         "seed": run.get("seed"),
+        # samples [from, to) of the seed's data order: continue with the same seed and
+        # data.start_sample=<to> to see the rest of the epoch (PackedSequences)
+        "samples": _sample_range(recipe, state),
         "seconds": _round(seconds, 1),
         "seconds_kind": seconds_kind,
         "final_train_loss": _round(state.get("last_loss")),
@@ -169,6 +180,14 @@ def markdown(history: list[dict[str, Any]], curve_file: str | None = None) -> li
         lines += [
             "",
             "\\* time in optimizer steps only (no evaluation or checkpoints), from the run's metrics log.",
+        ]
+    last = history[-1]
+    if last.get("samples") and last.get("seed") is not None:
+        lines += [
+            "",
+            f"The last run trained on samples {last['samples'][0]:,}-{last['samples'][1]:,} of seed "
+            f"{last['seed']}'s data order: to go on through that epoch without repeating them, continue "
+            f"with `--set run.seed={last['seed']} --set data.start_sample={last['samples'][1]}`.",
         ]
     lines.append("")
     if curve_file:

@@ -137,7 +137,9 @@ class Trainer:
                 cfg.data.fim_spm_rate,
             )
         self.fim_template = template.name if template else None
-        self.train_data = PackedSequences(self.train_shards, cfg.data.seq_len, cfg.run.seed, fim)
+        self.train_data = PackedSequences(
+            self.train_shards, cfg.data.seq_len, cfg.run.seed, fim, offset=cfg.data.start_sample
+        )
         self.valid_data = None
         if cfg.data.valid_sequences and cfg.data.valid_split in self.train_shards.meta["splits"]:
             valid = TokenShards(cfg.data.path, cfg.data.valid_split)
