@@ -301,6 +301,7 @@ class EngineBackend(Backend):
     """
 
     kind = "engine"
+    chunk = 128  # requests handed over at a time: the engine keeps up to 32 decoding, refilled as they end
 
     def __init__(
         self,

@@ -26,11 +26,13 @@ class TaskResult:
 
 
 def complete_all(
-    backend: Backend, requests: Sequence[CompletionRequest], desc: str, chunk: int = 16
+    backend: Backend, requests: Sequence[CompletionRequest], desc: str, chunk: int | None = None
 ) -> list[Completion]:
-    """All completions, with a progress bar on a terminal."""
+    """All completions, with a progress bar on a terminal; `chunk` requests are handed over at a
+    time (default: the backend's `chunk`, 16 unless it batches more)."""
     from tqdm import tqdm
 
+    chunk = chunk or getattr(backend, "chunk", 16)
     out: list[Completion] = []
     with tqdm(total=len(requests), desc=desc, disable=None, file=sys.stderr) as bar:
         for i in range(0, len(requests), chunk):
