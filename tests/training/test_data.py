@@ -162,6 +162,26 @@ def test_every_middle_in_packed_samples_is_followed_by_end_of_text(token_dataset
     assert examples >= 40
 
 
+def test_middles_do_not_all_end_on_the_window_s_last_position(token_dataset, tiny_model_dir):
+    # If the example made from the cut-off document always filled the window, its end-of-text would
+    # always be the window's last token, and the model learns to end a middle only there (it did:
+    # run 4 of the shipped model). Where middles end must not give that away.
+    shards = TokenShards(token_dataset, "train")
+    tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+    fim = fim_from_tokenizer(tok, from_name("codecomplete"), shards.eos_id, 1.0, 0.5)
+    data = PackedSequences(shards, 128, seed=5, fim=fim)
+    middle = tok.token_to_id("<fim_middle>")
+    ends = []
+    for k in range(60):
+        ids = data[k].tolist()
+        for i, t in enumerate(ids):
+            if t == middle and shards.eos_id in ids[i + 1 :]:
+                ends.append(ids.index(shards.eos_id, i + 1))
+    assert len(ends) >= 40
+    assert sum(e == 127 for e in ends) < len(ends) / 4
+    assert len(set(ends)) > len(ends) / 3
+
+
 @pytest.mark.parametrize("world, micro, accum", [(1, 4, 1), (2, 3, 2), (4, 2, 3)])
 def test_each_step_covers_its_own_slice_of_sample_indices(world, micro, accum):
     batch = world * micro * accum

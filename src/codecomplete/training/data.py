@@ -84,7 +84,10 @@ class FimAugmenter:
 
     With `length` (the training window), an example that would not fit is shortened the way clients
     shorten what they send: the suffix loses its tail first, then the prefix its head; the middle is
-    kept whole whenever it fits (as Megatron's context-level FIM does).
+    kept whole whenever it fits (as Megatron's context-level FIM does). The document the window
+    cuts off is cut again at a random length before it is made an example, so its middle's
+    end-of-text does not always fall on the window's last position (the caller tops the window up
+    from the stream).
     """
 
     template: FimTemplate
@@ -106,6 +109,12 @@ class FimAugmenter:
             closed = end < len(tokens)
             if len(body) > 1 and rng.random() < self.rate:
                 room = limit - used - 1  # the end-of-text after the middle
+                if not closed:
+                    # The document runs on past the window. Filling the window, its example's
+                    # end-of-text would always sit on the window's last position, and a model
+                    # learns to end a middle only there (measured: the shipped model's run 4).
+                    # So it ends at a random length (the caller tops the window up).
+                    body = body[: int(rng.integers(2, len(body) + 1))]
                 ids = self.permute(body.tolist(), rng, room if length is not None else None)
                 if ids is not None:
                     body, closed = np.asarray(ids, dtype=np.int64), True
@@ -196,11 +205,13 @@ class PackedSequences:
         if self.fim is None:
             return self.shards.read(start, self.seq_len)
         rng = np.random.default_rng([self.seed, 1_000_003, k])
-        # FIM examples are fitted to the window (their middles kept whole); re-tokenising the
-        # parts may still shorten or lengthen it a little, so top up from the stream and cut.
+        # FIM examples are fitted to the window (their middles kept whole); the one made from the
+        # document the window cuts off ends early, and re-tokenising the parts changes lengths a
+        # little, so top up with the stream that follows (the rest of that document, after its
+        # end-of-text, like any window that starts mid-document) and cut.
         out = self.fim(self.shards.read(start, self.seq_len), rng, self.seq_len)
         pos = start + self.seq_len
-        while len(out) < self.seq_len:  # rare: re-tokenising shortened the window
+        while len(out) < self.seq_len:
             out = np.concatenate([out, self.shards.read(pos, self.seq_len)])
             pos += self.seq_len
         return out[: self.seq_len]
