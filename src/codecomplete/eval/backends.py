@@ -259,12 +259,7 @@ class LocalBackend(Backend):
         return [self._generate(r) for r in requests]
 
     def prompt_logprobs(self, token_ids: Sequence[int]) -> list[float]:
-        torch = self._torch
-        inp = torch.tensor([list(token_ids)], device=self.device)
-        with torch.no_grad():
-            logits = self.model(inp).logits[0, :-1].float()  # (T-1, V)
-        logp = torch.log_softmax(logits, dim=-1).gather(1, inp[0, 1:, None])[:, 0]  # (T-1,)
-        return logp.tolist()
+        return self.prompt_logprobs_many([token_ids])[0]
 
     def prompt_logprobs_many(self, windows: Sequence[Sequence[int]], batch: int = 8) -> list[list[float]]:
         """Windows of the same length go through the model together (no padding, so each
