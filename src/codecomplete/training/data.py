@@ -78,7 +78,7 @@ class FimAugmenter:
     three parts are tokenised separately (as the server tokenises what a client sends) and joined by
     the template shared with serving (models/fim.py): PSM = <P> pre <S> suf <M> mid, SPM = <P> <S>
     suf <M> pre mid (Bavarian et al. 2022). Every middle ends with end-of-text: the document's own,
-    or, for the document the training window cuts off, one added where the window ends; that token
+    or, for the document the training window cuts off, one added after its middle; that token
     is what tells a served model its middle has met the suffix (without it, the model learns that a
     middle runs on until the window ends, and at serving time writes until max_tokens).
 
@@ -207,7 +207,7 @@ class PackedSequences:
         rng = np.random.default_rng([self.seed, 1_000_003, k])
         # FIM examples are fitted to the window (their middles kept whole); the one made from the
         # document the window cuts off ends early, and re-tokenising the parts changes lengths a
-        # little, so top up with the stream that follows (the rest of that document, after its
+        # little, so top up with the stream that follows the window (mid-document text after an
         # end-of-text, like any window that starts mid-document) and cut.
         out = self.fim(self.shards.read(start, self.seq_len), rng, self.seq_len)
         pos = start + self.seq_len
