@@ -12,8 +12,8 @@ from codecomplete.engine.stopping import StopChecker
 from codecomplete.engine.types import GenerationRequest, SamplingParams
 
 
-def req(rid: str, n_tokens: int, n: int = 1, best_of: int | None = None) -> RequestState:
-    params = SamplingParams(n=n, best_of=best_of)
+def req(rid: str, n_tokens: int, n: int = 1, best_of: int | None = None, priority: int = 0) -> RequestState:
+    params = SamplingParams(n=n, best_of=best_of, priority=priority)
     return RequestState(
         request=GenerationRequest(rid, params, prompt_token_ids=list(range(n_tokens))),
         prompt_ids=list(range(n_tokens)),
@@ -196,3 +196,17 @@ def test_stop_string_and_indent_trim_together():
     checker = StopChecker(["\n\n#"], indent_trim=4)
     text, stopped, _ = feed(checker, ["x = 1\n", "        y\n", "\n#", " next"])
     assert stopped and text == "x = 1\n        y"
+
+
+def test_interactive_requests_are_admitted_before_long_ones():
+    # Only one slot: the single-line request (priority -1) that arrived last runs first; equal
+    # priorities keep their arrival order.
+    s = Scheduler(max_batch_size=1, max_step_tokens=10_000, max_queue=10)
+    for r in (req("long1", 5, priority=1), req("long2", 5, priority=1), req("line", 5, priority=-1)):
+        s.add(r)
+    order = []
+    for _ in range(3):
+        (admitted,) = s.schedule().prefill
+        order.append(admitted.request_id)
+        s.finish(admitted)
+    assert order == ["line", "long1", "long2"]

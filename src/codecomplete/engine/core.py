@@ -25,7 +25,7 @@ from codecomplete.engine.runner import Batch, ModelRunner, PrefillRow
 from codecomplete.engine.sampling import prompt_logprobs, sample
 from codecomplete.engine.scheduler import Scheduler
 from codecomplete.engine.sequence import RequestState, Sequence
-from codecomplete.engine.stopping import StopChecker
+from codecomplete.engine.stopping import StopChecker, last_line_boundary
 from codecomplete.engine.types import (
     ChoiceDelta,
     EngineError,
@@ -75,6 +75,8 @@ class EngineCore:
                 "tokens_generated_after_cancel_total",
                 "steps_total",
                 "step_failures_total",
+                "requests_failed_alone_total",
+                "requests_deadline_total",
             ),
             0,
         )
@@ -361,10 +363,32 @@ class EngineCore:
         for i, seq in enumerate(batch.seqs):
             if seq.finished:
                 continue
+            if i in res.failed:
+                self._fail_request(seq.request, res.failed[i])
+                continue
             lp = res.logprobs[i] if res.logprobs is not None else None
             top = res.top[i] if res.top is not None else None
-            self._advance(seq, res.token_ids[i], lp, top)
+            try:
+                self._advance(seq, res.token_ids[i], lp, top)
+            except Exception as exc:  # this row's bookkeeping (detokenizer, stop check) failed
+                log.exception("request %s failed after a token", seq.request.request_id)
+                self._fail_request(seq.request, f"{type(exc).__name__}: {exc}")
         batch.set_next(res.token_ids)
+
+    def _fail_request(self, req: RequestState, why: str) -> None:
+        """One request's own failure: it alone ends with an error; the rest of the batch goes on
+        and the engine's health is untouched (the failure is attributed to this request)."""
+        if req.finished:
+            return
+        log.warning("request %s failed: %s", req.request_id, why)
+        self.counters["requests_failed_alone_total"] += 1
+        for s in req.seqs:
+            s.finished = True
+        if not req.aborted:
+            self._send_error(req, f"generation failed for this request: {why}")
+        self.scheduler.finish(req)
+        self._forget(req)
+        self._touched.pop(id(req), None)
 
     def _advance(self, seq: Sequence, token: int, lp: float | None, top) -> None:
         req = seq.request
@@ -387,6 +411,8 @@ class EngineCore:
             or counted >= req.max_tokens
             or (req.room is not None and len(seq.output_ids) >= req.room)
         )
+        out_of_time = not final and req.past_deadline()
+        final = final or out_of_time
         if not is_stop_token:
             text_offset = len(seq.text)
             seq.text += self._visible(seq, seq.detok.add(token))
@@ -404,6 +430,9 @@ class EngineCore:
                     seq.all_logprobs.append(entry)
         if final:
             seq.text += self._visible(seq, seq.detok.flush())
+        if out_of_time:
+            seq.text = seq.text[: max(seq.sent, last_line_boundary(seq.text))]
+            self.counters["requests_deadline_total"] += seq.index == 0
         safe, stopped = seq.stopper.check(seq.text, final=final)
         reason = "stop" if (stopped or is_stop_token) else "length" if final else None
         if stopped:

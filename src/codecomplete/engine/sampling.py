@@ -8,7 +8,7 @@ never depends on what else is in the batch. Reported logprobs are the model's ow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +20,9 @@ class SampleResult:
     token_ids: list[int]
     logprobs: list[float] | None  # the chosen token's logprob per row (when any row needs it)
     top: list[list[tuple[int, float]]] | None  # top alternatives per row (rows that asked)
+    # Rows whose distribution could not be sampled (no finite logit, NaN, a failed draw), with
+    # why: only their sequences fail; every other row of the step goes on.
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 def _generator(seq: Sequence, device: torch.device) -> torch.Generator:
@@ -70,6 +73,8 @@ def _sample_row(logits: torch.Tensor, seq: Sequence) -> int:
     """
     p = seq.params
     x = logits / p.temperature
+    if not bool(torch.isfinite(x).any()) or bool(torch.isnan(x).any()):
+        raise RuntimeError(f"temperature {p.temperature!r} leaves no finite logit")
     gen = _generator(seq, logits.device)
     vocab = x.shape[0]
     if p.top_p >= 1.0 and not (0 < p.top_k < vocab):
@@ -100,6 +105,7 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
     healing = [i for i, s in enumerate(seqs) if s.healing is not None and s.healing.active]
     if healing:
         work = _constrain_to_tail(work if work is not logits else logits.clone(), seqs, healing)
+    failed = _unsamplable_rows(work)
     greedy = [i for i, s in enumerate(seqs) if s.params.greedy]
     tokens = [0] * len(seqs)
     if greedy:
@@ -108,9 +114,12 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
         )
         for i, t in zip(greedy, picks, strict=False):
             tokens[i] = t
-    sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
+    sampled = [i for i, s in enumerate(seqs) if not s.params.greedy and i not in failed]
     for i in sampled:
-        tokens[i] = _sample_row(work[i], seqs[i])
+        try:
+            tokens[i] = _sample_row(work[i], seqs[i])
+        except RuntimeError as exc:  # torch.multinomial on a degenerate distribution
+            failed[i] = f"sampling failed: {exc}"
 
     chosen = top = None
     if raw_lp is not None:
@@ -124,7 +133,19 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
             for i, s in enumerate(seqs):
                 k = s.params.logprobs or 0
                 top[i] = list(zip(ids[i][:k], vals[i][:k], strict=False))
-    return SampleResult(token_ids=tokens, logprobs=chosen, top=top)
+    return SampleResult(token_ids=tokens, logprobs=chosen, top=top, failed=failed)
+
+
+def _unsamplable_rows(logits: torch.Tensor) -> dict[int, str]:
+    """Rows with a NaN or without a single finite logit: no token can be drawn from them.
+    One reduction over the batch; the per-row loop runs only when something is wrong."""
+    bad = torch.isnan(logits).any(dim=-1) | ~torch.isfinite(logits).any(dim=-1)  # (B,)
+    if not bool(bad.any()):
+        return {}
+    return {
+        i: "the model produced no usable next-token distribution (NaN or no finite logit)"
+        for i in bad.nonzero().flatten().tolist()
+    }
 
 
 def prompt_logprobs(

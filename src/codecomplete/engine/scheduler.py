@@ -1,6 +1,6 @@
 """Which requests join the running batch this step. Pure Python: tested without a model.
 
-FIFO admission under two limits: the batch's sequence count (--max-batch-size; a request with
+Admission in priority order (lower first; first come, first served among equals) under two limits: the batch's sequence count (--max-batch-size; a request with
 n choices takes n slots) and a per-step prefill token budget (--max-step-tokens). A prompt that
 does not fit the budget left in a step is prefilled in chunks over several steps (it stays at the
 head of the queue meanwhile, and the running batch keeps decoding between chunks), unless it
@@ -37,7 +37,12 @@ class Scheduler:
     def add(self, req: RequestState) -> None:
         if len(self.waiting) >= self.max_queue:
             raise QueueFullError()
-        self.waiting.append(req)
+        # Lower priority values go first; equal ones keep their arrival order.
+        prio = req.request.params.priority
+        pos = len(self.waiting)
+        while pos > 0 and self.waiting[pos - 1].request.params.priority > prio:
+            pos -= 1
+        self.waiting.insert(pos, req)
 
     @property
     def running_seqs(self) -> int:

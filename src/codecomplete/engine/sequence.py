@@ -67,6 +67,10 @@ class RequestState:
     prefilled: int | None = None
     partial_kv: Any = None
 
+    def past_deadline(self, now: float | None = None) -> bool:
+        budget = self.request.params.deadline_s
+        return budget is not None and (now if now is not None else time.monotonic()) - self.arrival >= budget
+
     @property
     def chunkable(self) -> bool:
         """echo + logprobs needs every prompt position's logits at once: never chunked."""

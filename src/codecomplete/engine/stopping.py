@@ -51,3 +51,10 @@ class StopChecker:
             if any(s.startswith(tail) for s in self.stop):
                 return k
         return 0
+
+
+def last_line_boundary(text: str) -> int:
+    """Where a completion cut short by its deadline ends: before the last line break, so the
+    client gets whole lines; a text of one unfinished line is kept whole (the single-line case)."""
+    cut = text.rfind("\n")
+    return len(text) if cut < 0 else cut

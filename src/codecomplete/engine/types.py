@@ -11,6 +11,10 @@ from typing import Literal
 
 FinishReason = Literal["stop", "length"]
 
+# Below this a temperature is greedy decoding, as OpenAI treats 0: dividing logits by 1e-300
+# overflows to inf/nan and the draw fails (it took the server down before this existed).
+MIN_TEMPERATURE = 1e-5
+
 
 @dataclass
 class SamplingParams:
@@ -36,10 +40,17 @@ class SamplingParams:
     # Token healing of a prompt that ends mid-word (engine/healing.py): None = the engine's
     # setting (--token-healing), True/False force it for this request.
     token_healing: bool | None = None
+    # A time budget in seconds from the moment the engine receives the request (None: none). When
+    # it runs out, each choice ends at its last line boundary with finish_reason "length": an
+    # editor has moved on long before a 500-token completion ends on a CPU.
+    deadline_s: float | None = None
+    # Scheduling order among waiting requests: lower first, equal ones first come first served
+    # (vLLM's convention). Interactive single-line requests go ahead of long multi-line ones.
+    priority: int = 0
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        return self.temperature < MIN_TEMPERATURE
 
     @property
     def num_sequences(self) -> int:
@@ -56,6 +67,9 @@ class GenerationRequest:
     prompt_token_ids: list[int] | None = None  # token ids (exactly one of the two is set)
     suffix: str | None = None  # text after the cursor: fill-in-the-middle when the model has FIM
     model: str | None = None  # the served name the client asked for (informational)
+    # The editor session this request comes from (Copilot's VScode-SessionId, ...): a newer request
+    # of the same session supersedes this one (the API cancels it). Informational for engines.
+    session_id: str | None = None
 
 
 @dataclass

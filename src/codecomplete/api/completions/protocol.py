@@ -9,7 +9,7 @@ Limits (each a 400 naming the parameter; the comment says which 500 or stall it 
   lookup out of range would crash the engine step, a 500 for every request in the batch);
 - `max_tokens`: 0 only with `echo` (scoring), else 1..`max_tokens_limit`; values above the
   context are clamped by the engine, not rejected (Copilot sends 500 whatever the model);
-- `temperature` 0..2, `top_p` 0..1, penalties -2..2, `logit_bias` values -100..100 (at most 300);
+- `temperature` 0..2 (below 1e-5 it is greedy: dividing by 1e-300 overflows the sampler), `top_p` 0..1, penalties -2..2, `logit_bias` values -100..100 (at most 300);
 - `n` and `best_of` 1..`max_n`, `best_of` >= n and not above n with `stream`;
 - `logprobs` 0..5; `stop` at most `max_stop` non-empty strings of at most 256 characters;
 - text must be valid Unicode (a lone surrogate from a JSON `\\ud800` escape would make the
@@ -18,17 +18,19 @@ Limits (each a 400 naming the parameter; the comment says which 500 or stall it 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from codecomplete.api.errors import APIError
-from codecomplete.engine.types import SamplingParams
+from codecomplete.engine.types import MIN_TEMPERATURE, SamplingParams
 
 MAX_STOP_LENGTH = 256
 MAX_LOGIT_BIAS = 300
 MAX_SEED = 2**63 - 1
+TOKEN_ID_KEY = re.compile(r"[0-9]{1,10}")
 
 TokenIds = list[StrictInt]
 
@@ -154,7 +156,9 @@ class CompletionRequest(BaseModel):
         if len(value) > MAX_LOGIT_BIAS:
             raise ValueError(f"at most {MAX_LOGIT_BIAS} entries")
         for key in value:
-            if not key.strip().isdigit():
+            # ASCII digits only: "²" or "①" pass str.isdigit() but make int() raise (a 500), and a
+            # 5,000-digit key would be slow to convert; the vocabulary check is in serving.py.
+            if not TOKEN_ID_KEY.fullmatch(key.strip()):
                 raise ValueError(f"keys must be token ids (non-negative integers), got {key[:20]!r}")
         return value
 
@@ -204,7 +208,8 @@ class CompletionRequest(BaseModel):
     def to_sampling_params(self, indent_trim: int | None = None) -> SamplingParams:
         return SamplingParams(
             max_tokens=self.max_tokens if self.max_tokens is not None else 2**31 - 1,
-            temperature=float(self.temperature),
+            # A temperature this small is greedy (as OpenAI treats 0): sampling at 1e-300 overflows.
+            temperature=0.0 if self.temperature < MIN_TEMPERATURE else float(self.temperature),
             top_p=float(self.top_p),
             top_k=self.top_k,
             n=self.n,
