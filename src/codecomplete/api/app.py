@@ -16,10 +16,16 @@ from codecomplete.api.autocomplete.serving import AutocompleteServing
 from codecomplete.api.completions.router import router as completions_router
 from codecomplete.api.completions.serving import CompletionServing
 from codecomplete.api.errors import install_error_handlers
+from codecomplete.api.llamacpp.router import router as llamacpp_router
+from codecomplete.api.llamacpp.serving import InfillServing
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.middleware import NormalizePathMiddleware, RequestMetricsMiddleware
 from codecomplete.api.models.router import router as models_router
+from codecomplete.api.ollama.router import router as ollama_router
+from codecomplete.api.ollama.serving import OllamaServing
 from codecomplete.api.ops import router as ops_router
+from codecomplete.api.tabby.router import router as tabby_router
+from codecomplete.api.tabby.serving import TabbyServing
 from codecomplete.engine.client import EngineClient
 from codecomplete.settings import ServerSettings
 
@@ -84,7 +90,8 @@ def build_app(
     app = FastAPI(
         title="codecomplete",
         version=__version__,
-        summary="Code completions for Copilot, the fauxpilot extension, openai clients and ivolution.",
+        summary="Code completions for Copilot, the fauxpilot extension, openai clients, ivolution, "
+        "llama.cpp's /infill clients, Ollama clients and Tabby's plugins.",
         lifespan=lifespan,
     )
     metrics = ServerMetrics(engine)
@@ -93,8 +100,13 @@ def build_app(
     app.state.metrics = metrics
     app.state.completions = CompletionServing(engine, settings, metrics)
     app.state.autocomplete = AutocompleteServing(engine, settings, metrics)
+    # The editor protocols: llama.cpp's /infill, Ollama's /api/*, Tabby's /v1/completions body.
+    app.state.infill = InfillServing(engine, settings, metrics)
+    app.state.ollama = OllamaServing(engine, settings, metrics)
+    app.state.tabby = TabbyServing(engine, settings, metrics)
 
-    for router in (completions_router, models_router, autocomplete_router, ops_router):
+    routers = (completions_router, models_router, autocomplete_router, ops_router)
+    for router in routers + (llamacpp_router, ollama_router, tabby_router):
         app.include_router(router)
     install_error_handlers(app)
     # Added last = outermost: paths are normalised before routing and before metrics see them.

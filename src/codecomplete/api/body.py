@@ -92,10 +92,17 @@ def parse_json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
     return value
 
 
-async def parse_request(request: Request, model: type[M], max_bytes: int) -> M:
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     raw = await read_body(request, max_bytes)
-    obj = parse_json_object(raw, request.headers.get("content-type"))
+    return parse_json_object(raw, request.headers.get("content-type"))
+
+
+def validate(obj: dict[str, Any], model: type[M]) -> M:
     try:
         return model.model_validate(obj)
     except ValidationError as e:
         raise from_validation_errors(e.errors()) from None
+
+
+async def parse_request(request: Request, model: type[M], max_bytes: int) -> M:
+    return validate(await read_json_object(request, max_bytes), model)

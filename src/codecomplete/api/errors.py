@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codecomplete.engine.client import QueueFullError
@@ -138,12 +139,26 @@ def _from_http_exception(exc: StarletteHTTPException) -> APIError:
     return APIError(status, str(exc.detail), type="invalid_request_error" if status < 500 else "server_error")
 
 
+ErrorRenderer = Callable[[APIError], Response]
+
+
+def render_errors_as(renderer: ErrorRenderer) -> Callable[[Request], None]:
+    """A route dependency: errors of this route are rendered by `renderer` (another protocol's
+    error body: llama.cpp's, Ollama's, Tabby's) instead of the OpenAI one."""
+
+    def dependency(request: Request) -> None:
+        request.state.render_error = renderer
+
+    return dependency
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> Response:
         err = to_api_error(exc)
         if err.status >= 500:
             log.warning("%s %s -> %d %s", request.method, request.url.path, err.status, err.message)
-        return error_response(err)
+        render = getattr(request.state, "render_error", None) or error_response
+        return render(err)
 
     for kind in (APIError, QueueFullError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(kind, handle)

@@ -91,6 +91,12 @@ class ServerMetrics:
             "Requests whose client went away before the answer was complete (generation aborted).",
             registry=r,
         )
+        self.client_events = Counter(
+            "codecomplete_client_events",
+            "Telemetry events editors report about completions (Tabby: view, select, select_line, dismiss).",
+            ["client", "event"],
+            registry=r,
+        )
         r.register(_EngineCollector(engine))
 
     def render(self) -> bytes:

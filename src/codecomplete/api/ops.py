@@ -16,7 +16,10 @@ TOKEN_LIFETIME_S = 3600
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 once the model is loaded and the engine loop is alive, 503 otherwise."""
+    """200 once the model is loaded and the engine loop is alive, 503 otherwise.
+
+    llama.cpp's clients read the same route: its `{"status": "ok"}` is ours, and a 503 also carries
+    llama.cpp's `error` object."""
     h = request.app.state.engine.health()
     body = {
         "status": "ok" if h.ok else "unavailable",
@@ -24,6 +27,8 @@ async def health(request: Request) -> JSONResponse:
         "queue_depth": h.queue_depth,
         "running": h.running,
     }
+    if not h.ok:
+        body["error"] = {"code": 503, "message": f"Loading model ({h.detail})", "type": "unavailable_error"}
     return JSONResponse(body, status_code=200 if h.ok else 503)
 
 

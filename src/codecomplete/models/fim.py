@@ -153,3 +153,87 @@ def detect(vocab: set[str] | dict[str, int], configured: str | None = None) -> F
         if template.detect and all(tok in vocab for tok in template.detect):
             return template
     return None
+
+
+# --- extra context (other files) placed before the local context ---------------------------------
+
+
+@dataclass(frozen=True)
+class ContextChunk:
+    """A piece of another file the editor sends along (llama.cpp's `input_extra`, Tabby's
+    `declarations` and snippets)."""
+
+    filename: str
+    text: str
+
+
+# Families trained with a repo-level layout: (repo-name token, file-separator token). Qwen2.5-Coder's
+# tokens are always in its vocabulary; StarCoder2's <repo_name>/<file_sep> are not in StarCoder1 or
+# in this project's tokenizer, which share the "starcoder" FIM template, so those get comments.
+REPO_TOKENS: dict[str, tuple[str, str]] = {"qwen2.5-coder": ("<|repo_name|>", "<|file_sep|>")}
+
+_HASH = ("py", "sh", "bash", "zsh", "rb", "pl", "r", "yaml", "yml", "toml", "cmake", "mk", "nim", "jl")
+_SLASH = (
+    "c", "h", "cc", "cpp", "cxx", "hpp", "cu", "js", "mjs", "cjs", "jsx", "ts", "tsx", "java", "go",
+    "rs", "cs", "swift", "kt", "kts", "scala", "php", "dart", "zig", "v", "sol", "proto", "groovy",
+)  # fmt: skip
+_DASH = ("sql", "lua", "hs", "elm", "ada", "vhd")
+_LANGUAGES = {
+    "python": "#", "shellscript": "#", "ruby": "#", "perl": "#", "r": "#", "yaml": "#",
+    "toml": "#", "dockerfile": "#", "makefile": "#", "julia": "#",
+    "c": "//", "cpp": "//", "javascript": "//", "javascriptreact": "//", "typescript": "//",
+    "typescriptreact": "//", "java": "//", "go": "//", "rust": "//", "csharp": "//", "swift": "//",
+    "kotlin": "//", "scala": "//", "php": "//", "dart": "//", "zig": "//", "solidity": "//",
+    "sql": "--", "lua": "--", "haskell": "--", "elm": "--",
+}  # fmt: skip
+
+
+def comment_prefix(filename: str | None = None, language: str | None = None) -> str:
+    """The line-comment marker for a language id (VS Code's, as Tabby sends) or a file name."""
+    if language and language.lower() in _LANGUAGES:
+        return _LANGUAGES[language.lower()]
+    name = (filename or "").rsplit("/", 1)[-1].lower()
+    ext = name.rsplit(".", 1)[-1] if "." in name else name
+    if ext in _SLASH:
+        return "//"
+    if ext in _DASH:
+        return "--"
+    return "#"  # also Dockerfile, Makefile and unknown files
+
+
+def render_context(
+    template: str | None,
+    chunks: Sequence[ContextChunk],
+    *,
+    filename: str | None = None,
+    language: str | None = None,
+    repo_name: str = "myproject",
+) -> str:
+    """Text that goes in front of the local prefix so the model sees the other files first.
+
+    Families with a repo-level layout get it (Qwen2.5-Coder: `<|repo_name|>repo`, then
+    `<|file_sep|>path\\ntext` per chunk, then `<|file_sep|>` and the current file's name, as
+    llama.cpp's /infill builds it); every other model gets each chunk as comment lines headed
+    `Path: <file>` (the layout Tabby's server uses), so a model without such training reads them
+    as code comments rather than as code of the current file. Empty when there are no chunks.
+    """
+    chunks = [c for c in chunks if c.text]
+    if not chunks:
+        return ""
+    tokens = REPO_TOKENS.get(template or "")
+    if tokens is not None:
+        repo, sep = tokens
+        parts = [f"{repo}{repo_name}\n"]
+        for c in chunks:
+            text = c.text if c.text.endswith("\n") else c.text + "\n"
+            parts.append(f"{sep}{c.filename or 'tmp'}\n{text}")
+        parts.append(f"{sep}{filename or 'filename'}\n")
+        return "".join(parts)
+    lines: list[str] = []
+    for i, c in enumerate(chunks):
+        mark = comment_prefix(filename or c.filename, language)
+        lines.append(f"{mark} Path: {c.filename or 'tmp'}")
+        lines.extend(f"{mark} {line}" if line.strip() else mark for line in c.text.splitlines())
+        if i < len(chunks) - 1:
+            lines.append(mark)
+    return "\n".join(lines) + "\n"

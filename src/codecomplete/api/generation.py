@@ -1,0 +1,118 @@
+"""One engine request with one choice, read as text: what the editor protocols share.
+
+llama.cpp's /infill, Ollama's /api/generate and Tabby's /v1/completions each ask for one completion
+of one prompt. `Generation` runs it through the same OutputStream as the OpenAI routes (so a client
+that goes away aborts generation at once), turns engine outputs into text deltas, keeps the numbers
+those protocols report (token counts, timings, whether the prompt was truncated) and records the
+request-level metrics. Each protocol's serving module frames the text in its own format.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from codecomplete.api.errors import APIError, to_api_error
+from codecomplete.api.metrics import ServerMetrics
+from codecomplete.api.streams import Event, OutputStream
+from codecomplete.engine.client import EngineClient
+from codecomplete.engine.types import GenerationRequest, RequestOutput
+
+
+class Generation:
+    def __init__(self, engine: EngineClient, metrics: ServerMetrics, request: GenerationRequest):
+        self.request = request
+        self.metrics = metrics
+        self.stream = OutputStream(engine, [request])
+        self.started = time.perf_counter()
+        self.first_output_at: float | None = None  # the prompt is processed (first event)
+        self.first_text_at: float | None = None
+        self.last_text_at: float | None = None
+        self.finished_at: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.prompt_text: str | None = None  # the prompt as the engine fed it (after truncation)
+        self.finish_reason: str | None = None
+        self._pending: list[Event] = []
+        self._outcome: str | None = None
+
+    def start(self) -> Generation:
+        self.stream.start()
+        return self
+
+    @property
+    def truncated(self) -> bool:
+        """The engine cut the prompt to fit the context (it reports the text it kept)."""
+        sent = self.request.prompt
+        return self.prompt_text is not None and sent is not None and self.prompt_text != sent
+
+    def _check(self, event: Event) -> RequestOutput:
+        if event.exception is not None:
+            raise to_api_error(event.exception)
+        assert event.output is not None
+        if event.output.error is not None:
+            raise APIError.from_engine(event.output.error)
+        return event.output
+
+    async def first(self) -> None:
+        """Wait for the first engine output: a full queue or a prompt the engine rejects raises
+        here, before the caller has chosen a status (so it is a real 4xx, not an error in a 200)."""
+        event = await self.stream.next()
+        self._check(event)
+        self._pending.append(event)
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The completion's text, piece by piece; `finish_reason` is set when it ends."""
+        while self._pending or not (self.stream.all_finished and self.stream._queue.empty()):
+            event = self._pending.pop(0) if self._pending else await self.stream.next()
+            out = self._check(event)
+            now = time.perf_counter()
+            if self.first_output_at is None:
+                self.first_output_at = now
+                self.prompt_text = out.prompt_text
+            if out.num_prompt_tokens and not self.prompt_tokens:
+                self.prompt_tokens = out.num_prompt_tokens
+                self.metrics.prompt_tokens.inc(out.num_prompt_tokens)
+            self.completion_tokens = max(self.completion_tokens, out.num_generated_tokens)
+            for d in out.choices:
+                if d.index != 0 or self.finish_reason is not None:
+                    continue
+                if d.token_ids:
+                    self.metrics.tokens_generated.inc(len(d.token_ids))
+                if d.finish_reason is not None:
+                    self.finish_reason = d.finish_reason
+                if d.text:
+                    if self.first_text_at is None:
+                        self.first_text_at = now
+                        self.metrics.ttft.observe(now - self.started)
+                    elif self.last_text_at is not None:
+                        self.metrics.itl.observe(now - self.last_text_at)
+                    self.last_text_at = now
+                    yield d.text
+            if out.finished:
+                break
+        self.finished_at = time.perf_counter()
+        if self.finish_reason is None:
+            self.finish_reason = "length"
+
+    async def text(self) -> str:
+        return "".join([piece async for piece in self.deltas()])
+
+    def timings_ms(self) -> tuple[float, float]:
+        """(prompt processing, generation) in milliseconds, as measured at the API."""
+        end = self.finished_at or time.perf_counter()
+        first = self.first_output_at or end
+        return (first - self.started) * 1000.0, (end - first) * 1000.0
+
+    def outcome(self, outcome: str) -> None:
+        """Record how the request ended (once): "ok", "error" or "cancelled"."""
+        if self._outcome is not None:
+            return
+        self._outcome = outcome
+        self.metrics.completions.labels(outcome=outcome).inc()
+        if outcome == "cancelled":
+            self.metrics.cancelled.inc()
+
+    async def close(self) -> None:
+        """Abort whatever still runs (the client went away, or the protocol cut the text)."""
+        await self.stream.close()
