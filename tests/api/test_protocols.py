@@ -464,3 +464,25 @@ def test_tabby_health_and_events(shared):
         r = c.post("/v1/events", json=bad)
         assert r.status_code == 400 and r.headers["content-type"].startswith("text/plain")
     assert c.post("/v1/events", content=b"{").status_code == 400
+
+
+def test_infill_n_cmpl_answers_a_list_like_llamacpp(shared):
+    c, engine = shared
+    r = c.post("/infill", json={"input_prefix": "a", "n_predict": 2, "n_cmpl": 3, "top_k": 40, "top_p": 0.99})
+    out = r.json()
+    assert isinstance(out, list) and [o["index"] for o in out] == [0, 1, 2]
+    assert [o["content"] for o in out] == ["t00 t10", "t01 t11", "t02 t12"]
+    assert all(o["tokens_predicted"] == 2 for o in out) and engine.requests[-1].params.n == 3
+    r = c.post("/infill", json={"input_prefix": "a", "n_cmpl": 1000})
+    assert r.status_code == 400 and "n_cmpl" in r.json()["error"]["message"]
+
+
+def test_completion_route_is_the_prompt_as_is(shared):
+    c, engine = shared
+    prompt = "<fim_prefix>def f():<fim_suffix>\n<fim_middle>"
+    r = c.post("/completion", json={"prompt": prompt, "n_predict": 2, "stream": True, "temperature": 0.2})
+    events = [json.loads(e[len("data: ") :]) for e in r.text.split("\n\n") if e]
+    assert "".join(e["content"] for e in events) == "t00 t10" and events[-1]["stop"] is True
+    req = engine.requests[-1]
+    assert req.prompt == prompt and req.suffix is None and req.params.temperature == 0.2
+    assert c.post("/completion", json={"prompt": 3}).json()["error"]["code"] == 400

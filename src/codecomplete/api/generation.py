@@ -1,7 +1,7 @@
-"""One engine request with one choice, read as text: what the editor protocols share.
+"""One engine request, read as text: what the editor protocols share.
 
-llama.cpp's /infill, Ollama's /api/generate and Tabby's /v1/completions each ask for one completion
-of one prompt. `Generation` runs it through the same OutputStream as the OpenAI routes (so a client
+llama.cpp's /infill, Ollama's /api/generate and Tabby's /v1/completions each ask for completions
+of one prompt (one choice, or llama.vscode's `n_cmpl`). `Generation` runs it through the same OutputStream as the OpenAI routes (so a client
 that goes away aborts generation at once), turns engine outputs into text deltas, keeps the numbers
 those protocols report (token counts, timings, whether the prompt was truncated) and records the
 request-level metrics. Each protocol's serving module frames the text in its own format.
@@ -32,7 +32,8 @@ class Generation:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.prompt_text: str | None = None  # the prompt as the engine fed it (after truncation)
-        self.finish_reason: str | None = None
+        self.finish_reasons: dict[int, str] = {}
+        self.choice_tokens: dict[int, int] = {}  # tokens generated per choice (as sent)
         self._pending: list[Event] = []
         self._outcome: str | None = None
 
@@ -61,8 +62,8 @@ class Generation:
         self._check(event)
         self._pending.append(event)
 
-    async def deltas(self) -> AsyncIterator[str]:
-        """The completion's text, piece by piece; `finish_reason` is set when it ends."""
+    async def pieces(self) -> AsyncIterator[tuple[int, str]]:
+        """(choice index, text) as the engine sends it; `finish_reasons` fill in as choices end."""
         while self._pending or not (self.stream.all_finished and self.stream._queue.empty()):
             event = self._pending.pop(0) if self._pending else await self.stream.next()
             out = self._check(event)
@@ -74,26 +75,41 @@ class Generation:
                 self.prompt_tokens = out.num_prompt_tokens
                 self.metrics.prompt_tokens.inc(out.num_prompt_tokens)
             self.completion_tokens = max(self.completion_tokens, out.num_generated_tokens)
+            got_text = False
             for d in out.choices:
-                if d.index != 0 or self.finish_reason is not None:
+                if d.index in self.finish_reasons:
                     continue
                 if d.token_ids:
                     self.metrics.tokens_generated.inc(len(d.token_ids))
+                    self.choice_tokens[d.index] = self.choice_tokens.get(d.index, 0) + len(d.token_ids)
                 if d.finish_reason is not None:
-                    self.finish_reason = d.finish_reason
+                    self.finish_reasons[d.index] = d.finish_reason
                 if d.text:
-                    if self.first_text_at is None:
-                        self.first_text_at = now
-                        self.metrics.ttft.observe(now - self.started)
-                    elif self.last_text_at is not None:
-                        self.metrics.itl.observe(now - self.last_text_at)
-                    self.last_text_at = now
-                    yield d.text
+                    got_text = True
+                    yield d.index, d.text
+            if got_text:
+                # One observation per engine output (all choices of a step arrive together).
+                if self.first_text_at is None:
+                    self.first_text_at = now
+                    self.metrics.ttft.observe(now - self.started)
+                elif self.last_text_at is not None:
+                    self.metrics.itl.observe(now - self.last_text_at)
+                self.last_text_at = now
             if out.finished:
                 break
         self.finished_at = time.perf_counter()
-        if self.finish_reason is None:
-            self.finish_reason = "length"
+        for j in range(self.request.params.n):
+            self.finish_reasons.setdefault(j, "length")
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.finish_reasons.get(0)
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The text of choice 0, piece by piece."""
+        async for index, piece in self.pieces():
+            if index == 0:
+                yield piece
 
     async def text(self) -> str:
         return "".join([piece async for piece in self.deltas()])

@@ -1,5 +1,6 @@
-"""llama.cpp server's /infill (and the /props it is read with), as llama.vim, llama.vscode and
-Continue's llama.cpp provider send them.
+"""llama.cpp server's /infill and /completion (and the /props they are read with), as llama.vim,
+llama.vscode (/infill) and Continue's llama.cpp provider (/completion, its own FIM template in
+`prompt`) send them.
 
 Spec: https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md (POST /infill,
 POST /completion for the shared fields and the response). What each client sends: docs/api.md.
@@ -73,6 +74,9 @@ class InfillRequest(BaseModel):
     seed: Annotated[int, Field(ge=-1, le=MAX_SEED)] = -1
     stop: list[str] = Field(default_factory=list)
     response_fields: list[str] | None = None
+    # llama.vscode asks for several completions at once (its max_parallel_completions); the answer
+    # is then a list of response objects.
+    n_cmpl: Annotated[int, Field(ge=1)] = 1
     model: str | None = None
 
     @model_validator(mode="before")
@@ -107,7 +111,9 @@ class InfillRequest(BaseModel):
     def chunks(self) -> list[ContextChunk]:
         return [ContextChunk(c.filename, c.text) for c in self.input_extra]
 
-    def check_limits(self, *, max_tokens_limit: int, max_stop: int) -> None:
+    def check_limits(self, *, max_tokens_limit: int, max_stop: int, max_n: int) -> None:
+        if self.n_cmpl > max_n:
+            raise APIError.invalid("n_cmpl", f"n_cmpl must be at most {max_n} (--max-n)")
         if self.n_predict > max_tokens_limit:
             raise APIError.invalid(
                 "n_predict", f"n_predict must be at most {max_tokens_limit} (--max-tokens-limit)"
@@ -131,6 +137,7 @@ class InfillRequest(BaseModel):
             temperature=0.0 if temperature < MIN_TEMPERATURE else temperature,
             top_k=self.top_k if on("top_k") else 0,
             top_p=self.top_p if on("top_p") else 1.0,
+            n=self.n_cmpl,
             seed=self.seed if self.seed >= 0 else None,
             stop=list(self.stop),
             deadline_s=self.t_max_predict_ms / 1000.0 if self.t_max_predict_ms > 0 else None,

@@ -1,4 +1,5 @@
-"""llama.cpp server routes: POST /infill (llama.vim, llama.vscode, Continue) and GET /props.
+"""llama.cpp server routes: POST /infill (llama.vim, llama.vscode), POST /completion (Continue's
+llama.cpp provider) and GET /props (llama.vscode reads `default_generation_settings.n_ctx`).
 Errors on these routes are llama.cpp's {"error": {"code", "message", "type"}}. /health is shared
 with ours (api/ops.py): its body satisfies both."""
 
@@ -20,6 +21,12 @@ router = APIRouter(dependencies=[Depends(render_errors_as(llamacpp_error)), Depe
 async def infill(raw: Request) -> Response:
     request = await parse_request(raw, InfillRequest, raw.app.state.settings.max_body_bytes)
     return await raw.app.state.infill.create(request, raw)
+
+
+@router.post("/completion", response_model=None)
+async def completion(raw: Request) -> Response:
+    request = await parse_request(raw, InfillRequest, raw.app.state.settings.max_body_bytes)
+    return await raw.app.state.infill.create(request, raw, fim=False)
 
 
 @router.get("/props")

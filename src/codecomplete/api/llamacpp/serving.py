@@ -50,28 +50,35 @@ class InfillServing:
         self.settings = settings
         self.metrics = metrics
 
-    def build_request(self, req: InfillRequest) -> GenerationRequest:
+    def build_request(self, req: InfillRequest, *, fim: bool) -> GenerationRequest:
+        """/infill (fim): extra context + prefix + middle, FIM with the suffix; /completion: the
+        prompt as is (Continue renders its own FIM template into it)."""
         info = self.engine.model_info
-        if info.fim_template is None:
-            raise APIError(501, f"infill is not supported by this model ({info.name} has no FIM tokens)")
-        req.check_limits(max_tokens_limit=self.settings.max_tokens_limit, max_stop=self.settings.max_stop)
-        context = render_context(info.fim_template, req.chunks())
+        s = self.settings
+        req.check_limits(max_tokens_limit=s.max_tokens_limit, max_stop=s.max_stop, max_n=s.max_n)
+        if fim:
+            if info.fim_template is None:
+                raise APIError(501, f"infill is not supported by this model ({info.name} has no FIM tokens)")
+            prompt = render_context(info.fim_template, req.chunks()) + req.input_prefix + req.prompt
+            suffix: str | None = req.input_suffix
+        else:
+            prompt, suffix = req.prompt, None
         return GenerationRequest(
-            request_id=f"infill-{uuid.uuid4().hex}",
+            request_id=f"{'infill' if fim else 'cmpl'}-{uuid.uuid4().hex}",
             params=req.to_sampling_params(info.context_length),
-            prompt=context + req.input_prefix + req.prompt,
-            suffix=req.input_suffix,
+            prompt=prompt,
+            suffix=suffix,
             model=resolve_model(self.engine, req.model),
         )
 
-    async def create(self, req: InfillRequest, raw: Request) -> Response:
+    async def create(self, req: InfillRequest, raw: Request, *, fim: bool = True) -> Response:
         check_ready(self.engine)
-        gen = Generation(self.engine, self.metrics, self.build_request(req)).start()
+        gen = Generation(self.engine, self.metrics, self.build_request(req, fim=fim)).start()
         try:
             await until_disconnect(raw, gen.first())
             if req.stream:
                 return SSEResponse(self._events(gen, req))
-            body = await until_disconnect(raw, self._collect(gen, req))
+            bodies = await until_disconnect(raw, self._collect(gen, req))
         except ClientGone:
             await gen.close()
             gen.outcome("cancelled")
@@ -82,29 +89,40 @@ class InfillServing:
             raise
         await gen.close()
         gen.outcome("ok")
-        return JSONResponse(select_fields(body, req.response_fields))
+        selected = [select_fields(b, req.response_fields) for b in bodies]
+        return JSONResponse(selected if req.n_cmpl > 1 else selected[0])
 
-    async def _cut_deltas(self, gen: Generation, req: InfillRequest) -> AsyncIterator[str]:
-        """The text with llama.cpp's n_indent rule applied; generation stops at the cut."""
-        text = ""
-        async for piece in gen.deltas():
+    async def _cut_pieces(self, gen: Generation, req: InfillRequest) -> AsyncIterator[tuple[int, str]]:
+        """Each choice's text with llama.cpp's n_indent rule applied; generation stops once every
+        choice is cut or finished."""
+        texts: dict[int, str] = {}
+        n = gen.request.params.n
+        cut_choices: set[int] = set()
+        async for index, piece in gen.pieces():
+            text = texts.get(index, "")
             cut = indent_cut(text + piece, req.n_indent)
             if cut is not None:
-                yield (text + piece)[len(text) : cut]
-                gen.finish_reason = "length"  # llama.cpp: stop_type "limit"
+                piece = (text + piece)[len(text) : cut]
+                cut_choices.add(index)
+                gen.finish_reasons[index] = "length"  # llama.cpp: stop_type "limit"
+            texts[index] = text + piece
+            if piece:
+                yield index, piece
+            if len(cut_choices) == n:
                 return
-            text += piece
-            yield piece
 
-    async def _collect(self, gen: Generation, req: InfillRequest) -> dict[str, Any]:
-        text = "".join([piece async for piece in self._cut_deltas(gen, req)])
-        return self.final_body(gen, req, text)
+    async def _collect(self, gen: Generation, req: InfillRequest) -> list[dict[str, Any]]:
+        texts = [""] * gen.request.params.n
+        async for index, piece in self._cut_pieces(gen, req):
+            texts[index] += piece
+        return [self.final_body(gen, text, index) for index, text in enumerate(texts)]
 
-    def final_body(self, gen: Generation, req: InfillRequest, text: str) -> dict[str, Any]:
+    def final_body(self, gen: Generation, text: str, index: int = 0) -> dict[str, Any]:
         prompt_ms, predicted_ms = gen.timings_ms()
-        n_prompt, n_predicted = gen.prompt_tokens, gen.completion_tokens
+        n_prompt = gen.prompt_tokens
+        n_predicted = gen.choice_tokens.get(index, 0)
         return {
-            "index": 0,
+            "index": index,
             "content": text,
             "tokens": [],
             "id_slot": -1,
@@ -114,7 +132,7 @@ class InfillServing:
             "tokens_evaluated": n_prompt,
             "has_new_line": "\n" in text,
             "truncated": gen.truncated,
-            "stop_type": "limit" if gen.finish_reason == "length" else "eos",
+            "stop_type": "limit" if gen.finish_reasons.get(index) == "length" else "eos",
             "stopping_word": "",
             "tokens_cached": n_prompt + n_predicted,
             "timings": {
@@ -130,31 +148,29 @@ class InfillServing:
         }
 
     async def _events(self, gen: Generation, req: InfillRequest) -> AsyncIterator[bytes]:
-        """`data: {...}` per piece of text with "stop": false, then the full final object with
-        "stop": true; no `[DONE]` (llama.cpp sends it only on its OpenAI routes)."""
-        text = ""
+        """`data: {...}` per piece of text with "stop": false, then each choice's full final object
+        with "stop": true; no `[DONE]` (llama.cpp sends it only on its OpenAI routes)."""
         completed = False
         try:
             try:
-                async for piece in self._cut_deltas(gen, req):
-                    text += piece
-                    if piece:
-                        chunk = {
-                            "index": 0,
-                            "content": piece,
-                            "tokens": [],
-                            "stop": False,
-                            "id_slot": -1,
-                            "tokens_predicted": gen.completion_tokens,
-                            "tokens_evaluated": gen.prompt_tokens,
-                        }
-                        yield encode_event(select_fields(chunk, req.response_fields))
+                async for index, piece in self._cut_pieces(gen, req):
+                    chunk = {
+                        "index": index,
+                        "content": piece,
+                        "tokens": [],
+                        "stop": False,
+                        "id_slot": -1,
+                        "tokens_predicted": gen.choice_tokens.get(index, 0),
+                        "tokens_evaluated": gen.prompt_tokens,
+                    }
+                    yield encode_event(select_fields(chunk, req.response_fields))
             except Exception as exc:
                 gen.outcome("error")
                 yield _error_event(to_api_error(exc))
                 completed = True
                 return
-            yield encode_event(select_fields(self.final_body(gen, req, ""), req.response_fields))
+            for index in range(gen.request.params.n):
+                yield encode_event(select_fields(self.final_body(gen, "", index), req.response_fields))
             completed = True
             gen.outcome("ok")
         finally:
