@@ -358,10 +358,21 @@ def test_ollama_listing(shared):
     assert [m["name"] for m in tags] == ["fake-model", "codegen"] and all(m["digest"] for m in tags)
     show = c.post("/api/show", json={"model": "codegen"}).json()
     assert "insert" in show["capabilities"] and show["model_info"]["codecomplete.context_length"] == 256
-    assert c.post("/api/show", json={"name": "codegen"}).status_code == 200
+    # Continue uses FIM with an Ollama model only when its template mentions .Suffix, and reads
+    # `num_ctx` from `parameters` (one "key value" per line).
+    assert ".Suffix" in show["template"] and show["parameters"] == "num_ctx 256"
+    assert c.post("/api/show", json={"name": "codegen"}).status_code == 200  # Continue's spelling
+    ours = {"model": "m", "prompt": "x", "template": show["template"], "stream": False}
+    assert c.post("/api/generate", json=ours | {"options": {"num_predict": 1}}).status_code == 200
     ps = c.get("/api/ps").json()["models"]
     assert ps[0]["name"] == "fake-model" and ps[0]["context_length"] == 256
     assert c.get("/api/version").json()["version"]
+
+
+def test_ollama_show_without_fim():
+    with make_client(FakeEngine(fim_template=None)) as c:
+        show = c.post("/api/show", json={"model": "x"}).json()
+        assert show["template"] == "{{ .Prompt }}" and "insert" not in show["capabilities"]
 
 
 def test_ollama_queue_full_is_ollama_error():

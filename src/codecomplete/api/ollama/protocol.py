@@ -24,10 +24,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from codecomplete.api.completions.protocol import MAX_SEED, MAX_STOP_LENGTH, check_text
 from codecomplete.api.errors import APIError
 from codecomplete.engine.types import MIN_TEMPERATURE, SamplingParams
+from codecomplete.models import fim
 
-# The template every model here has: the prompt as is (base code models, no chat template).
+# The template every model here has: the prompt as is (base code models, no chat template), and
+# with a suffix the family's FIM layout.
 PLAIN_TEMPLATE = "{{ .Prompt }}"
 _PLAIN = re.compile(r"\{\{-?\s*\.Prompt\s*-?\}\}")
+
+
+def model_template(fim_template: str | None) -> str:
+    """The model's template in Ollama's Go-template syntax, as /api/show reports it. Continue uses
+    FIM with an Ollama model only when this mentions `.Suffix`."""
+    if fim_template is None:
+        return PLAIN_TEMPLATE
+    layout = fim.from_name(fim_template).render("{{ .Prompt }}", "{{ .Suffix }}")
+    return f"{{{{- if .Suffix }}}}{layout}{{{{- else }}}}{{{{ .Prompt }}}}{{{{- end }}}}"
 
 
 class Options(BaseModel):
@@ -92,14 +103,18 @@ class GenerateRequest(BaseModel):
         # null means the default (as for every field on the OpenAI routes).
         return cls.model_fields[info.field_name].default if value is None else value
 
-    def check(self, *, max_tokens_limit: int, max_stop: int) -> None:
+    def check(self, *, max_tokens_limit: int, max_stop: int, fim_template: str | None) -> None:
         """Refuse what this server cannot honour, by name (never a silent difference)."""
         if self.images:
             raise APIError.invalid("images", "this model does not support images")
         if self.format not in (None, ""):
             raise APIError.invalid("format", "structured output (`format`) is not supported by this server")
-        if self.template and not _PLAIN.fullmatch(self.template.strip()):
-            raise APIError.invalid("template", f"only the template {PLAIN_TEMPLATE} is supported")
+        if self.template and not (
+            _PLAIN.fullmatch(self.template.strip()) or self.template == model_template(fim_template)
+        ):
+            raise APIError.invalid(
+                "template", f"only the model's own template (/api/show) or {PLAIN_TEMPLATE} is supported"
+            )
         if self.context:
             raise APIError.invalid("context", "`context` (deprecated in Ollama) is not supported")
         if self.think not in (None, False):

@@ -24,7 +24,7 @@ from codecomplete.api.deps import check_ready
 from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.generation import Generation
 from codecomplete.api.metrics import ServerMetrics
-from codecomplete.api.ollama.protocol import PLAIN_TEMPLATE, GenerateRequest
+from codecomplete.api.ollama.protocol import GenerateRequest, model_template
 from codecomplete.api.sse import SSEResponse
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.types import GenerationRequest
@@ -61,8 +61,16 @@ class OllamaServing:
 
     # --- /api/generate ---------------------------------------------------------------------------
 
+    def _check(self, req: GenerateRequest) -> None:
+        s = self.settings
+        req.check(
+            max_tokens_limit=s.max_tokens_limit,
+            max_stop=s.max_stop,
+            fim_template=self.engine.model_info.fim_template,
+        )
+
     def build_request(self, req: GenerateRequest, model: str) -> GenerationRequest:
-        req.check(max_tokens_limit=self.settings.max_tokens_limit, max_stop=self.settings.max_stop)
+        self._check(req)
         info = self.engine.model_info
         return GenerationRequest(
             request_id=f"ollama-{uuid.uuid4().hex}",
@@ -77,7 +85,7 @@ class OllamaServing:
         check_ready(self.engine)
         model = resolve_model(self.engine, req.model)
         if req.is_load_only():
-            req.check(max_tokens_limit=self.settings.max_tokens_limit, max_stop=self.settings.max_stop)
+            self._check(req)
             body = {"model": model, "created_at": _now(), "response": "", "done": True, "done_reason": "load"}
             return NDJSONResponse(self._one(body)) if req.stream else JSONResponse(body)
         gen = Generation(self.engine, self.metrics, self.build_request(req, model)).start()
@@ -167,10 +175,14 @@ class OllamaServing:
         info = self.engine.model_info
         name = resolve_model(self.engine, requested)
         capabilities = ["completion"] + (["insert"] if info.fim_template else [])
+        template = model_template(info.fim_template)
+        # Continue reads `num_ctx` from here, one `key value` per line (a line in any other shape
+        # makes its parser throw, and it then never uses FIM).
+        parameters = f"num_ctx {info.context_length}"
         return {
-            "modelfile": f"FROM {name}\nTEMPLATE {PLAIN_TEMPLATE}\n",
-            "parameters": "",
-            "template": PLAIN_TEMPLATE,
+            "modelfile": f'FROM {name}\nTEMPLATE """{template}"""\nPARAMETER {parameters}\n',
+            "parameters": parameters,
+            "template": template,
             "details": self._details(),
             # Continue reads the context length from the key that ends in ".context_length".
             "model_info": {
