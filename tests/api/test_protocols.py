@@ -5,6 +5,7 @@ and that every bad body is a 4xx in that protocol's own error shape (never a 500
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -440,13 +441,16 @@ TABBY_BAD = [
     {"segments": {"prefix": "a"}, "temperature": 7},
     {"segments": {"prefix": "a"}, "mode": "next_edit_suggestion"},
     {"segments": None},
+    {"segments": {"prefix": "a", "declarations": [{"filepath": "a.py", "body": "\ud800"}]}},
+    {"segments": {"prefix": "a", "filepath": "\udfff.py"}},
+    {"segments": {"prefix": "a"}, "debug_options": {"raw_prompt": "\ud800"}},
 ]
 
 
 @pytest.mark.parametrize("body", TABBY_BAD)
 def test_tabby_bad_bodies_get_plain_text_400(shared, body):
     c, _ = shared
-    r = c.post("/v1/completions", json=body)
+    r = c.post("/v1/completions", content=json.dumps(body), headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("text/plain") and r.text
 
@@ -497,3 +501,51 @@ def test_completion_route_is_the_prompt_as_is(shared):
     req = engine.requests[-1]
     assert req.prompt == prompt and req.suffix is None and req.params.temperature == 0.2
     assert c.post("/completion", json={"prompt": 3}).json()["error"]["code"] == 400
+
+
+# --- random bodies: never a 5xx ------------------------------------------------------------------
+
+FUZZ_FIELDS = {
+    "/infill": ["input_prefix", "input_suffix", "input_extra", "prompt", "n_predict", "n_indent", "samplers",
+                "temperature", "top_k", "top_p", "seed", "stop", "stream", "response_fields", "n_cmpl",
+                "t_max_predict_ms"],
+    "/completion": ["prompt", "n_predict", "stream", "stop", "temperature", "top_k", "samplers"],
+    "/api/generate": ["model", "prompt", "suffix", "stream", "raw", "options", "template", "system",
+                      "keep_alive", "format", "images"],
+    "/api/show": ["model", "name", "verbose"],
+    "/v1/completions": ["language", "segments", "temperature", "seed", "mode", "debug_options", "user"],
+    "/v1/events": ["type", "completion_id", "choice_index", "view_id", "elapsed"],
+}  # fmt: skip
+OPTIONS = ["num_predict", "temperature", "top_p", "top_k", "stop", "seed", "presence_penalty", "num_ctx"]
+SEGMENTS = [
+    "prefix",
+    "suffix",
+    "filepath",
+    "declarations",
+    "relevant_snippets_from_changed_files",
+    "clipboard",
+]
+
+
+@pytest.mark.parametrize("route", sorted(FUZZ_FIELDS))
+def test_random_bodies_never_5xx(route):
+    from .test_fuzz import _value
+
+    rng = random.Random(route)
+    statuses = set()
+    with make_client(FakeEngine()) as c:
+        for _ in range(60):
+            body = {"segments": {"prefix": "x"}} if route == "/v1/completions" else {"n_predict": 2}
+            for name in rng.sample(FUZZ_FIELDS[route], rng.randrange(1, min(5, len(FUZZ_FIELDS[route]) + 1))):
+                body[name] = _value(rng)
+            if route == "/api/generate" and rng.random() < 0.5:
+                body["options"] = {k: _value(rng) for k in rng.sample(OPTIONS, 3)} | {"num_predict": 2}
+            if route == "/v1/completions" and rng.random() < 0.5:
+                body["segments"] = {k: _value(rng) for k in rng.sample(SEGMENTS, 3)}
+                body["segments"].setdefault("prefix", "x")
+            if route == "/infill" and rng.random() < 0.3:
+                body["input_extra"] = [{"filename": _value(rng), "text": _value(rng)}]
+            r = c.post(route, content=json.dumps(body), headers={"content-type": "application/json"})
+            assert r.status_code < 500, (body, r.status_code, r.text)
+            statuses.add(r.status_code)
+    assert 400 in statuses  # the generator does produce bad bodies

@@ -32,11 +32,18 @@ def is_tabby_body(obj: dict[str, Any]) -> bool:
     return "segments" in obj and "prompt" not in obj
 
 
+def _valid_text(value: str | None, info) -> str | None:
+    # A lone surrogate (a JSON "\ud800") would make the tokenizer raise: a 500.
+    return None if value is None else check_text(value, info.field_name)
+
+
 class Declaration(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     filepath: str
     body: str
+
+    _check = field_validator("filepath", "body")(_valid_text)
 
 
 class Snippet(BaseModel):
@@ -45,6 +52,8 @@ class Snippet(BaseModel):
     filepath: str
     body: str
     score: float = 1.0
+
+    _check = field_validator("filepath", "body")(_valid_text)
 
 
 class Segments(BaseModel):
@@ -60,10 +69,7 @@ class Segments(BaseModel):
     clipboard: str | None = None  # accepted; Tabby's server does not put it in the prompt either
     edit_history: Any = None  # next-edit mode only (refused)
 
-    @field_validator("prefix", "suffix")
-    @classmethod
-    def _valid_text(cls, value: str | None, info) -> str | None:
-        return None if value is None else check_text(value, info.field_name)
+    _check = field_validator("prefix", "suffix", "filepath")(_valid_text)
 
     def chunks(self) -> list[ContextChunk]:
         """The snippets Tabby's server would put in the prompt, in its order and budget."""
@@ -79,7 +85,7 @@ class Segments(BaseModel):
                 if used + len(item.body) > MAX_SNIPPET_CHARS:
                     break
                 used += len(item.body)
-                out.append(ContextChunk(check_text(item.filepath, "filepath"), check_text(item.body, "body")))
+                out.append(ContextChunk(item.filepath, item.body))
         return out
 
 
@@ -90,6 +96,8 @@ class DebugOptions(BaseModel):
     return_snippets: bool = False
     return_prompt: bool = False
     disable_retrieval_augmented_code_completion: bool = False
+
+    _check = field_validator("raw_prompt")(_valid_text)
 
 
 class TabbyCompletionRequest(BaseModel):
