@@ -15,6 +15,8 @@ from codecomplete.api.autocomplete.router import router as autocomplete_router
 from codecomplete.api.autocomplete.serving import AutocompleteServing
 from codecomplete.api.completions.router import router as completions_router
 from codecomplete.api.completions.serving import CompletionServing
+from codecomplete.api.copilot.router import router as copilot_router
+from codecomplete.api.editor import SupersedeRegistry
 from codecomplete.api.errors import install_error_handlers
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.middleware import NormalizePathMiddleware, RequestMetricsMiddleware
@@ -91,10 +93,16 @@ def build_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
-    app.state.completions = CompletionServing(engine, settings, metrics)
+    # One registry for every route, so a session's newer request supersedes across them (api/editor.py).
+    app.state.supersede = SupersedeRegistry(
+        engine,
+        enabled=settings.supersede,
+        on_superseded=lambda key: metrics.superseded.labels(channel=key.channel.split(":")[0]).inc(),
+    )
+    app.state.completions = CompletionServing(engine, settings, metrics, app.state.supersede)
     app.state.autocomplete = AutocompleteServing(engine, settings, metrics)
 
-    for router in (completions_router, models_router, autocomplete_router, ops_router):
+    for router in (completions_router, models_router, autocomplete_router, ops_router, copilot_router):
         app.include_router(router)
     install_error_handlers(app)
     # Added last = outermost: paths are normalised before routing and before metrics see them.

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from codecomplete.api.editor import Superseded
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.types import GenerationRequest, RequestOutput
 
@@ -76,6 +77,14 @@ class OutputStream:
     async def __aiter__(self) -> AsyncIterator[Event]:
         while not (self.all_finished and self._queue.empty()):
             yield await self._queue.get()
+
+    def supersede(self) -> None:
+        """A newer request of the same editor session replaced this one (api/editor.py, which has
+        aborted it in the engine already): the reader gets a `Superseded` exception next."""
+        if self.all_finished or self._closed:
+            return
+        self.finished = [True] * len(self.requests)
+        self._queue.put_nowait(Event(0, exception=Superseded()))
 
     async def close(self) -> bool:
         """Stop whatever still runs. Returns True when something was aborted."""
