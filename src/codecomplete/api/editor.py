@@ -92,16 +92,27 @@ class EditorKey:
     client: the client's address, used when there is no session id: then a newer request
       supersedes only when its `prompt` strictly extends the older one's (the user typed on).
       Identical prompts never supersede: N clients behind one address sending the same prompt are
-      a batch, not keystrokes.
+      a batch, not keystrokes;
+    speculative: a guess the client makes ahead of the user (Copilot's completion after the one it
+      shows, sent while that one may still stream its other choices): it supersedes only older
+      speculative requests, and any newer real request supersedes it.
     """
 
     channel: str
     session_id: str | None = None
     client: str | None = None
     prompt: str | None = field(default=None, repr=False, compare=False)
+    speculative: bool = False
 
     @classmethod
-    def of(cls, raw: Request, channel: str, prompt: str | None, session_id: str | None = None) -> EditorKey:
+    def of(
+        cls,
+        raw: Request,
+        channel: str,
+        prompt: str | None,
+        session_id: str | None = None,
+        speculative: bool | None = None,
+    ) -> EditorKey:
         """From a request: the session id given (the protocol's own), else Copilot's session header."""
         if session_id is None:
             for name in SESSION_HEADERS:
@@ -110,10 +121,18 @@ class EditorKey:
                     session_id = value[:256]
                     break
         client = raw.client.host if raw.client is not None else None
-        return cls(channel=channel, session_id=session_id or None, client=client, prompt=prompt)
+        if speculative is None:
+            speculative = is_speculative(raw)
+        return cls(
+            channel=channel,
+            session_id=session_id or None,
+            client=client,
+            prompt=prompt,
+            speculative=speculative,
+        )
 
     def supersedes(self, older: EditorKey) -> bool:
-        if self.channel != older.channel:
+        if self.channel != older.channel or (self.speculative and not older.speculative):
             return False
         if self.session_id is not None or older.session_id is not None:
             return self.session_id == older.session_id

@@ -34,7 +34,6 @@ from codecomplete.api.editor import (
     Ticket,
     deadline_s,
     is_single_line,
-    is_speculative,
     priority,
 )
 from codecomplete.api.errors import CLIENT_CLOSED, APIError, to_api_error
@@ -275,7 +274,7 @@ class CompletionServing:
             prompt=prompts[0] if len(prompts) == 1 and isinstance(prompts[0], str) else None,
         )
         gen_requests = self.build_requests(
-            req, request_id, model, speculative=is_speculative(raw), session_id=key.session_id
+            req, request_id, model, speculative=key.speculative, session_id=key.session_id
         )
         state = _RequestState(request=req, n=req.n, prompts=prompts, started=started)
         stream = OutputStream(self.engine, gen_requests)
