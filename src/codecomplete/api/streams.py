@@ -85,6 +85,9 @@ class OutputStream:
             return
         self.finished = [True] * len(self.requests)
         self._queue.put_nowait(Event(0, exception=Superseded()))
+        # A pump that has not reached the engine yet never will; one that has closes its iterator.
+        for task in self._tasks:
+            task.cancel()
 
     async def close(self) -> bool:
         """Stop whatever still runs. Returns True when something was aborted."""

@@ -212,7 +212,7 @@ class CompletionServing:
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
-        self.supersede = supersede or SupersedeRegistry(engine, enabled=False)
+        self.supersede = supersede if supersede is not None else SupersedeRegistry(engine, enabled=False)
 
     # --- request -> engine -----------------------------------------------------------------------
 
