@@ -138,3 +138,22 @@ def test_odd_but_valid_envelopes_are_accepted_and_ignored(client):
     r = client.post("/telemetry", json=batch)
     assert r.status_code == 200 and r.json()["itemsAccepted"] == 6
     assert events(client) == {("shown", "unknown"): 1}
+
+
+def test_with_an_api_key_copilot_signs_in_with_it_and_sends_it_back():
+    # GH_COPILOT_TOKEN=<key>: the client sends it to the token route and gets it back as its token.
+    with make_client(api_key="sekret-key") as c:
+        for path in ("/copilot_internal/v2/token", "/copilot_internal/user"):
+            for auth in ({}, {"Authorization": "token wrong"}):
+                r = c.get(path, headers=auth)
+                assert r.status_code == 401 and r.headers["x-github-request-id"]
+                assert set(r.json()) == {"message", "documentation_url"}
+        token = c.get("/copilot_internal/v2/token", headers={"Authorization": "token sekret-key"}).json()[
+            "token"
+        ]
+        assert token == "sekret-key"
+        r = c.post(
+            "/v1/engines/x/completions", json={"prompt": "a"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 200
+        assert c.get("/telemetry").status_code == 200  # the experiment config carries no credentials

@@ -40,9 +40,9 @@ def endpoints(base_url: str) -> dict[str, str]:
     return {"api": base, "proxy": base, "telemetry": base, "origin-tracker": base}
 
 
-def token_envelope(base_url: str, now: int) -> dict[str, Any]:
+def token_envelope(base_url: str, now: int, token: str | None = None) -> dict[str, Any]:
     return {
-        "token": TOKEN,
+        "token": token or TOKEN,
         "expires_at": now + TOKEN_LIFETIME_S,
         "refresh_in": TOKEN_LIFETIME_S // 2,
         "sku": "codecomplete",

@@ -3,13 +3,18 @@
 With these the Copilot language server (copilot.vim, copilot.lua, JetBrains, VS Code) runs against
 this server alone: `GH_COPILOT_TOKEN=<anything without '='>` plus `GH_COPILOT_API_URL` and
 `GH_COPILOT_SERVER_URL` pointing here skip GitHub sign-in, and the token's `endpoints` send every
-later call (completions, telemetry, experiments) here too. None of these routes checks --api-key:
-the client sends its own GitHub token to them, never ours (it sends that token to the completion
-routes too, so --api-key and Copilot do not mix; README, Client setup).
+later call (completions, telemetry, experiments) here too.
+
+With --api-key the user sets GH_COPILOT_TOKEN to the key (it must not contain '='): the token route
+checks it (`Authorization: token|Bearer <key>`, the client sends its GH_COPILOT_TOKEN there) and
+hands the key back as the Copilot token, which the client then sends as `Bearer <key>` to the
+completion and model routes. Without --api-key nothing is checked. The telemetry routes carry no
+credentials (the client sends none) and stay open.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 import uuid
 
@@ -32,15 +37,48 @@ def _base_url(raw: Request) -> str:
     return str(raw.base_url).rstrip("/")
 
 
+class _GitHubError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+    def response(self) -> JSONResponse:
+        body = {"message": str(self), "documentation_url": "https://docs.github.com/rest"}
+        return JSONResponse(body, status_code=self.status, headers=_github_headers())
+
+
+def _check_key(raw: Request) -> str | None:
+    """The --api-key when one is set and the client sent it; None when none is set. A wrong or
+    missing key raises a 401 in GitHub's own error shape (what the client expects from here)."""
+    key = raw.app.state.settings.api_key_value()
+    if key is None:
+        return None
+    scheme, _, given = raw.headers.get("authorization", "").partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not hmac.compare_digest(
+        given.strip().encode(), key.encode()
+    ):
+        raise _GitHubError(401, "Bad credentials: set GH_COPILOT_TOKEN to the server's --api-key")
+    return key
+
+
 @router.get("/copilot_internal/v2/token")
 async def copilot_token(raw: Request) -> JSONResponse:
-    """The Copilot token (opaque: nobody checks it) and the endpoints that point back here."""
-    body = protocol.token_envelope(_base_url(raw), int(time.time()))
+    """The Copilot token (the --api-key when one is set, else a fixed string nobody checks) and the
+    endpoints that point back here."""
+    try:
+        key = _check_key(raw)
+    except _GitHubError as exc:
+        return exc.response()
+    body = protocol.token_envelope(_base_url(raw), int(time.time()), token=key)
     return JSONResponse(body, headers=_github_headers())
 
 
 @router.get("/copilot_internal/user")
 async def copilot_user(raw: Request) -> JSONResponse:
+    try:
+        _check_key(raw)
+    except _GitHubError as exc:
+        return exc.response()
     return JSONResponse(protocol.user_info(_base_url(raw)), headers=_github_headers())
 
 
