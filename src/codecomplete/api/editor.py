@@ -26,6 +26,7 @@ Torch-free and protocol-free, so every route uses the same rules. A route does:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ log = logging.getLogger("codecomplete.api")
 PRIORITY_SINGLE_LINE = 0
 PRIORITY_MULTI_LINE = 1
 PRIORITY_SPECULATIVE = 1  # added: a guess at the next completion waits for what the user waits for
+
+# engine.abort() again after these delays: an abort that reaches our engine while it is moving the
+# request from its inbox into its scheduler is lost (engine/core.py `_drain_inbox` registers the
+# request for abort() only after preparing its prompt); a repeat finds it. Aborting a request that
+# has ended is a no-op.
+ABORT_RETRIES_S = (0.05, 0.25)
 
 # Copilot's editor-session header (sent by VS Code, the language server, copilot.vim, ...).
 SESSION_HEADERS = ("vscode-sessionid", "editor-session-id")
@@ -204,14 +211,23 @@ class SupersedeRegistry:
         self._live[id(ticket)] = ticket
         return ticket
 
-    async def _cancel(self, ticket: Ticket) -> None:
-        ticket.superseded = True
-        ticket.close()
-        for request_id in ticket.request_ids:
+    async def _abort(self, request_ids: list[str], quiet: bool = False) -> None:
+        for request_id in request_ids:
             try:
                 await self.engine.abort(request_id)
             except Exception:  # an engine that cannot abort must not fail the newer request
-                log.exception("aborting superseded request %s failed", request_id)
+                if not quiet:
+                    log.exception("aborting superseded request %s failed", request_id)
+
+    async def _cancel(self, ticket: Ticket) -> None:
+        ticket.superseded = True
+        ticket.close()
+        await self._abort(ticket.request_ids)
+        loop = asyncio.get_running_loop()
+        for delay in ABORT_RETRIES_S:
+            loop.call_later(
+                delay, lambda ids=ticket.request_ids: asyncio.ensure_future(self._abort(ids, quiet=True))
+            )
         if ticket.on_superseded is not None:
             ticket.on_superseded()
         if self._on_superseded is not None:
