@@ -101,6 +101,26 @@ def test_identical_or_unrelated_prompts_from_one_address_are_not_keystrokes():
     assert outcomes == ["ok"] * 5 and engine.most_running == 5
 
 
+def test_growing_prefixes_of_a_batch_are_not_keystrokes():
+    # An evaluation sends prefixes of one file at once: lines apart, or marked as batch work.
+    engine = CountingEngine(token_delay=0.01)
+    lines = [FILE + "\n" + "    total = compute(item, weight)\n" * k for k in range(1, 4)]
+    outcomes, _ = run_keystrokes(engine, lines, {})
+    assert outcomes == ["ok"] * 3
+    app = build_app(settings(), CountingEngine(token_delay=0.01))
+
+    async def batch() -> list[str]:
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as client:
+            bodies = [body(FILE + "x" * i, deadline_ms=0) for i in range(3)]
+            return [
+                ended(*r)
+                for r in await asyncio.gather(*(post(client, "/v1/completions", b, {}) for b in bodies))
+            ]
+
+    with ServerThread(app, free_port_number()) as server:
+        assert asyncio.run(batch()) == ["ok"] * 3
+
+
 def test_sessions_and_channels_are_separate():
     engine = CountingEngine(token_delay=0.01)
     app = build_app(settings(), engine)
@@ -203,6 +223,7 @@ def test_rules():
     a = EditorKey("c", client="1.2.3.4", prompt="abc")
     assert EditorKey("c", client="1.2.3.4", prompt="abcd").supersedes(a)
     assert not EditorKey("c", client="1.2.3.4", prompt="abc").supersedes(a)  # the same prompt
+    assert not EditorKey("c", client="1.2.3.4", prompt="abc" + "x" * 25).supersedes(a)  # not typing
     assert not EditorKey("c", client="5.6.7.8", prompt="abcd").supersedes(a)  # another client
     assert not EditorKey("d", client="1.2.3.4", prompt="abcd").supersedes(a)  # another channel
     s = EditorKey("c", session_id="s", prompt="zzz")

@@ -48,6 +48,10 @@ PRIORITY_SPECULATIVE = 1  # added: a guess at the next completion waits for what
 # has ended is a no-op.
 ABORT_RETRIES_S = (0.05, 0.25)
 
+# The most a prompt grows between two keystroke requests that are both still running (a few typed
+# characters, an accepted word); more is not typing.
+MAX_KEYSTROKE_CHARS = 24
+
 # Copilot's editor-session header (sent by VS Code, the language server, copilot.vim, ...).
 SESSION_HEADERS = ("vscode-sessionid", "editor-session-id")
 
@@ -96,10 +100,13 @@ class EditorKey:
       request: Copilot's ghost text vs its panel);
     session_id: the editor session the client names (Copilot's VScode-SessionId); when set, any
       newer request of the same session and channel supersedes;
-    client: the client's address, used when there is no session id: then a newer request
-      supersedes only when its `prompt` strictly extends the older one's (the user typed on).
-      Identical prompts never supersede: N clients behind one address sending the same prompt are
-      a batch, not keystrokes;
+    client: the client's address and User-Agent (an editor and a script on one machine are two
+      clients), used when there is no session id: then a newer request supersedes only when its
+      `prompt` strictly extends the older one's by at most MAX_KEYSTROKE_CHARS characters (the
+      user typed on). Identical prompts never supersede: N clients behind one address sending the
+      same prompt are a batch, not keystrokes; nor do prompts that grow by whole lines or more (an
+      evaluation sending growing prefixes of one file at once). A request without a `prompt`
+      (a route passes None for batch work, e.g. `deadline_ms: 0`) never takes part;
     speculative: a guess the client makes ahead of the user (Copilot's completion after the one it
       shows, sent while that one may still stream its other choices): it supersedes only older
       speculative requests, and any newer real request supersedes it.
@@ -127,7 +134,8 @@ class EditorKey:
                 if value:
                     session_id = value[:256]
                     break
-        client = raw.client.host if raw.client is not None else None
+        host = raw.client.host if raw.client is not None else None
+        client = None if host is None else f"{host} {raw.headers.get('user-agent', '')[:200]}"
         if speculative is None:
             speculative = is_speculative(raw)
         return cls(
@@ -146,7 +154,12 @@ class EditorKey:
         if self.client is None or self.client != older.client:
             return False
         new, old = self.prompt, older.prompt
-        return new is not None and old is not None and len(new) > len(old) and new.startswith(old)
+        return (
+            new is not None
+            and old is not None
+            and len(old) < len(new) <= len(old) + MAX_KEYSTROKE_CHARS
+            and new.startswith(old)
+        )
 
 
 class Ticket:

@@ -267,11 +267,14 @@ class CompletionServing:
         model = resolve_model(self.engine, engine_name or req.model)
         request_id = f"cmpl-{uuid.uuid4().hex}"
         prompts = req.prompts()
-        # Superseding (api/editor.py): ghost text and the panel of one session are separate channels.
+        # Superseding (api/editor.py): ghost text and the panel of one session are separate channels;
+        # a request that asks for no budget (deadline_ms 0: an evaluation, a benchmark) is batch work,
+        # never a keystroke.
+        keystroke = len(prompts) == 1 and isinstance(prompts[0], str) and req.deadline_ms != 0
         key = EditorKey.of(
             raw,
             channel="completions:" + raw.headers.get("openai-intent", "").strip().lower()[:64],
-            prompt=prompts[0] if len(prompts) == 1 and isinstance(prompts[0], str) else None,
+            prompt=prompts[0] if keystroke else None,
         )
         gen_requests = self.build_requests(
             req, request_id, model, speculative=key.speculative, session_id=key.session_id
