@@ -47,6 +47,7 @@ bench: venv
 	$(BIN)/python scripts/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
 	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
+	$(BIN)/python scripts/bench_editor.py --append BENCHMARKS.md
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

@@ -127,6 +127,7 @@ class HttpRunner:
             "stream": True,
             "stream_options": {"include_usage": True},
             "logit_bias": {str(self.eos_id): -100},
+            "deadline_ms": 0,  # no editor budget: every request does all its work (docs/api.md)
         }
 
     async def one(self, prompt: str, max_tokens: int) -> dict:

@@ -63,6 +63,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-stop", type=int, help="most stop strings per request (default 16)")
     p.add_argument("--max-tokens-limit", type=int, help="largest max_tokens accepted (default 65536)")
     p.add_argument(
+        "--completion-deadline-ms",
+        type=int,
+        help="time budget of a completion unless the client states its own; when it runs out the "
+        "completion ends at its last line boundary, finish_reason length; 0 = none (default 700)",
+    )
+    p.add_argument(
+        "--supersede",
+        action=argparse.BooleanOptionalAction,
+        help="cancel a running request when a newer one from the same editor session arrives (default on)",
+    )
+    p.add_argument(
         "--cache-dir", help="where the fallback tiny model is built (default ~/.cache/codecomplete)"
     )
     p.add_argument(
@@ -93,6 +104,8 @@ _SERVE_FLAGS = (
     "max_tokens_limit",
     "max_choices",
     "max_stop",
+    "completion_deadline_ms",
+    "supersede",
     "cache_dir",
     "log_level",
 )

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # the working directory (an installed package, e.g. the Docker image's /app) and in the source tree.
 SHIPPED_MODEL_NAME = "codecomplete-tiny-py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COMPLETION_DEADLINE_MS = 700
 
 
 def shipped_model() -> Path | None:
@@ -79,6 +80,18 @@ class ServerSettings(BaseSettings):
     """Log level of codecomplete and uvicorn."""
     cache_dir: Path = Path.home() / ".cache" / "codecomplete"
     """Where the fallback tiny model is built."""
+
+    # --- editors: time budget and superseded keystrokes (api/editor.py) --------------------------
+    completion_deadline_ms: int = Field(DEFAULT_COMPLETION_DEADLINE_MS, ge=0)
+    """Time budget of every completion, from the engine's receipt of it, unless the client states
+    its own (llama.cpp's `t_max_predict_ms`, our `deadline_ms` extra): when it runs out each choice
+    ends at its last line boundary with finish_reason "length". An editor gives up after about a
+    second; the default ends Copilot's multi-line request (n=3, max_tokens 500) on the bundled model
+    within 1 s on a laptop-class CPU (BENCHMARKS.md). 0 = no budget."""
+    supersede: bool = True
+    """Cancel a request still running when a newer one from the same editor session arrives
+    (Copilot's VScode-SessionId header; else the same client address with a prompt that extends the
+    older one's). The older response ends with a `superseded` error (status 499)."""
 
     # --- request limits (validated at the boundary: a request beyond them is a 4xx) -------------
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)

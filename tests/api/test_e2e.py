@@ -38,8 +38,18 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     # --num-threads 1: a tiny model gains nothing from more; CI machines are shared.
+    # --completion-deadline-ms 0: these tests check protocol behaviour at full length; on a busy
+    # machine the default budget would cut them at a load-dependent point (deadlines are tested in
+    # test_editor_e2e.py and, with the default, by the real Copilot client in test_copilot_client.py).
     with serve_subprocess(
-        tiny_model_dir, "--served-model-name", "tiny", "codegen", "--num-threads", "1"
+        tiny_model_dir,
+        "--served-model-name",
+        "tiny",
+        "codegen",
+        "--num-threads",
+        "1",
+        "--completion-deadline-ms",
+        "0",
     ) as base:
         yield base
 

@@ -72,9 +72,11 @@ def test_engines_for_openai_0x(client):
 
 
 def test_copilot_token(client):
-    body = client.get("/copilot_internal/v2/token").json()
-    assert set(body) == {"token", "expires_at", "refresh_in"}
+    r = client.get("/copilot_internal/v2/token")
+    body = r.json()
+    assert {"token", "expires_at", "refresh_in", "endpoints"} <= set(body)
     assert body["token"] and body["expires_at"] > time.time() and body["refresh_in"] > 0
+    assert r.headers["x-github-request-id"]  # tests/api/test_copilot.py has the rest
 
 
 def test_health(client, fake):

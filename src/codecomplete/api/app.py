@@ -15,6 +15,8 @@ from codecomplete.api.autocomplete.router import router as autocomplete_router
 from codecomplete.api.autocomplete.serving import AutocompleteServing
 from codecomplete.api.completions.router import router as completions_router
 from codecomplete.api.completions.serving import CompletionServing
+from codecomplete.api.copilot.router import router as copilot_router
+from codecomplete.api.editor import SupersedeRegistry
 from codecomplete.api.errors import install_error_handlers
 from codecomplete.api.llamacpp.router import router as llamacpp_router
 from codecomplete.api.llamacpp.serving import InfillServing
@@ -98,14 +100,20 @@ def build_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
-    app.state.completions = CompletionServing(engine, settings, metrics)
+    # One registry for every route, so a session's newer request supersedes across them (api/editor.py).
+    app.state.supersede = SupersedeRegistry(
+        engine,
+        enabled=settings.supersede,
+        on_superseded=lambda key: metrics.superseded.labels(channel=key.channel.split(":")[0]).inc(),
+    )
+    app.state.completions = CompletionServing(engine, settings, metrics, app.state.supersede)
     app.state.autocomplete = AutocompleteServing(engine, settings, metrics)
     # The editor protocols: llama.cpp's /infill, Ollama's /api/*, Tabby's /v1/completions body.
     app.state.infill = InfillServing(engine, settings, metrics)
     app.state.ollama = OllamaServing(engine, settings, metrics)
     app.state.tabby = TabbyServing(engine, settings, metrics)
 
-    routers = (completions_router, models_router, autocomplete_router, ops_router)
+    routers = (completions_router, models_router, autocomplete_router, ops_router, copilot_router)
     for router in routers + (llamacpp_router, ollama_router, tabby_router):
         app.include_router(router)
     install_error_handlers(app)

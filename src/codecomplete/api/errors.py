@@ -20,12 +20,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from codecomplete.api.editor import Superseded
 from codecomplete.engine.client import QueueFullError
 from codecomplete.engine.types import EngineError
 
 log = logging.getLogger("codecomplete.api")
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}
+# nginx's "client closed request": a request whose client went away, or that a newer request of the
+# same editor session superseded (api/editor.py); never retried (the editor has moved on).
+CLIENT_CLOSED = 499
 
 
 class APIError(Exception):
@@ -86,6 +90,8 @@ def to_api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, QueueFullError):
         return APIError.queue_full(exc)
+    if isinstance(exc, Superseded):
+        return APIError(CLIENT_CLOSED, str(exc), code="superseded")
     if isinstance(exc, RequestValidationError):
         # Request bodies are validated in body.py; a pydantic ValidationError that gets here comes
         # from building a response, i.e. a bug: it stays a 500.

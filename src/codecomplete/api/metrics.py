@@ -57,6 +57,51 @@ class _EngineCollector(Collector):
                 yield GaugeMetricFamily(name, f"engine gauge {key}", value=float(value))
 
 
+class CopilotEvents(Collector):
+    """Copilot's inline-completion telemetry (api/copilot): events by language, and the acceptance
+    rate (accepted / shown) per language and over all of them (language="all")."""
+
+    MAX_LANGUAGES = 64  # label values come from clients: bounded, the rest count as "other"
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self._languages: set[str] = set()
+
+    def record(self, event: str, language: str) -> None:
+        if language not in self._languages:
+            if len(self._languages) >= self.MAX_LANGUAGES:
+                language = "other"
+            self._languages.add(language)
+        self.counts[(event, language)] = self.counts.get((event, language), 0) + 1
+
+    def acceptance_rate(self, language: str | None = None) -> float | None:
+        def total(event: str) -> int:
+            return sum(v for (e, lang), v in self.counts.items() if e == event and language in (None, lang))
+
+        shown = total("shown")
+        return total("accepted") / shown if shown else None
+
+    def collect(self) -> Iterable[Metric]:
+        events = CounterMetricFamily(
+            "codecomplete_copilot_events",
+            "Copilot inline completions shown, accepted and rejected in the editor (its telemetry).",
+            labels=["event", "language"],
+        )
+        for (event, language), value in sorted(self.counts.items()):
+            events.add_metric([event, language], float(value))
+        yield events
+        rate = GaugeMetricFamily(
+            "codecomplete_copilot_acceptance_rate",
+            "Copilot inline completions accepted / shown, by language (all: every language).",
+            labels=["language"],
+        )
+        for language in [*sorted(self._languages), "all"]:
+            value = self.acceptance_rate(None if language == "all" else language)
+            if value is not None:
+                rate.add_metric([language], value)
+        yield rate
+
+
 class ServerMetrics:
     def __init__(self, engine: EngineClient):
         self.registry = CollectorRegistry(auto_describe=False)  # no engine call before start()
@@ -97,6 +142,14 @@ class ServerMetrics:
             ["client", "event"],
             registry=r,
         )
+        self.superseded = Counter(
+            "codecomplete_requests_superseded",
+            "Requests cancelled because a newer one from the same editor session arrived.",
+            ["channel"],
+            registry=r,
+        )
+        self.copilot = CopilotEvents()
+        r.register(self.copilot)
         r.register(_EngineCollector(engine))
 
     def render(self) -> bytes:

@@ -1,8 +1,6 @@
-"""Operational routes: /health, /metrics, and Copilot's token endpoint."""
+"""Operational routes: /health and /metrics (Copilot's token endpoint is in api/copilot)."""
 
 from __future__ import annotations
-
-import time
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
@@ -10,8 +8,6 @@ from starlette.responses import JSONResponse, Response
 from codecomplete.api.metrics import CONTENT_TYPE
 
 router = APIRouter()
-
-TOKEN_LIFETIME_S = 3600
 
 
 @router.get("/health")
@@ -35,20 +31,3 @@ async def health(request: Request) -> JSONResponse:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
-
-
-@router.get("/copilot_internal/v2/token")
-async def copilot_token() -> JSONResponse:
-    """copilot.vim and some proxy setups fetch a Copilot token from the server they talk to.
-
-    The token is opaque to us (we never check it; --api-key, when set, is checked separately), so
-    any fixed string works; the client refreshes after `refresh_in` seconds.
-    """
-    now = int(time.time())
-    return JSONResponse(
-        {
-            "token": "codecomplete-local",
-            "expires_at": now + TOKEN_LIFETIME_S,
-            "refresh_in": TOKEN_LIFETIME_S // 2,
-        }
-    )

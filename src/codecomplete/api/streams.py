@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from codecomplete.api.editor import Superseded
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.types import GenerationRequest, RequestOutput
 
@@ -33,6 +34,7 @@ class OutputStream:
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._closed = False
+        self._superseded = False
 
     @property
     def all_finished(self) -> bool:
@@ -74,8 +76,21 @@ class OutputStream:
         return await self._queue.get()
 
     async def __aiter__(self) -> AsyncIterator[Event]:
-        while not (self.all_finished and self._queue.empty()):
+        while not ((self.all_finished or self._superseded) and self._queue.empty()):
             yield await self._queue.get()
+
+    def supersede(self) -> None:
+        """A newer request of the same editor session replaced this one (api/editor.py, which has
+        aborted it in the engine already): the reader gets a `Superseded` exception next."""
+        if self.all_finished or self._closed or self._superseded:
+            return
+        self._superseded = True
+        self._queue.put_nowait(Event(0, exception=Superseded()))
+        # A pump that has not reached the engine yet never will; one that has closes its iterator
+        # (aborting again), and close() aborts what is unfinished once more: an abort that lands
+        # while the engine moves the request from its inbox to its batch can be missed.
+        for task in self._tasks:
+            task.cancel()
 
     async def close(self) -> bool:
         """Stop whatever still runs. Returns True when something was aborted."""

@@ -67,7 +67,10 @@ def prepare_prompt(
         prefix_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         specials = list(spec.prompt_prefix_ids)
 
-    use_fim = request.suffix is not None and spec.fim is not None
+    # A suffix of only whitespace is no middle to fill: Copilot always sends `suffix`, "" (or a
+    # lone newline) when nothing follows the cursor, and FIM on it made the bundled model end at
+    # once (every choice '') where left-to-right completion writes the code (issue 13).
+    use_fim = request.suffix is not None and request.suffix.strip() != "" and spec.fim is not None
     reserve = generation_reserve(params.max_tokens, ctx)
     budget = max(1, ctx - reserve)
     truncated = False

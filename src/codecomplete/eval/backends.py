@@ -455,6 +455,9 @@ class ServerBackend(Backend):
         entry = next((m for m in listed if m.get("id") == self.model), None)
         # codecomplete's /v1/models says whether `suffix` is used; other servers are taken at their word.
         self.fill_in_the_middle = (entry or {}).get("fill_in_the_middle", True) is not False
+        # A codecomplete server gives every completion an editor's time budget unless the request
+        # states its own: an evaluation waits for the whole answer (`deadline_ms: 0`).
+        self._codecomplete = entry is not None and "fill_in_the_middle" in entry
         self.fim_template = (entry or {}).get("fim_template")
         for key in ("max_model_len", "context_length", "max_context_length"):
             if entry and isinstance(entry.get(key), int):
@@ -517,6 +520,8 @@ class ServerBackend(Backend):
             body["stop"] = list(req.stop)
         if req.seed is not None:
             body["seed"] = req.seed
+        if self._codecomplete:
+            body["deadline_ms"] = 0
         data = self._post(body)
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != req.n:

@@ -106,6 +106,8 @@ class CompletionRequest(BaseModel):
     top_k: Annotated[int, Field(ge=0)] = 0
     ignore_eos: bool = False
     token_healing: bool | None = None  # None: the server's --token-healing (docs/engine.md)
+    # This request's time budget in ms (api/editor.py); 0: none; None: --completion-deadline-ms.
+    deadline_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -205,7 +207,9 @@ class CompletionRequest(BaseModel):
     def include_usage(self) -> bool:
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
-    def to_sampling_params(self, indent_trim: int | None = None) -> SamplingParams:
+    def to_sampling_params(
+        self, indent_trim: int | None = None, deadline_s: float | None = None, priority: int = 0
+    ) -> SamplingParams:
         return SamplingParams(
             max_tokens=self.max_tokens if self.max_tokens is not None else 2**31 - 1,
             # A temperature this small is greedy (as OpenAI treats 0): sampling at 1e-300 overflows.
@@ -224,6 +228,8 @@ class CompletionRequest(BaseModel):
             ignore_eos=self.ignore_eos,
             indent_trim=indent_trim,
             token_healing=self.token_healing,
+            deadline_s=deadline_s,
+            priority=priority,
         )
 
 

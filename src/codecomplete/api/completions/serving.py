@@ -28,7 +28,15 @@ from codecomplete.api.completions.protocol import (
     Usage,
 )
 from codecomplete.api.deps import check_ready
-from codecomplete.api.errors import APIError, to_api_error
+from codecomplete.api.editor import (
+    EditorKey,
+    SupersedeRegistry,
+    Ticket,
+    deadline_s,
+    is_single_line,
+    priority,
+)
+from codecomplete.api.errors import CLIENT_CLOSED, APIError, to_api_error
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.sse import DONE, SSEResponse, encode_event
 from codecomplete.api.streams import Event, OutputStream
@@ -40,8 +48,6 @@ from codecomplete.settings import ServerSettings
 log = logging.getLogger("codecomplete.api")
 
 T = TypeVar("T")
-
-CLIENT_CLOSED = 499  # nginx's "client closed request": what the metrics record for a client gone
 
 
 class ClientGone(Exception):
@@ -196,14 +202,29 @@ class _RequestState:
 
 
 class CompletionServing:
-    def __init__(self, engine: EngineClient, settings: ServerSettings, metrics: ServerMetrics):
+    def __init__(
+        self,
+        engine: EngineClient,
+        settings: ServerSettings,
+        metrics: ServerMetrics,
+        supersede: SupersedeRegistry | None = None,
+    ):
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
+        self.supersede = supersede if supersede is not None else SupersedeRegistry(engine, enabled=False)
 
     # --- request -> engine -----------------------------------------------------------------------
 
-    def build_requests(self, req: CompletionRequest, request_id: str, model: str) -> list[GenerationRequest]:
+    def build_requests(
+        self,
+        req: CompletionRequest,
+        request_id: str,
+        model: str,
+        *,
+        speculative: bool = False,
+        session_id: str | None = None,
+    ) -> list[GenerationRequest]:
         s = self.settings
         req.check_limits(
             max_n=s.max_n, max_choices=s.max_choices, max_tokens_limit=s.max_tokens_limit, max_stop=s.max_stop
@@ -221,17 +242,21 @@ class CompletionServing:
                 )
         trim = req.extra is not None and req.extra.trim_by_indentation
         next_indent = req.extra.next_indent if req.extra is not None else None
+        # api/editor.py: the client's budget or the server's; single-line requests go first.
+        budget = deadline_s(s.completion_deadline_ms, req.deadline_ms)
+        prio = priority(single_line=is_single_line(req.stop or []), speculative=speculative)
         out = []
         for i, p in enumerate(prompts):
             indent = block_indent(p, next_indent) if trim and isinstance(p, str) else None
             out.append(
                 GenerationRequest(
                     request_id=f"{request_id}-{i}",
-                    params=req.to_sampling_params(indent_trim=indent),
+                    params=req.to_sampling_params(indent_trim=indent, deadline_s=budget, priority=prio),
                     prompt=p if isinstance(p, str) else None,
                     prompt_token_ids=p if isinstance(p, list) else None,
                     suffix=req.suffix,
                     model=model,
+                    session_id=session_id,
                 )
             )
         return out
@@ -241,16 +266,35 @@ class CompletionServing:
         check_ready(self.engine)
         model = resolve_model(self.engine, engine_name or req.model)
         request_id = f"cmpl-{uuid.uuid4().hex}"
-        gen_requests = self.build_requests(req, request_id, model)
-        state = _RequestState(request=req, n=req.n, prompts=req.prompts(), started=started)
-        stream = OutputStream(self.engine, gen_requests).start()
+        prompts = req.prompts()
+        # Superseding (api/editor.py): ghost text and the panel of one session are separate channels;
+        # a request that asks for no budget (deadline_ms 0: an evaluation, a benchmark) is batch work,
+        # never a keystroke.
+        keystroke = len(prompts) == 1 and isinstance(prompts[0], str) and req.deadline_ms != 0
+        key = EditorKey.of(
+            raw,
+            channel="completions:" + raw.headers.get("openai-intent", "").strip().lower()[:64],
+            prompt=prompts[0] if keystroke else None,
+        )
+        gen_requests = self.build_requests(
+            req, request_id, model, speculative=key.speculative, session_id=key.session_id
+        )
+        state = _RequestState(request=req, n=req.n, prompts=prompts, started=started)
+        stream = OutputStream(self.engine, gen_requests)
+        # Before the engine sees this request: what it supersedes is aborted first.
+        ticket = await self.supersede.begin(
+            key, [r.request_id for r in gen_requests], on_superseded=stream.supersede
+        )
+        stream.start()
         created = int(time.time())
         headers = {"x-request-id": raw.headers.get("x-request-id") or request_id}
+        streaming = False
         try:
             if req.stream:
                 # Wait for every prompt's first output (or its error) before choosing the status.
                 first = await until_disconnect(raw, self._first_events(stream, len(gen_requests)))
-                events = self._sse_events(stream, first, state, request_id, created, model)
+                events = self._sse_events(stream, first, state, request_id, created, model, ticket)
+                streaming = True
                 return SSEResponse(events, headers=headers)
             body = await until_disconnect(raw, self._collect(stream, state, request_id, created, model))
             self.metrics.completions.labels(outcome="ok").inc()
@@ -260,10 +304,13 @@ class CompletionServing:
             self.metrics.cancelled.inc()
             self.metrics.completions.labels(outcome="cancelled").inc()
             return Response(status_code=CLIENT_CLOSED)
-        except BaseException:
+        except BaseException as exc:
             await stream.close()
-            self.metrics.completions.labels(outcome="error").inc()
+            self.metrics.completions.labels(outcome=_outcome(exc)).inc()
             raise
+        finally:
+            if not streaming:
+                ticket.close()
 
     # --- engine -> response ----------------------------------------------------------------------
 
@@ -378,6 +425,7 @@ class CompletionServing:
         request_id: str,
         created: int,
         model: str,
+        ticket: Ticket | None = None,
     ) -> AsyncIterator[bytes]:
         include_usage = state.request.include_usage()
 
@@ -408,7 +456,7 @@ class CompletionServing:
                         yield encode_event(chunk(new))
             except Exception as exc:
                 # An error after the 200: one error event, then [DONE] (PROTOCOLS.md).
-                self.metrics.completions.labels(outcome="error").inc()
+                self.metrics.completions.labels(outcome=_outcome(exc)).inc()
                 yield encode_event(to_api_error(exc).body())
                 yield DONE
                 completed = True
@@ -425,4 +473,13 @@ class CompletionServing:
                 # The client went away mid-stream (or the server is stopping): abort generation.
                 self.metrics.cancelled.inc()
                 self.metrics.completions.labels(outcome="cancelled").inc()
+            if ticket is not None:
+                ticket.close()
             await stream.close()
+
+
+def _outcome(exc: BaseException) -> str:
+    """The metrics' outcome label of a request that ended with `exc`."""
+    if isinstance(exc, APIError) and exc.code == "superseded":
+        return "superseded"
+    return "error"

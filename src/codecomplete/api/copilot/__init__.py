@@ -1,0 +1,1 @@
+"""GitHub Copilot's control plane: token, user, experiment config, telemetry (api/copilot/router.py)."""
