@@ -19,6 +19,7 @@ from codecomplete.api.errors import install_error_handlers
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.middleware import NormalizePathMiddleware, RequestMetricsMiddleware
 from codecomplete.api.models.router import router as models_router
+from codecomplete.api.openapi import install_openapi
 from codecomplete.api.ops import router as ops_router
 from codecomplete.engine.client import EngineClient
 from codecomplete.settings import ServerSettings
@@ -97,6 +98,7 @@ def build_app(
     for router in (completions_router, models_router, autocomplete_router, ops_router):
         app.include_router(router)
     install_error_handlers(app)
+    install_openapi(app)
     # Added last = outermost: paths are normalised before routing and before metrics see them.
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(NormalizePathMiddleware)
