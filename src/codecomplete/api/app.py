@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from codecomplete import __version__
 from codecomplete.api.autocomplete.router import router as autocomplete_router
 from codecomplete.api.autocomplete.serving import AutocompleteServing
+from codecomplete.api.completions.debug import PromptDecoder
 from codecomplete.api.completions.router import router as completions_router
 from codecomplete.api.completions.serving import CompletionServing
 from codecomplete.api.errors import install_error_handlers
@@ -33,6 +34,7 @@ def build_app(
     *,
     start_in_background: bool = False,
     on_start_failure: Callable[[BaseException], None] | None = None,
+    prompt_decoder: PromptDecoder | None = None,
 ) -> FastAPI:
     """The app over `engine`, which the lifespan starts and stops.
 
@@ -40,6 +42,8 @@ def build_app(
     /health and the API answer 503 (with Retry-After). `on_start_failure` is then called if the
     model fails to load, so the caller can stop the server (cli.py exits with an error) instead of
     leaving it answering 503 forever. Without it, startup waits for the model (tests, embedding).
+    prompt_decoder: turns prompt token ids back into text for `"debug": true` (the playground's
+    prompt panel); without it the debug answer has the ids only.
     """
 
     async def start_engine() -> None:
@@ -92,7 +96,7 @@ def build_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
-    app.state.completions = CompletionServing(engine, settings, metrics)
+    app.state.completions = CompletionServing(engine, settings, metrics, prompt_decoder)
     app.state.autocomplete = AutocompleteServing(engine, settings, metrics)
 
     for router in (completions_router, models_router, autocomplete_router, ops_router):

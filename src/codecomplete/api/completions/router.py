@@ -45,12 +45,8 @@ async def create_completion(request: CompletionRequest, raw: Request) -> Respons
 
 
 # `engine` may contain slashes (model-like names such as org/model): the path converter allows them.
-@router.post(
-    "/v1/engines/{engine:path}/completions", response_model=CompletionResponse, responses=RESPONSES
-)
-@router.post(
-    "/engines/{engine:path}/completions", response_model=CompletionResponse, include_in_schema=False
-)
+@router.post("/v1/engines/{engine:path}/completions", response_model=CompletionResponse, responses=RESPONSES)
+@router.post("/engines/{engine:path}/completions", response_model=CompletionResponse, include_in_schema=False)
 async def create_engine_completion(engine: str, request: CompletionRequest, raw: Request) -> Response:
     """The same with the model in the path (Copilot, the fauxpilot extension, openai 0.x)."""
     return await _create(raw, request, engine)
