@@ -22,6 +22,8 @@ from codecomplete.api.middleware import NormalizePathMiddleware, RequestMetricsM
 from codecomplete.api.models.router import router as models_router
 from codecomplete.api.openapi import install_openapi
 from codecomplete.api.ops import router as ops_router
+from codecomplete.api.playground.router import events as playground_events
+from codecomplete.api.playground.router import pages as playground_pages
 from codecomplete.engine.client import EngineClient
 from codecomplete.settings import ServerSettings
 
@@ -99,7 +101,14 @@ def build_app(
     app.state.completions = CompletionServing(engine, settings, metrics, prompt_decoder)
     app.state.autocomplete = AutocompleteServing(engine, settings, metrics)
 
-    for router in (completions_router, models_router, autocomplete_router, ops_router):
+    for router in (
+        completions_router,
+        models_router,
+        autocomplete_router,
+        ops_router,
+        playground_pages,
+        playground_events,
+    ):
         app.include_router(router)
     install_error_handlers(app)
     install_openapi(app)

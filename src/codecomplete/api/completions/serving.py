@@ -301,7 +301,6 @@ class CompletionServing:
         except ClientGone:
             await stream.close()
             self.metrics.cancelled.inc()
-            self.metrics.completions.labels(outcome="cancelled").inc()
             return Response(status_code=CLIENT_CLOSED)
         except BaseException:
             await stream.close()
@@ -478,5 +477,4 @@ class CompletionServing:
             if not completed:
                 # The client went away mid-stream (or the server is stopping): abort generation.
                 self.metrics.cancelled.inc()
-                self.metrics.completions.labels(outcome="cancelled").inc()
             await stream.close()
