@@ -89,6 +89,7 @@ class ErrorResponse(BaseModel):
 _ERROR_DOCS = {
     400: "A bad field or body: `param` names the field",
     401: "Missing or wrong API key (only with --api-key)",
+    404: "Unknown model or route",
     413: "The body is larger than --max-body-bytes",
     415: "A form or multipart body instead of JSON",
     429: "The queue is full; retry after Retry-After seconds",

@@ -24,10 +24,21 @@ SSE_EXAMPLE = (
     '"choices":[{"text":" return","index":0,"logprobs":null,"finish_reason":null}]}\n\n'
     "data: [DONE]\n\n"
 )
+# One server-sent event: `data:` only (no `event:`, `id:` or comments; PROTOCOLS.md).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A CompletionResponse chunk as one line of JSON, an error object, or [DONE] last",
+        }
+    },
+    "required": ["data"],
+}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The completion; with `stream: true` server-sent events of the same object, then [DONE]",
-        "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT, "example": SSE_EXAMPLE}},
     },
     **error_responses(400, 401, 413, 415, 429, 503),
 }
