@@ -20,7 +20,7 @@ from codecomplete.api.errors import install_error_handlers
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.middleware import NormalizePathMiddleware, RequestMetricsMiddleware
 from codecomplete.api.models.router import router as models_router
-from codecomplete.api.openapi import install_openapi
+from codecomplete.api.openapi import install_docs, install_openapi
 from codecomplete.api.ops import router as ops_router
 from codecomplete.api.playground.router import events as playground_events
 from codecomplete.api.playground.router import pages as playground_pages
@@ -93,6 +93,8 @@ def build_app(
         version=__version__,
         summary="Code completions for Copilot, the fauxpilot extension, openai clients and ivolution.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI from the package, not a CDN
+        redoc_url=None,
     )
     metrics = ServerMetrics(engine)
     app.state.settings = settings
@@ -112,6 +114,7 @@ def build_app(
         app.include_router(router)
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     # Added last = outermost: paths are normalised before routing and before metrics see them.
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(NormalizePathMiddleware)

@@ -149,6 +149,12 @@ class ServerMetrics:
             ["client", "event"],
             registry=r,
         )
+        # Every known label value from the start: a rate() over a series that appears only at its
+        # first increment misses that increment.
+        for outcome in ("ok", "error", "cancelled"):
+            self.completions.labels(outcome=outcome)
+        for event in ("shown", "accepted"):
+            self.suggestions.labels(client="playground", event=event)
         r.register(_EngineCollector(engine))
 
     @property
