@@ -24,7 +24,7 @@ import pytest
 from codecomplete.settings import shipped_model
 from serving import serve_subprocess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CODECOMPLETE_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "playground"
@@ -167,3 +167,27 @@ def test_server_tab_shows_live_metrics_and_acceptance(page, server):
     assert accepted >= 1 and shown >= accepted
     assert re.match(r"\d+ accepted / \d+ shown", accept)
     shot(page, "server-tab")
+
+
+def test_docs_page_sends_a_real_completion(browser, server):
+    """/docs (Swagger UI shipped in the package, no CDN) renders the document and its example
+    request body gets a real completion from the server."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    try:
+        page.goto(server + "/docs")
+        block = page.wait_for_selector("#operations-default-create_completion_v1_completions_post")
+        block.query_selector(".opblock-summary").click()
+        body = page.wait_for_selector("#operations-default-create_completion_v1_completions_post textarea")
+        assert '"suffix"' in body.input_value(), "the example is in the request editor"
+        with page.expect_response(
+            lambda r: r.url.endswith("/v1/completions"), timeout=GHOST_TIMEOUT_MS
+        ) as resp:
+            page.click("#operations-default-create_completion_v1_completions_post button.execute")
+        assert resp.value.status == 200 and resp.value.json()["choices"][0]["text"] is not None
+        status = page.wait_for_selector(
+            ".live-responses-table tr.response td.response-col_status", timeout=GHOST_TIMEOUT_MS
+        )
+        assert status.inner_text().strip().startswith("200")
+        shot(page, "docs")
+    finally:
+        page.close()
