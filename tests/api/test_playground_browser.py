@@ -12,6 +12,7 @@ used (`playwright install` needs the internet): it launches the system binary.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -191,3 +192,39 @@ def test_docs_page_sends_a_real_completion(browser, server):
         shot(page, "docs")
     finally:
         page.close()
+
+
+def test_choices_cycle_and_the_panel_shows_token_healing(page, server):
+    """n sampled choices: Alt+] shows the next distinct one. Without FIM, a prompt that ends
+    mid-word is healed, and the panel shows the tail the model re-types."""
+    settings(page, max_tokens=8, temperature=1.0, n=4, seed=7, debounce=0)
+    page.uncheck("#s-fim")
+    page.fill("#code", "")
+    page.click("#code")
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/completions") and r.request.post_data_json["prompt"] == "import num",
+        timeout=GHOST_TIMEOUT_MS,
+    ) as resp:
+        page.keyboard.type("import num")
+    body = resp.value.json()
+    assert "suffix" not in resp.value.request.post_data_json
+    distinct = []
+    for c in sorted(body["choices"], key=lambda c: c["index"]):
+        if c["text"] and c["text"] not in distinct:
+            distinct.append(c["text"])
+    assert len(distinct) >= 2, body["choices"]
+    page.wait_for_selector("#ghost", timeout=GHOST_TIMEOUT_MS)
+    assert page.inner_text("#ghost") == distinct[0]
+    assert page.inner_text("#choice-index") == f"1/{len(distinct)}"
+    page.keyboard.press("Alt+]")
+    assert page.inner_text("#ghost") == distinct[1]
+    assert page.inner_text("#choice-index") == f"2/{len(distinct)}"
+
+    debug = body["debug"]["prompts"][0]
+    assert debug["healed_tail"] and "import num".endswith(debug["healed_tail"])
+    assert page.inner_text("#f-heal") == f"re-types {json.dumps(debug['healed_tail'])}"
+    assert page.inner_text("#f-fim") == "no"
+    assert page.inner_text("#prompt-view").endswith(debug["healed_tail"])  # struck through
+    shot(page, "choices-and-healing")
+    page.keyboard.press("Tab")
+    assert page.input_value("#code") == "import num" + distinct[1]

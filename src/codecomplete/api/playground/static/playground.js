@@ -27,6 +27,7 @@ function settings() {
     top_p: num("s-top-p", 0.95),
     n: Math.max(1, Math.round(num("s-n", 1))),
     stop,
+    seed: $("s-seed").value === "" ? null : Math.round(Number($("s-seed").value)),
     healing: $("s-healing").value,
     fim: $("s-fim").checked,
     debounce: Math.max(0, num("s-debounce", 200)),
@@ -128,6 +129,7 @@ async function requestCompletion() {
   if (s.stop.length) body.stop = s.stop;
   if (s.fim) body.suffix = text.slice(at);
   if (s.healing) body.token_healing = s.healing === "true";
+  if (s.seed !== null && Number.isFinite(s.seed)) body.seed = s.seed;
 
   const seq = ++state.seq;
   const controller = new AbortController();
