@@ -227,6 +227,9 @@ code.addEventListener("keydown", (e) => {
       code.setRangeText("    ", code.selectionStart, code.selectionEnd, "end");
       code.dispatchEvent(new Event("input"));
     }
+  } else if (/^(Arrow|Home$|End$|Page)/.test(e.key)) {
+    cancelInFlight(); // the cursor moves: the suggestion in flight is for the old place
+    dismiss();
   } else if (e.key === "Escape") {
     cancelInFlight();
     dismiss();
@@ -245,6 +248,10 @@ code.addEventListener("keydown", (e) => {
 document.addEventListener("selectionchange", () => {
   if (document.activeElement !== code || !state.ghost) return;
   if (code.selectionStart !== state.ghost.at || code.selectionEnd !== state.ghost.at) dismiss();
+});
+code.addEventListener("mousedown", () => {
+  cancelInFlight();
+  dismiss();
 });
 $("prev-choice").addEventListener("click", () => cycle(-1));
 $("next-choice").addEventListener("click", () => cycle(1));
