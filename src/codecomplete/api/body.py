@@ -130,6 +130,9 @@ class JSONBodyRoute(APIRoute):
 
 
 def _as_json_request(request: Request, raw: bytes, obj: dict[str, Any]) -> Request:
+    # A copy of the scope that shares its `state`: what route dependencies put in request.state
+    # (errors.py `render_errors_as`) is what the error handler, which sees the original, reads.
+    request.scope.setdefault("state", {})
     scope = dict(request.scope)
     headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
     scope["headers"] = [*headers, (b"content-type", b"application/json")]
