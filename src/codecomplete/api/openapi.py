@@ -32,7 +32,14 @@ def install_openapi(app: FastAPI) -> None:
             )
             for item in doc.get("paths", {}).values():
                 for operation in item.values():
-                    operation.get("responses", {}).pop("422", None)
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    # Any route can answer a 4xx (bad body, unknown model, API key): routes that do
+                    # not declare their errors still say so, in their protocol's own shape.
+                    if not any(str(code).startswith("4") for code in responses):
+                        responses["4XX"] = {
+                            "description": "A client error, in this route's protocol's error shape"
+                        }
             schemas = doc.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
