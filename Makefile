@@ -2,7 +2,8 @@
 # Each creates .venv if it is missing and installs what it needs first.
 #
 #   make serve                 # the server on 127.0.0.1:5000 with the model shipped in models/
-#   make test                  # the whole test suite (CPU; GPU tests skip without CUDA)
+#   make test                  # the whole test suite (CPU; GPU tests skip without CUDA; installs
+#                              # Debian's chromium for the playground's browser test when root)
 #   make lint | make bench | make tiny-model
 #
 # TORCH_SPEC picks torch: the CPU build by default. On a GPU machine bring your own torch
@@ -18,7 +19,7 @@ SERVE_ARGS ?=
 # The serving benchmark runs on the bundled model (512-token context: the keystroke replay fits in it).
 BENCH_ARGS ?= --model models/codecomplete-tiny-py --keystroke-tokens 400
 
-.PHONY: venv serve test lint format bench tiny-model clean
+.PHONY: venv serve test lint format bench tiny-model clean browser
 
 venv: $(STAMP)
 
@@ -32,8 +33,23 @@ $(STAMP): pyproject.toml
 serve: venv
 	$(BIN)/codecomplete serve $(SERVE_ARGS)
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The playground's browser test (tests/api/test_playground_browser.py) drives Debian's Chromium with
+# Playwright (never `playwright install`: no download at test time). Installed here when missing and
+# possible (root with apt-get); otherwise that test skips and says how to get it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing chromium (apt-get) for the playground's browser test"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+		echo "make: could not install chromium; the browser test will skip"; \
+	else \
+		echo "make: no chromium (apt-get install chromium as root); the browser test will skip"; \
+	fi
 
 lint: venv
 	$(BIN)/ruff check src tests scripts

@@ -151,12 +151,19 @@ class HttpRunner:
     clients = Runner.clients
 
     async def metrics(self) -> dict[str, float]:
+        """The engine's numbers under engine.metrics() keys, read back from /metrics."""
         text = (await self.client.get("/metrics")).text
-        out = {}
+        scraped = {}
         for line in text.splitlines():
-            if line.startswith("codecomplete_engine_"):
+            if line.startswith("codecomplete_") and "{" not in line:
                 name, _, value = line.rpartition(" ")
-                out[name.removeprefix("codecomplete_engine_").split("{")[0]] = float(value)
+                scraped[name] = float(value)
+        out = {k.removeprefix("codecomplete_engine_"): v for k, v in scraped.items() if "_engine_" in k}
+        out["running"] = scraped.get("codecomplete_batch_sequences", 0.0)
+        lookups = scraped.get("codecomplete_prefix_cache_lookups_total", 0.0)
+        out["prefix_cache_hit_rate"] = (
+            scraped.get("codecomplete_prefix_cache_hits_total", 0.0) / lookups if lookups else 0.0
+        )
         return out
 
     async def cancel_after_first_token(self, prompts: list[str], max_tokens: int) -> None:

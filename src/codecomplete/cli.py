@@ -155,6 +155,7 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
     import uvicorn
 
     from codecomplete.api import build_app
+    from codecomplete.api.completions.debug import PromptDecoder
     from codecomplete.engine import EngineConfig, build_engine
 
     settings = serve_settings(args)
@@ -188,7 +189,11 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
         server.should_exit = True
 
     app = build_app(
-        settings, build_engine(config), start_in_background=True, on_start_failure=on_start_failure
+        settings,
+        build_engine(config),
+        start_in_background=True,
+        on_start_failure=on_start_failure,
+        prompt_decoder=PromptDecoder.from_model(model),  # the playground's prompt panel
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -38,8 +38,8 @@ def test_stream_closed_after_first_token_aborts(slow_server):
         assert next(r.iter_lines()).startswith("data: {")
     assert _wait_for(lambda: len(engine.cancelled) == 1 and not engine.running)
     text = httpx.get(srv.base + "/metrics").text
-    assert "codecomplete_requests_cancelled_total 1.0" in text
-    assert "codecomplete_running_batch_size 0.0" in text
+    assert 'codecomplete_completions_total{outcome="cancelled"} 1.0' in text
+    assert "codecomplete_batch_sequences 0.0" in text
 
 
 def test_non_streaming_client_timeout_aborts(slow_server):
@@ -47,7 +47,7 @@ def test_non_streaming_client_timeout_aborts(slow_server):
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(srv.base + "/v1/completions", json={"prompt": "a", "max_tokens": 100}, timeout=0.5)
     assert _wait_for(lambda: len(engine.cancelled) == 1 and not engine.running)
-    assert "codecomplete_requests_cancelled_total 1.0" in httpx.get(srv.base + "/metrics").text
+    assert 'codecomplete_completions_total{outcome="cancelled"} 1.0' in httpx.get(srv.base + "/metrics").text
 
 
 def test_all_prompts_of_a_request_are_aborted(slow_server):

@@ -124,14 +124,13 @@ def test_metrics_text(client):
     assert 'route="/v1/engines/{engine:path}/completions",status="200"} 1.0' in text
     assert 'codecomplete_http_requests_total{method="POST",route="/v1/completions",status="400"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
-    assert "codecomplete_tokens_generated_total 6.0" in text
+    assert "codecomplete_generated_tokens_total 6.0" in text
     assert "codecomplete_time_to_first_token_seconds_count 2.0" in text
     assert "codecomplete_inter_token_latency_seconds_count 4.0" in text
-    assert "codecomplete_queue_depth 0.0" in text
-    assert "codecomplete_running_batch_size 0.0" in text
-    assert "codecomplete_requests_cancelled_total 0.0" in text
-    assert "codecomplete_engine_requests_cancelled_total 0.0" in text
-    assert "codecomplete_engine_prefix_cache_hit_rate 0.0" in text
+    assert "codecomplete_requests_waiting 0.0" in text
+    assert "codecomplete_requests_running 0.0" in text
+    assert "codecomplete_batch_sequences 0.0" in text
+    assert 'codecomplete_completions_total{outcome="ok"} 2.0' in text
 
 
 def test_each_app_has_its_own_registry():
@@ -146,4 +145,4 @@ def test_latency_histograms_count_engine_steps_not_choices(client):
     text = client.get("/metrics").text
     assert "codecomplete_time_to_first_token_seconds_count 1.0" in text
     assert "codecomplete_inter_token_latency_seconds_count 3.0" in text  # 4 steps: 3 gaps
-    assert "codecomplete_tokens_generated_total 12.0" in text
+    assert "codecomplete_generated_tokens_total 12.0" in text

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from codecomplete import __version__
 from codecomplete.api.autocomplete.router import router as autocomplete_router
 from codecomplete.api.autocomplete.serving import AutocompleteServing
+from codecomplete.api.completions.debug import PromptDecoder
 from codecomplete.api.completions.router import router as completions_router
 from codecomplete.api.completions.serving import CompletionServing
 from codecomplete.api.copilot.router import router as copilot_router
@@ -25,7 +26,10 @@ from codecomplete.api.middleware import NormalizePathMiddleware, RequestMetricsM
 from codecomplete.api.models.router import router as models_router
 from codecomplete.api.ollama.router import router as ollama_router
 from codecomplete.api.ollama.serving import OllamaServing
+from codecomplete.api.openapi import install_docs, install_openapi
 from codecomplete.api.ops import router as ops_router
+from codecomplete.api.playground.router import events as playground_events
+from codecomplete.api.playground.router import pages as playground_pages
 from codecomplete.api.tabby.router import router as tabby_router
 from codecomplete.api.tabby.serving import TabbyServing
 from codecomplete.engine.client import EngineClient
@@ -40,6 +44,7 @@ def build_app(
     *,
     start_in_background: bool = False,
     on_start_failure: Callable[[BaseException], None] | None = None,
+    prompt_decoder: PromptDecoder | None = None,
 ) -> FastAPI:
     """The app over `engine`, which the lifespan starts and stops.
 
@@ -47,6 +52,8 @@ def build_app(
     /health and the API answer 503 (with Retry-After). `on_start_failure` is then called if the
     model fails to load, so the caller can stop the server (cli.py exits with an error) instead of
     leaving it answering 503 forever. Without it, startup waits for the model (tests, embedding).
+    prompt_decoder: turns prompt token ids back into text for `"debug": true` (the playground's
+    prompt panel); without it the debug answer has the ids only.
     """
 
     async def start_engine() -> None:
@@ -95,6 +102,8 @@ def build_app(
         summary="Code completions for Copilot, the fauxpilot extension, openai clients, ivolution, "
         "llama.cpp's /infill clients, Ollama clients and Tabby's plugins.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI from the package, not a CDN
+        redoc_url=None,
     )
     metrics = ServerMetrics(engine)
     app.state.settings = settings
@@ -106,17 +115,31 @@ def build_app(
         enabled=settings.supersede,
         on_superseded=lambda key: metrics.superseded.labels(channel=key.channel.split(":")[0]).inc(),
     )
-    app.state.completions = CompletionServing(engine, settings, metrics, app.state.supersede)
+    app.state.completions = CompletionServing(
+        engine, settings, metrics, supersede=app.state.supersede, decoder=prompt_decoder
+    )
     app.state.autocomplete = AutocompleteServing(engine, settings, metrics)
     # The editor protocols: llama.cpp's /infill, Ollama's /api/*, Tabby's /v1/completions body.
     app.state.infill = InfillServing(engine, settings, metrics)
     app.state.ollama = OllamaServing(engine, settings, metrics)
     app.state.tabby = TabbyServing(engine, settings, metrics)
 
-    routers = (completions_router, models_router, autocomplete_router, ops_router, copilot_router)
-    for router in routers + (llamacpp_router, ollama_router, tabby_router):
+    for router in (
+        completions_router,
+        models_router,
+        autocomplete_router,
+        ops_router,
+        copilot_router,
+        llamacpp_router,
+        ollama_router,
+        tabby_router,
+        playground_pages,
+        playground_events,
+    ):
         app.include_router(router)
     install_error_handlers(app)
+    install_openapi(app)
+    install_docs(app)
     # Added last = outermost: paths are normalised before routing and before metrics see them.
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(NormalizePathMiddleware)

@@ -1,6 +1,7 @@
 """Reading a JSON request body at the boundary: size limit, UTF-8, JSON, an object.
 
-We parse bodies ourselves instead of letting FastAPI do it so that every way a body can be bad is
+Routes declare their pydantic body (OpenAPI describes it) and use `JSONBodyRoute` (below), which
+reads the body here first. We read bodies ourselves instead of letting FastAPI do it so that every way a body can be bad is
 a 4xx in the OpenAI error format with a message that says what was wrong:
 - larger than --max-body-bytes: 413 (prevents a 10 MB prompt from tying up the tokenizer);
 - not UTF-8: 400 (prevents a 500 from a decode error deep inside);
@@ -15,11 +16,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
+from codecomplete.api.deps import require_api_key
 from codecomplete.api.errors import APIError, from_validation_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -106,3 +111,46 @@ def validate(obj: dict[str, Any], model: type[M]) -> M:
 
 async def parse_request(request: Request, model: type[M], max_bytes: int) -> M:
     return validate(await read_json_object(request, max_bytes), model)
+
+
+class JSONBodyRoute(APIRoute):
+    """A route whose endpoint declares its pydantic body (so /openapi.json describes it) while the
+    body is still read here: size limit, UTF-8, JSON without NaN, an object, any Content-Type.
+
+    FastAPI alone would take a `curl -d` (form-urlencoded) or an ivolution body (text/plain) as
+    bytes and fail validation, accept NaN, and read bodies of any size. So the handler below reads
+    and checks the body first, then hands FastAPI a request whose JSON is already parsed and whose
+    Content-Type says so; validation of the model is FastAPI's, and its RequestValidationError
+    becomes a 400 in the OpenAI error shape in errors.py (never a 422).
+    """
+
+    async def divert(self, request: Request, obj: dict[str, Any]) -> Response | None:
+        """A subclass may answer a body itself (another protocol on the same path); None: go on."""
+        return None
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            require_api_key(request)  # a 401 before reading the body, as for every API route
+            raw = await read_body(request, request.app.state.settings.max_body_bytes)
+            obj = parse_json_object(raw, request.headers.get("content-type"))
+            diverted = await self.divert(request, obj)
+            if diverted is not None:
+                return diverted
+            return await handler(_as_json_request(request, raw, obj))
+
+        return checked
+
+
+def _as_json_request(request: Request, raw: bytes, obj: dict[str, Any]) -> Request:
+    # A copy of the scope that shares its `state`: what route dependencies put in request.state
+    # (errors.py `render_errors_as`) is what the error handler, which sees the original, reads.
+    request.scope.setdefault("state", {})
+    scope = dict(request.scope)
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+    scope["headers"] = [*headers, (b"content-type", b"application/json")]
+    parsed = Request(scope, request.receive)
+    parsed._body = raw  # what Request.body() and .json() return without reading the stream again
+    parsed._json = obj
+    return parsed

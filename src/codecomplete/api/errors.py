@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codecomplete.api.editor import Superseded
@@ -75,6 +76,39 @@ class APIError(Exception):
     @classmethod
     def invalid(cls, param: str | None, message: str, code: str | None = "invalid_value") -> APIError:
         return cls(400, message, param=param, code=code)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer (what `APIError.body()` renders), for the OpenAPI document."""
+
+    error: ErrorDetail
+
+
+_ERROR_DOCS = {
+    400: "A bad field or body: `param` names the field",
+    401: "Missing or wrong API key (only with --api-key)",
+    404: "Unknown model or route",
+    413: "The body is larger than --max-body-bytes",
+    415: "A form or multipart body instead of JSON",
+    429: "The queue is full; retry after Retry-After seconds",
+    503: "The model is not loaded yet (Retry-After)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the errors a route can answer, all in the OpenAI error shape."""
+    out: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorResponse, "description": _ERROR_DOCS[s]} for s in statuses
+    }
+    out["4XX"] = {"model": ErrorResponse, "description": "Any other client error"}
+    return out
 
 
 def error_response(err: APIError) -> JSONResponse:

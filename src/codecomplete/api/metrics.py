@@ -1,8 +1,13 @@
 """Prometheus metrics, one registry per app (so tests and several apps in one process never clash).
 
-Request-level numbers are measured here, at the edge where the client sees them; the engine's own
-gauges and counters (`engine.metrics()`) are read at scrape time and exported as
-`codecomplete_engine_<name>` (the well-known ones also under their own names below).
+One name per quantity, Prometheus naming: the `codecomplete_` prefix, the unit in the name
+(`_seconds`, `_bytes`, `_tokens`), `_total` on counters (docs/api.md lists every name; the Grafana
+dashboard in docker/ uses them). Request-level numbers are measured here, at the edge where the
+client sees them; the engine's gauges and counters (`engine.metrics()`) are read at scrape time:
+the well-known ones under the names in `ENGINE_METRICS`, those the edge already counts are not
+exported twice, and any other engine number as `codecomplete_engine_<key>`.
+
+New metrics (other routes, other backends) follow the same convention and go into docs/api.md.
 """
 
 from __future__ import annotations
@@ -10,7 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -22,15 +33,46 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
+# engine.metrics() key -> (exported name, help), or None: the quantity is measured at the edge
+# (ServerMetrics below) or derived in PromQL, and exporting it again would give it a second name.
+# Names ending in _total are counters, the rest gauges.
+ENGINE_METRICS: dict[str, tuple[str, str] | None] = {
+    "queue_depth": ("codecomplete_requests_waiting", "Requests waiting for a batch slot."),
+    "running_requests": ("codecomplete_requests_running", "Requests in the running batch."),
+    "running": (
+        "codecomplete_batch_sequences",
+        "Sequences in the running batch (a request with n choices is n sequences).",
+    ),
+    "prefix_cache_hits_total": (
+        "codecomplete_prefix_cache_hits_total",
+        "Prompts that reused a cached prefix.",
+    ),
+    "prefix_cache_lookups_total": (
+        "codecomplete_prefix_cache_lookups_total",
+        "Prompts looked up in the prefix cache.",
+    ),
+    "prefix_cache_tokens_reused_total": (
+        "codecomplete_prefix_cache_reused_tokens_total",
+        "Prompt tokens taken from the prefix cache instead of being computed.",
+    ),
+    "prefix_cache_entries": ("codecomplete_prefix_cache_entries", "Prefixes held in the cache."),
+    "prefix_cache_bytes": ("codecomplete_prefix_cache_bytes", "Memory held by the prefix cache."),
+    # Measured at the edge: codecomplete_completions_total{outcome="cancelled"},
+    # codecomplete_generated_tokens_total, codecomplete_prompt_tokens_total.
+    "requests_cancelled_total": None,
+    "tokens_generated_total": None,
+    "prompt_tokens_total": None,
+    # hits / lookups: rate(codecomplete_prefix_cache_hits_total) / rate(..._lookups_total).
+    "prefix_cache_hit_rate": None,
+}
+
+
+def engine_metric_name(key: str) -> str:
+    return "codecomplete_engine_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
 
 class _EngineCollector(Collector):
-    """Reads engine.metrics() at scrape time."""
-
-    # engine key -> (exported name, help); everything else is exported as codecomplete_engine_<key>.
-    WELL_KNOWN = {
-        "queue_depth": ("codecomplete_queue_depth", "Requests waiting for a batch slot."),
-        "running": ("codecomplete_running_batch_size", "Sequences in the running batch."),
-    }
+    """Reads engine.metrics() and engine.health() at scrape time."""
 
     def __init__(self, engine: EngineClient):
         self.engine = engine
@@ -38,23 +80,29 @@ class _EngineCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         values = dict(self.engine.metrics() or {})
         health = self.engine.health()
+        # Backends without their own numbers still report the two every health check has.
         values.setdefault("queue_depth", health.queue_depth)
         values.setdefault("running", health.running)
+        values.setdefault("running_requests", health.running)
         yield GaugeMetricFamily(
             "codecomplete_engine_up",
             "1 when the engine is loaded and its loop alive.",
             value=float(health.ok),
         )
-        for key, (name, doc) in self.WELL_KNOWN.items():
-            yield GaugeMetricFamily(name, doc, value=float(values[key]))
         for key, value in sorted(values.items()):
             if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
-            name = "codecomplete_engine_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
-            if key.endswith("_total"):
-                yield CounterMetricFamily(name[: -len("_total")], f"engine counter {key}", value=float(value))
+            if key in ENGINE_METRICS:
+                known = ENGINE_METRICS[key]
+                if known is None:
+                    continue
+                name, doc = known
             else:
-                yield GaugeMetricFamily(name, f"engine gauge {key}", value=float(value))
+                name, doc = engine_metric_name(key), f"engine.metrics()['{key}']"
+            if name.endswith("_total"):
+                yield CounterMetricFamily(name[: -len("_total")], doc, value=float(value))
+            else:
+                yield GaugeMetricFamily(name, doc, value=float(value))
 
 
 class CopilotEvents(Collector):
@@ -104,11 +152,15 @@ class CopilotEvents(Collector):
 
 class ServerMetrics:
     def __init__(self, engine: EngineClient):
+        # No `<name>_created` series next to every counter: a second name per quantity that no
+        # dashboard reads (prometheus_client's switch is process-wide; this process is the server).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=False)  # no engine call before start()
         r = self.registry
+        # prometheus_client adds `_total` to counter names.
         self.requests = Counter(
             "codecomplete_http_requests",
-            "HTTP requests by route and status.",
+            "HTTP requests by route template, method and status (499: the client went away).",
             ["route", "method", "status"],
             registry=r,
         )
@@ -125,15 +177,14 @@ class ServerMetrics:
             registry=r,
         )
         self.tokens_generated = Counter(
-            "codecomplete_tokens_generated", "Tokens generated and sent to clients.", registry=r
+            "codecomplete_generated_tokens", "Tokens generated and sent to clients.", registry=r
         )
         self.prompt_tokens = Counter("codecomplete_prompt_tokens", "Prompt tokens processed.", registry=r)
         self.completions = Counter(
-            "codecomplete_completions", "Finished completion requests by outcome.", ["outcome"], registry=r
-        )
-        self.cancelled = Counter(
-            "codecomplete_requests_cancelled",
-            "Requests whose client went away before the answer was complete (generation aborted).",
+            "codecomplete_completions",
+            "Finished completion requests (every completion route) by outcome: ok, error, cancelled "
+            "(the client went away before the answer was complete; generation aborted).",
+            ["outcome"],
             registry=r,
         )
         self.client_events = Counter(
@@ -150,7 +201,25 @@ class ServerMetrics:
         )
         self.copilot = CopilotEvents()
         r.register(self.copilot)
+        self.suggestions = Counter(
+            "codecomplete_suggestions",
+            "Completions shown to a user and accepted by them, as clients report them "
+            "(acceptance rate = accepted / shown).",
+            ["client", "event"],
+            registry=r,
+        )
+        # Every known label value from the start: a rate() over a series that appears only at its
+        # first increment misses that increment.
+        for outcome in ("ok", "error", "cancelled"):
+            self.completions.labels(outcome=outcome)
+        for event in ("shown", "accepted"):
+            self.suggestions.labels(client="playground", event=event)
         r.register(_EngineCollector(engine))
+
+    @property
+    def cancelled(self) -> Counter:
+        """Cancellations are completions with outcome "cancelled" (one name for the quantity)."""
+        return self.completions.labels(outcome="cancelled")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

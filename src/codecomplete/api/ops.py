@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from codecomplete.api.metrics import CONTENT_TYPE
@@ -10,7 +13,18 @@ from codecomplete.api.metrics import CONTENT_TYPE
 router = APIRouter()
 
 
-@router.get("/health")
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    detail: str = ""
+    queue_depth: int = 0
+    running: int = 0
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Loading, stopped, or the engine loop died"}},
+)
 async def health(request: Request) -> JSONResponse:
     """200 once the model is loaded and the engine loop is alive, 503 otherwise.
 
@@ -28,6 +42,12 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if h.ok else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}
+    },
+)
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

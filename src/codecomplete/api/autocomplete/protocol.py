@@ -16,7 +16,9 @@ from codecomplete.engine.types import SamplingParams
 
 
 class AutocompleteRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"text": "import numpy as np\nx = np.", "n": 3}]}
+    )
 
     text: str
     n: Annotated[int, Field(ge=1)] = 5

@@ -43,8 +43,12 @@ class AutocompleteServing:
         except ClientGone:
             self.metrics.cancelled.inc()
             return None
+        except BaseException:
+            self.metrics.completions.labels(outcome="error").inc()
+            raise
         finally:
             await stream.close()
+        self.metrics.completions.labels(outcome="ok").inc()
         return AutocompleteResponse(result=texts)
 
     async def _collect(self, stream: OutputStream, n: int) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from codecomplete.api.completions.debug import CompletionDebug
 from codecomplete.api.errors import APIError
 from codecomplete.engine.types import MIN_TEMPERATURE, SamplingParams
 
@@ -80,7 +81,21 @@ def _drop_nulls(data: Any, model: type[BaseModel]) -> Any:
 class CompletionRequest(BaseModel):
     """POST /v1/completions (and the engine-in-path routes)."""
 
-    model_config = ConfigDict(extra="ignore")  # unknown fields (Copilot's nwo, feature_flags) pass
+    # Unknown fields (Copilot's nwo, feature_flags) pass. The example is what /docs sends.
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "def fibonacci(n):\n    ",
+                    "suffix": "\n\nprint(fibonacci(10))\n",
+                    "max_tokens": 32,
+                    "temperature": 0.2,
+                    "stop": ["\n\n"],
+                }
+            ]
+        },
+    )
 
     model: str | None = None
     prompt: str | list[str] | TokenIds | list[TokenIds] = ""
@@ -108,6 +123,12 @@ class CompletionRequest(BaseModel):
     token_healing: bool | None = None  # None: the server's --token-healing (docs/engine.md)
     # This request's time budget in ms (api/editor.py); 0: none; None: --completion-deadline-ms.
     deadline_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None = None
+    debug: bool = Field(
+        False,
+        description="Add `debug` to the response (the last chunk when streaming): the prompt as the "
+        "model saw it (token ids and their text, FIM template, truncation, token healing), TTFT, "
+        "tokens/s, prefix-cache reuse. For the playground.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -263,3 +284,5 @@ class CompletionResponse(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
+    # --- codecomplete extra: only with `"debug": true` in the request ------------------------------
+    debug: CompletionDebug | None = None

@@ -20,6 +20,12 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from codecomplete.api.completions.debug import (
+    CompletionDebug,
+    PromptDecoder,
+    cache_counters,
+    prompt_debug,
+)
 from codecomplete.api.completions.protocol import (
     CompletionChoice,
     CompletionLogprobs,
@@ -192,6 +198,11 @@ class _RequestState:
     seen_first: set[int] = field(default_factory=set)
     first_text_seen: bool = False
     last_text_at: dict[int, float] = field(default_factory=dict)  # per prompt: inter-token latency
+    # With `debug`: the first output's prompt per prompt index, when the first text came, and the
+    # engine's prefix-cache counters before the request (debug.py).
+    first_text_at: float | None = None
+    prompt_seen: dict[int, tuple[str | None, list[int] | None]] = field(default_factory=dict)
+    cache_before: tuple[int, int] | None = None
 
     def choice(self, index: int) -> _ChoiceState:
         return self.choices.setdefault(index, _ChoiceState())
@@ -199,6 +210,26 @@ class _RequestState:
     def usage(self) -> Usage:
         p, c = sum(self.prompt_tokens.values()), sum(self.completion_tokens.values())
         return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
+
+    def debug(self, engine: EngineClient, decoder: PromptDecoder | None) -> CompletionDebug:
+        req, now = self.request, time.perf_counter()
+        fim_template = engine.model_info.fim_template
+        prompts = [
+            prompt_debug(p, self.prompts[p], req.suffix, fim_template, text, ids, decoder)
+            for p, (text, ids) in sorted(self.prompt_seen.items())
+        ]
+        completion = sum(self.completion_tokens.values())
+        out = CompletionDebug(prompts=prompts, duration_s=now - self.started, completion_tokens=completion)
+        if self.first_text_at is not None:
+            out.ttft_s = self.first_text_at - self.started
+            decoding = now - self.first_text_at
+            if completion > 1 and decoding > 0:
+                out.tokens_per_s = (completion - 1) / decoding
+        after = cache_counters(engine.metrics() or {})
+        if self.cache_before is not None and after is not None:
+            out.prefix_cache_hits = after[0] - self.cache_before[0]
+            out.prefix_cache_tokens_reused = after[1] - self.cache_before[1]
+        return out
 
 
 class CompletionServing:
@@ -208,11 +239,13 @@ class CompletionServing:
         settings: ServerSettings,
         metrics: ServerMetrics,
         supersede: SupersedeRegistry | None = None,
+        decoder: PromptDecoder | None = None,
     ):
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
         self.supersede = supersede if supersede is not None else SupersedeRegistry(engine, enabled=False)
+        self.decoder = decoder  # token ids -> text for `debug` (None: ids only)
 
     # --- request -> engine -----------------------------------------------------------------------
 
@@ -280,6 +313,8 @@ class CompletionServing:
             req, request_id, model, speculative=key.speculative, session_id=key.session_id
         )
         state = _RequestState(request=req, n=req.n, prompts=prompts, started=started)
+        if req.debug:
+            state.cache_before = cache_counters(self.engine.metrics() or {})
         stream = OutputStream(self.engine, gen_requests)
         # Before the engine sees this request: what it supersedes is aborted first.
         ticket = await self.supersede.begin(
@@ -298,11 +333,13 @@ class CompletionServing:
                 return SSEResponse(events, headers=headers)
             body = await until_disconnect(raw, self._collect(stream, state, request_id, created, model))
             self.metrics.completions.labels(outcome="ok").inc()
-            return JSONResponse(body.model_dump(mode="json"), headers=headers)
+            content = body.model_dump(mode="json")
+            if body.debug is None:
+                del content["debug"]  # the field exists only for clients that ask for it
+            return JSONResponse(content, headers=headers)
         except ClientGone:
             await stream.close()
             self.metrics.cancelled.inc()
-            self.metrics.completions.labels(outcome="cancelled").inc()
             return Response(status_code=CLIENT_CLOSED)
         except BaseException as exc:
             await stream.close()
@@ -350,7 +387,12 @@ class CompletionServing:
                 )
             )
         return CompletionResponse(
-            id=request_id, created=created, model=model, choices=choices, usage=state.usage()
+            id=request_id,
+            created=created,
+            model=model,
+            choices=choices,
+            usage=state.usage(),
+            debug=state.debug(self.engine, self.decoder) if state.request.debug else None,
         )
 
     def _apply(self, state: _RequestState, p: int, out: RequestOutput) -> list[CompletionChoice]:
@@ -360,6 +402,8 @@ class CompletionServing:
         new: list[CompletionChoice] = []
         if p not in state.seen_first:
             state.seen_first.add(p)
+            if req.debug:
+                state.prompt_seen[p] = (out.prompt_text, out.prompt_token_ids)
             if req.echo:
                 prompt = state.prompts[p]
                 text = (
@@ -406,6 +450,7 @@ class CompletionServing:
             now = time.perf_counter()
             if not state.first_text_seen:
                 state.first_text_seen = True
+                state.first_text_at = now
                 self.metrics.ttft.observe(now - state.started)
             elif p in state.last_text_at:
                 self.metrics.itl.observe(now - state.last_text_at[p])
@@ -461,9 +506,12 @@ class CompletionServing:
                 yield DONE
                 completed = True
                 return
-            if include_usage:
+            if include_usage or state.request.debug:
                 final = chunk([])
-                final["usage"] = state.usage().model_dump()
+                if include_usage:
+                    final["usage"] = state.usage().model_dump()
+                if state.request.debug:
+                    final["debug"] = state.debug(self.engine, self.decoder).model_dump(mode="json")
                 yield encode_event(final)
             yield DONE
             completed = True
@@ -472,7 +520,6 @@ class CompletionServing:
             if not completed:
                 # The client went away mid-stream (or the server is stopping): abort generation.
                 self.metrics.cancelled.inc()
-                self.metrics.completions.labels(outcome="cancelled").inc()
             if ticket is not None:
                 ticket.close()
             await stream.close()

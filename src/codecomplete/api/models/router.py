@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from codecomplete.api.deps import get_engine, require_api_key
+from codecomplete.api.errors import error_responses
 from codecomplete.api.models import serving
 from codecomplete.api.models.protocol import EngineCard, EngineList, ModelCard, ModelList
 from codecomplete.engine.client import EngineClient
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[Depends(require_api_key)], responses=error_responses(401, 404))
 
 Engine = Annotated[EngineClient, Depends(get_engine)]
 
