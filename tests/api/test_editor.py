@@ -11,10 +11,11 @@ import pytest
 
 from codecomplete.api import build_app
 from codecomplete.api.editor import EditorKey, deadline_s, is_single_line, priority
+from codecomplete.engine.types import ChoiceDelta, RequestOutput
 
 from .conftest import ServerThread, free_port_number, make_client, settings
 from .fake_engine import FakeEngine
-from .sse_util import assert_openai_error
+from .sse_util import assert_openai_error, parse_sse
 
 SESSION = {"VScode-SessionId": "session-1", "OpenAI-Intent": "copilot-ghost"}
 FILE = "# Path: app.py\ndef main():\n    total = 0\n    for item in items:\n        total += item"
@@ -231,3 +232,57 @@ def test_rules():
     assert not EditorKey("c", session_id="t").supersedes(s)
     assert not EditorKey("c", session_id="s", speculative=True).supersedes(s)
     assert EditorKey("c", session_id="s").supersedes(EditorKey("c", session_id="s", speculative=True))
+
+
+# --- whole lines under a budget -------------------------------------------------------------------
+
+
+def scripted_lines(pieces: list[str], delay: float):
+    """A script that streams `pieces` one per step, then ends with finish_reason "length"."""
+
+    async def script(request):
+        for k, piece in enumerate(pieces):
+            await asyncio.sleep(delay)
+            last = k == len(pieces) - 1
+            yield RequestOutput(
+                request.request_id,
+                choices=[ChoiceDelta(0, text=piece, token_ids=[k], finish_reason="length" if last else None)],
+                finished=last,
+                num_prompt_tokens=3,
+                num_generated_tokens=k + 1,
+            )
+
+    return script
+
+
+PIECES = ["    total", " = 0\n", "    for x", " in xs:\n", "        total +", "= x\n", "        pri"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_choice_the_budget_ends_stops_at_a_line_boundary(stream):
+    # The engine ran out of time mid-line, after that line had been produced: the client never
+    # sees the unfinished line, streamed or not.
+    engine = FakeEngine(scripted_lines(PIECES, 0.05))
+    with make_client(engine, completion_deadline_ms=200) as c:
+        r = c.post("/v1/completions", json={"prompt": "def f(xs):\n", "max_tokens": 100, "stream": stream})
+    text = (
+        "".join(ch["text"] for e in parse_sse(r.content) for ch in e["choices"])
+        if stream
+        else r.json()["choices"][0]["text"]
+    )
+    assert text == "    total = 0\n    for x in xs:\n        total += x"
+
+
+def test_within_the_budget_the_last_line_is_kept():
+    engine = FakeEngine(scripted_lines(PIECES, 0.0))  # max_tokens reached long before the budget
+    with make_client(engine, completion_deadline_ms=60_000) as c:
+        r = c.post("/v1/completions", json={"prompt": "def f(xs):\n", "max_tokens": 7, "stream": True})
+    assert "".join(ch["text"] for e in parse_sse(r.content) for ch in e["choices"]) == "".join(PIECES)
+
+
+def test_the_first_line_streams_as_it_comes():
+    engine = FakeEngine(scripted_lines(["x = ", "compute(", "1)\n", "y"], 0.0))
+    with make_client(engine, completion_deadline_ms=60_000) as c:
+        r = c.post("/v1/completions", json={"prompt": "p", "max_tokens": 9, "stream": True})
+    pieces = [ch["text"] for e in parse_sse(r.content) for ch in e["choices"] if ch["text"]]
+    assert pieces[:2] == ["x = ", "compute("] and "".join(pieces) == "x = compute(1)\ny"

@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -48,7 +48,7 @@ from codecomplete.api.sse import DONE, SSEResponse, encode_event
 from codecomplete.api.streams import Event, OutputStream
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.indent import block_indent
-from codecomplete.engine.types import GenerationRequest, RequestOutput, TokenLogprob
+from codecomplete.engine.types import ChoiceDelta, GenerationRequest, RequestOutput, TokenLogprob
 from codecomplete.settings import ServerSettings
 
 log = logging.getLogger("codecomplete.api")
@@ -182,6 +182,7 @@ class _ChoiceState:
     logprobs: CompletionLogprobs | None = None
     finish_reason: str | None = None
     echo_len: int = 0  # characters of echoed prompt in front of the text
+    held: str = ""  # with a deadline: the unfinished line after the first one, not sent yet
 
 
 @dataclass
@@ -203,6 +204,18 @@ class _RequestState:
     first_text_at: float | None = None
     prompt_seen: dict[int, tuple[str | None, list[int] | None]] = field(default_factory=dict)
     cache_before: tuple[int, int] | None = None
+    # The budget given to the engine; with one, lines after the first are sent only when whole, so
+    # a choice the budget cuts ends at a line boundary even though its text streamed (the engine
+    # cuts at the last line boundary of what it has not sent yet; what was sent stays sent).
+    deadline_s: float | None = None
+
+    def whole_lines(self) -> bool:
+        return self.deadline_s is not None and self.request.logprobs is None
+
+    def out_of_time(self) -> bool:
+        # The API received the request before the engine did: past the budget here when the engine
+        # stopped for it (a max_tokens end in the same instant loses its unfinished line too).
+        return self.deadline_s is not None and time.perf_counter() - self.started >= self.deadline_s
 
     def choice(self, index: int) -> _ChoiceState:
         return self.choices.setdefault(index, _ChoiceState())
@@ -312,7 +325,13 @@ class CompletionServing:
         gen_requests = self.build_requests(
             req, request_id, model, speculative=key.speculative, session_id=key.session_id
         )
-        state = _RequestState(request=req, n=req.n, prompts=prompts, started=started)
+        state = _RequestState(
+            request=req,
+            n=req.n,
+            prompts=prompts,
+            started=started,
+            deadline_s=gen_requests[0].params.deadline_s,
+        )
         if req.debug:
             state.cache_before = cache_counters(self.engine.metrics() or {})
         stream = OutputStream(self.engine, gen_requests)
@@ -429,6 +448,8 @@ class CompletionServing:
             c = state.choice(index)
             if c.finish_reason is not None:
                 continue  # a choice ends once (Copilot ignores everything after its finish_reason)
+            if state.whole_lines():
+                d = _whole_lines(c, d, cut=d.finish_reason == "length" and state.out_of_time())
             lp = format_logprobs(d.logprobs, c.echo_len) if want_lp and d.logprobs else None
             if want_lp:
                 if c.logprobs is None:
@@ -523,6 +544,24 @@ class CompletionServing:
             if ticket is not None:
                 ticket.close()
             await stream.close()
+
+
+def _whole_lines(c: _ChoiceState, d: ChoiceDelta, cut: bool) -> ChoiceDelta:
+    """The part of `d` to send when lines after the first go out whole: the first line streams as
+    it comes; after a line break, text is held from the last break until the next one (or the
+    choice's end). `cut`: the budget ended the choice, so the held unfinished line is dropped and
+    the text ends at its last line boundary."""
+    text = c.held + d.text
+    if d.finish_reason is not None:
+        c.held = ""
+        if cut and "\n" in text:  # (one unfinished line is kept whole, as the engine does)
+            text = text[: text.rfind("\n")]
+        return replace(d, text=text)
+    if not c.held and "\n" not in d.text:
+        return d  # still the first line
+    k = text.rfind("\n")
+    c.held = text[k:]
+    return replace(d, text=text[:k])
 
 
 def _outcome(exc: BaseException) -> str:
