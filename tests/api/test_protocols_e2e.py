@@ -192,8 +192,8 @@ def _vim_request(prefix: str, middle: str, suffix: str, indent: int) -> dict:
 
 
 def test_llama_vim_sequence_hits_the_prefix_cache(server):
-    hits = "codecomplete_engine_prefix_cache_hits_total"
-    reused = "codecomplete_engine_prefix_cache_tokens_reused_total"
+    hits = "codecomplete_prefix_cache_hits_total"
+    reused = "codecomplete_prefix_cache_reused_tokens_total"
     assert httpx.get(server + "/health").json()["status"] == "ok"  # what llama.cpp clients read
     # The ring-buffer warm-up: only the extra context, nothing generated.
     warmup = {"id_slot": 0, "input_prefix": "", "input_suffix": "", "input_extra": EXTRA, "prompt": ""}

@@ -70,7 +70,8 @@ def prepare_prompt(
     # A suffix of only whitespace is no middle to fill: Copilot always sends `suffix`, "" (or a
     # lone newline) when nothing follows the cursor, and FIM on it made the bundled model end at
     # once (every choice '') where left-to-right completion writes the code (issue 13).
-    use_fim = request.suffix is not None and request.suffix.strip() != "" and spec.fim is not None
+    wants_fim = request.fim if request.fim is not None else (request.suffix or "").strip() != ""
+    use_fim = request.suffix is not None and wants_fim and spec.fim is not None
     reserve = generation_reserve(params.max_tokens, ctx)
     budget = max(1, ctx - reserve)
     truncated = False

@@ -70,6 +70,10 @@ class GenerationRequest:
     # The editor session this request comes from (Copilot's VScode-SessionId, ...): a newer request
     # of the same session supersedes this one (the API cancels it). Informational for engines.
     session_id: str | None = None
+    # Fill-in-the-middle: None decides by `suffix` (FIM when it holds more than whitespace: an empty
+    # suffix means the cursor is at the end, left-to-right); True forces the FIM template even for an
+    # empty suffix (llama.cpp's /infill is always FIM, and its cache warm-up relies on that).
+    fim: bool | None = None
 
 
 @dataclass

@@ -68,6 +68,7 @@ class InfillServing:
             params=req.to_sampling_params(info.context_length),
             prompt=prompt,
             suffix=suffix,
+            fim=True if fim else None,  # /infill is FIM even at the end of a file, as in llama.cpp
             model=resolve_model(self.engine, req.model),
         )
 
