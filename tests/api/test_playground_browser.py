@@ -163,8 +163,8 @@ def test_server_tab_shows_live_metrics_and_acceptance(page, server):
     assert page.inner_text("#m-up") == "up"
     assert page.inner_text("#m-queue") == "0"
     accept = page.inner_text("#m-accept-detail")
-    shown = metric(server, 'codecomplete_suggestions_total{client="playground",event="shown"}')
-    accepted = metric(server, 'codecomplete_suggestions_total{client="playground",event="accepted"}')
+    shown = metric(server, 'codecomplete_client_events_total{client="playground",event="view"}')
+    accepted = metric(server, 'codecomplete_client_events_total{client="playground",event="select"}')
     assert accepted >= 1 and shown >= accepted
     assert re.match(r"\d+ accepted / \d+ shown", accept)
     shot(page, "server-tab")
