@@ -32,7 +32,7 @@ def scrape(tiny_model_dir) -> str:
     engine = build_engine(EngineConfig(model=str(tiny_model_dir), device="cpu", num_threads=1))
     with TestClient(build_app(settings(), engine), raise_server_exceptions=False) as c:
         assert c.post("/v1/completions", json={"prompt": "def f(", "max_tokens": 2}).status_code == 200
-        assert c.post("/playground/events", json={"event": "shown"}).status_code == 204
+        assert c.post("/playground/events", json={"event": "view"}).status_code == 204
         text = c.get("/metrics").text
     return text
 
@@ -93,7 +93,7 @@ def test_each_quantity_has_one_name(scrape):
         assert old not in names, old
     assert re.search(r'^codecomplete_completions_total\{outcome="ok"\} 1\.0$', scrape, re.M)
     assert re.search(
-        r'^codecomplete_suggestions_total\{client="playground",event="shown"\} 1\.0$', scrape, re.M
+        r'^codecomplete_client_events_total\{client="playground",event="view"\} 1\.0$', scrape, re.M
     )
 
 
@@ -132,7 +132,7 @@ def test_dashboard_queries_use_existing_names(scrape):
         "codecomplete_requests_waiting",
         "codecomplete_batch_sequences",
         "codecomplete_generated_tokens_total",
-        "codecomplete_suggestions_total",
+        "codecomplete_client_events_total",
     ):
         assert needed in used, needed
 

@@ -34,11 +34,11 @@ def test_the_page_loads_nothing_from_elsewhere(client):
 
 
 def test_suggestion_events_are_counted(client):
-    for event in ("shown", "shown", "accepted"):
+    for event in ("view", "view", "select"):
         assert client.post("/playground/events", json={"event": event}).status_code == 204
     text = client.get("/metrics").text
-    assert 'codecomplete_suggestions_total{client="playground",event="shown"} 2.0' in text
-    assert 'codecomplete_suggestions_total{client="playground",event="accepted"} 1.0' in text
+    assert 'codecomplete_client_events_total{client="playground",event="view"} 2.0' in text
+    assert 'codecomplete_client_events_total{client="playground",event="select"} 1.0' in text
     assert_openai_error(client.post("/playground/events", json={"event": "liked"}), 400, param="event")
     assert_openai_error(client.post("/playground/events", content=b"shown"), 400)
 
@@ -46,8 +46,8 @@ def test_suggestion_events_are_counted(client):
 def test_events_need_the_api_key_when_one_is_set():
     with make_client(api_key="k") as c:
         assert c.get("/").status_code == 200  # the page itself is public, like /docs
-        assert_openai_error(c.post("/playground/events", json={"event": "shown"}), 401)
-        r = c.post("/playground/events", json={"event": "shown"}, headers={"Authorization": "Bearer k"})
+        assert_openai_error(c.post("/playground/events", json={"event": "view"}), 401)
+        r = c.post("/playground/events", json={"event": "view"}, headers={"Authorization": "Bearer k"})
         assert r.status_code == 204
 
 

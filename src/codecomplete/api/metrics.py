@@ -187,12 +187,6 @@ class ServerMetrics:
             ["outcome"],
             registry=r,
         )
-        self.client_events = Counter(
-            "codecomplete_client_events",
-            "Telemetry events editors report about completions (Tabby: view, select, select_line, dismiss).",
-            ["client", "event"],
-            registry=r,
-        )
         self.superseded = Counter(
             "codecomplete_requests_superseded",
             "Requests cancelled because a newer one from the same editor session arrived.",
@@ -201,10 +195,12 @@ class ServerMetrics:
         )
         self.copilot = CopilotEvents()
         r.register(self.copilot)
-        self.suggestions = Counter(
-            "codecomplete_suggestions",
-            "Completions shown to a user and accepted by them, as clients report them "
-            "(acceptance rate = accepted / shown).",
+        # One counter for what editors report about the completions they got (the same name and
+        # vocabulary as Tabby's /v1/events): `view` shown, `select` accepted, `select_line` a line
+        # of it accepted, `dismiss`. Acceptance rate = select / view.
+        self.client_events = Counter(
+            "codecomplete_client_events",
+            "Telemetry events editors report about completions: view, select, select_line, dismiss.",
             ["client", "event"],
             registry=r,
         )
@@ -212,8 +208,8 @@ class ServerMetrics:
         # first increment misses that increment.
         for outcome in ("ok", "error", "cancelled"):
             self.completions.labels(outcome=outcome)
-        for event in ("shown", "accepted"):
-            self.suggestions.labels(client="playground", event=event)
+        for event in ("view", "select"):
+            self.client_events.labels(client="playground", event=event)
         r.register(_EngineCollector(engine))
 
     @property

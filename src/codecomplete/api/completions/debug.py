@@ -126,7 +126,8 @@ def prompt_debug(
     decoder: PromptDecoder | None,
 ) -> PromptDebug:
     ids = list(prompt_token_ids or [])
-    fim = suffix is not None and fim_template is not None
+    # The engine's rule (engine/inputs.py): an empty or whitespace-only suffix is left-to-right.
+    fim = suffix is not None and suffix.strip() != "" and fim_template is not None
     out = PromptDebug(
         index=index,
         prompt_text=prompt_text,

@@ -38,15 +38,16 @@ async def static_file(name: str) -> Response:
 
 
 class SuggestionEvent(BaseModel):
-    """A completion the playground showed as ghost text, or one the user accepted with Tab."""
+    """A completion the playground showed as ghost text (`view`), or one the user accepted with
+    Tab (`select`): Tabby's event names, so one metric holds every editor's acceptance."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"event": "accepted"}]})
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"event": "select"}]})
 
-    event: Literal["shown", "accepted"]
+    event: Literal["view", "select"]
 
 
 @events.post("/playground/events", status_code=204, responses=error_responses(400, 401, 413, 415))
 async def suggestion_event(event: SuggestionEvent, raw: Request) -> Response:
-    """Counted in `codecomplete_suggestions_total{client="playground",event}`."""
-    raw.app.state.metrics.suggestions.labels(client="playground", event=event.event).inc()
+    """Counted in `codecomplete_client_events_total{client="playground",event}`."""
+    raw.app.state.metrics.client_events.labels(client="playground", event=event.event).inc()
     return Response(status_code=204)

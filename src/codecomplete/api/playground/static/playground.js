@@ -179,7 +179,7 @@ async function requestCompletion() {
   }
   state.ghost = { choices, index: 0, at, finish };
   state.shown += 1;
-  reportEvent("shown");
+  reportEvent("view");
   updateAcceptStats();
   setStatus(`suggestion in ${Math.round(rtt)} ms`);
   render();
@@ -193,7 +193,7 @@ function accept() {
   state.ghost = null;
   code.setRangeText(insert, g.at, g.at, "end");
   state.accepted += 1;
-  reportEvent("accepted");
+  reportEvent("select");
   updateAcceptStats();
   setStatus("accepted");
   render();
@@ -380,8 +380,8 @@ async function pollMetrics() {
   const hits = total(m, "codecomplete_prefix_cache_hits_total");
   const lookups = total(m, "codecomplete_prefix_cache_lookups_total");
   $("m-cache").textContent = lookups ? `${Math.round((100 * hits) / lookups)}%` : "\u2013";
-  const shown = total(m, "codecomplete_suggestions_total", { event: "shown" });
-  const accepted = total(m, "codecomplete_suggestions_total", { event: "accepted" });
+  const shown = total(m, "codecomplete_client_events_total", { event: "view" });
+  const accepted = total(m, "codecomplete_client_events_total", { event: "select" });
   $("m-accept").textContent = shown ? `${Math.round((100 * accepted) / shown)}%` : "\u2013";
   $("m-accept-detail").textContent = `${accepted} accepted / ${shown} shown, where clients report it`;
   $("m-cancel").textContent = total(m, "codecomplete_completions_total", { outcome: "cancelled" });
