@@ -63,6 +63,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-stop", type=int, help="most stop strings per request (default 16)")
     p.add_argument("--max-tokens-limit", type=int, help="largest max_tokens accepted (default 65536)")
     p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        help="seconds running requests may take to finish after SIGTERM; then they end with an error "
+        "(default 30)",
+    )
+    p.add_argument(
         "--cache-dir", help="where the fallback tiny model is built (default ~/.cache/codecomplete)"
     )
     p.add_argument(
@@ -93,6 +99,7 @@ _SERVE_FLAGS = (
     "max_tokens_limit",
     "max_choices",
     "max_stop",
+    "shutdown_timeout",
     "cache_dir",
     "log_level",
 )
@@ -142,6 +149,7 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
     import uvicorn
 
     from codecomplete.api import build_app
+    from codecomplete.api.shutdown import graceful_server
     from codecomplete.engine import EngineConfig, build_engine
 
     settings = serve_settings(args)
@@ -177,15 +185,15 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
     app = build_app(
         settings, build_engine(config), start_in_background=True, on_start_failure=on_start_failure
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=settings.log_level in ("debug", "trace"),
-        )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("debug", "trace"),
     )
+    # SIGTERM: stop admitting, let streams finish up to --shutdown-timeout, then exit (api/shutdown.py).
+    server = graceful_server(config, app.state.drain)
     logging.getLogger("codecomplete").info(
         "listening on http://%s:%d (loading %s)", settings.host, settings.port, model
     )

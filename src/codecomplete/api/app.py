@@ -20,6 +20,7 @@ from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.middleware import NormalizePathMiddleware, RequestMetricsMiddleware
 from codecomplete.api.models.router import router as models_router
 from codecomplete.api.ops import router as ops_router
+from codecomplete.api.shutdown import Drain, DrainingEngine
 from codecomplete.engine.client import EngineClient
 from codecomplete.settings import ServerSettings
 
@@ -87,7 +88,12 @@ def build_app(
         summary="Code completions for Copilot, the fauxpilot extension, openai clients and ivolution.",
         lifespan=lifespan,
     )
+    # Every route sees the engine through the drain: on SIGTERM (api/shutdown.py) new requests get
+    # 503 + Retry-After and streams still running at --shutdown-timeout end with an error event.
+    drain = Drain(settings.shutdown_timeout)
+    engine = DrainingEngine(engine, drain)
     metrics = ServerMetrics(engine)
+    app.state.drain = drain
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics

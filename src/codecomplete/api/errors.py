@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from codecomplete.api.shutdown import ShuttingDown
 from codecomplete.engine.client import QueueFullError
 from codecomplete.engine.types import EngineError
 
@@ -85,6 +86,14 @@ def to_api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, QueueFullError):
         return APIError.queue_full(exc)
+    if isinstance(exc, ShuttingDown):
+        return APIError(
+            503,
+            str(exc),
+            type="server_error",
+            code="shutting_down",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, RequestValidationError):
         # Request bodies are validated in body.py; a pydantic ValidationError that gets here comes
         # from building a response, i.e. a bug: it stays a 500.
@@ -145,5 +154,12 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("%s %s -> %d %s", request.method, request.url.path, err.status, err.message)
         return error_response(err)
 
-    for kind in (APIError, QueueFullError, RequestValidationError, StarletteHTTPException, Exception):
+    for kind in (
+        APIError,
+        QueueFullError,
+        ShuttingDown,
+        RequestValidationError,
+        StarletteHTTPException,
+        Exception,
+    ):
         app.add_exception_handler(kind, handle)
