@@ -358,9 +358,11 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> int:
     import shlex
 
     from codecomplete.training.config import ConfigError, TrainConfig
+    from codecomplete.training.preflight import preflight, preflight_launch
 
-    try:  # fail here, not in N ranks
+    try:  # fail here, once, in seconds, not in N ranks after half a minute (training/preflight.py)
         cfg = TrainConfig.from_yaml(args.config, args.overrides)
+        preflight(cfg)
     except (ConfigError, OSError) as e:
         raise SystemExit(f"codecomplete train: {e}") from None
     worker = ["--config", args.config] + [f"--set={o}" for o in args.overrides]
@@ -380,6 +382,11 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> int:
     env = dict(os.environ)
     if "DS_ACCELERATOR" not in env and not _has_cuda():
         env["DS_ACCELERATOR"] = "cpu"
+    world = None if args.hostfile else (args.num_gpus or 1) * (args.num_nodes or 1)
+    try:
+        preflight_launch(cfg, env.get("DS_ACCELERATOR", "cuda"), world if args.num_gpus else None)
+    except ConfigError as e:
+        raise SystemExit(f"codecomplete train: {e}") from None
     if env.get("LOCAL_RANK") is not None and env.get("WORLD_SIZE") is not None:
         # Already one rank of a launched job (srun, torchrun, mpirun): train in this process.
         os.environ.update(env)
