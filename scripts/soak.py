@@ -344,7 +344,6 @@ def _soak_in_process(args: argparse.Namespace) -> dict:
     from codecomplete.engine import EngineConfig, build_engine
     from codecomplete.settings import ServerSettings
 
-    tracemalloc.start(12)
     settings = ServerSettings(model=args.model, api_key=None, log_level="warning")
     engine = build_engine(EngineConfig(model=args.model, device="cpu", num_threads=2))
     app = build_app(settings, engine)
@@ -354,6 +353,9 @@ def _soak_in_process(args: argparse.Namespace) -> dict:
     thread.start()
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base)
+    # Started once the model is loaded: only what serving allocates is traced (and loading is not
+    # slowed down by the tracing).
+    tracemalloc.start(12)
     snapshots = []
     args.clients_in_child = True
     try:
