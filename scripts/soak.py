@@ -84,10 +84,12 @@ class Tally:
             self.errors.append("...")
 
 
-async def one_client(base: str, seed: int, stop_at: float, disconnect: float, tally: Tally) -> None:
+async def one_client(
+    base: str, seed: int, stop_at: float, disconnect: float, tally: Tally, timeout: float = 600
+) -> None:
     rng = random.Random(seed)
     texts = source_texts()
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=timeout) as client:
         while time.monotonic() < stop_at:
             body = make_body(rng, texts)
             drop_after = rng.randrange(1, 4) if rng.random() < disconnect else None
@@ -120,13 +122,27 @@ async def one_client(base: str, seed: int, stop_at: float, disconnect: float, ta
                 tally.error(f"{type(exc).__name__}: {exc}")
 
 
-async def run_clients(base: str, clients: int, seconds: float, disconnect: float, seed: int = 0) -> Tally:
+async def run_clients(
+    base: str, clients: int, seconds: float, disconnect: float, seed: int = 0, timeout: float = 600
+) -> Tally:
     tally = Tally()
     stop_at = time.monotonic() + seconds
     await asyncio.gather(
-        *(one_client(base, seed * 1000 + i, stop_at, disconnect, tally) for i in range(clients))
+        *(one_client(base, seed * 1000 + i, stop_at, disconnect, tally, timeout) for i in range(clients))
     )
     return tally
+
+
+def prefix_cache_mib(base: str) -> float | None:
+    """The engine's prefix cache size (bounded by --prefix-cache-mb), from /metrics."""
+    try:
+        text = httpx.get(base + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("codecomplete_engine_prefix_cache_bytes "):
+            return float(line.split()[1]) / 2**20
+    return None
 
 
 def leaked_slots(base: str, wait_s: float = 15.0) -> tuple[int, int]:
@@ -199,7 +215,7 @@ async def soak(base: str, pid: int | None, args: argparse.Namespace, sample=None
     rows = []
     started = time.monotonic()
     clients = asyncio.ensure_future(
-        run_clients(base, args.clients, seconds, args.disconnect, args.seed)
+        run_clients(base, args.clients, seconds, args.disconnect, args.seed, args.timeout)
         if not args.clients_in_child
         else _clients_in_child(base, args)
     )
@@ -211,6 +227,10 @@ async def soak(base: str, pid: int | None, args: argparse.Namespace, sample=None
         row = {"t_s": round(elapsed), "load1": round(os.getloadavg()[0], 1)}
         if pid is not None:
             row["rss_mib"] = round(rss_mib(pid), 1)
+            cache = prefix_cache_mib(base)
+            if cache is not None:
+                row["prefix_cache_mib"] = round(cache, 1)
+                row["rss_beyond_cache_mib"] = round(row["rss_mib"] - cache, 1)
         if sample is not None:
             sample()
         rows.append(row)
@@ -218,9 +238,15 @@ async def soak(base: str, pid: int | None, args: argparse.Namespace, sample=None
     tally = clients.result()
     running, queued = leaked_slots(base)
     if pid is not None:
-        rows.append({"t_s": round(time.monotonic() - started), "rss_mib": round(rss_mib(pid), 1),
-                     "load1": round(os.getloadavg()[0], 1), "after": "clients stopped"})  # fmt: skip
+        row = {"t_s": round(time.monotonic() - started), "rss_mib": round(rss_mib(pid), 1),
+               "load1": round(os.getloadavg()[0], 1), "after": "clients stopped"}  # fmt: skip
+        cache = prefix_cache_mib(base)
+        if cache is not None:
+            row["prefix_cache_mib"] = round(cache, 1)
+            row["rss_beyond_cache_mib"] = round(row["rss_mib"] - cache, 1)
+        rows.append(row)
     rss = [r["rss_mib"] for r in rows if "rss_mib" in r]
+    beyond = [r["rss_beyond_cache_mib"] for r in rows if "rss_beyond_cache_mib" in r]
     return {
         "clients": args.clients,
         "minutes": args.minutes,
@@ -237,13 +263,20 @@ async def soak(base: str, pid: int | None, args: argparse.Namespace, sample=None
         "rss_first_mib": rss[0] if rss else None,
         "rss_last_mib": rss[-1] if rss else None,
         "rss_growth_pct": round(100 * (rss[-1] - rss[0]) / rss[0], 1) if len(rss) > 1 else None,
+        # What the issue bounds: growth beyond the prefix cache (itself bounded by --prefix-cache-mb).
+        "rss_beyond_cache_first_mib": beyond[0] if beyond else None,
+        "rss_beyond_cache_last_mib": beyond[-1] if beyond else None,
+        "rss_beyond_cache_growth_pct": round(100 * (beyond[-1] - beyond[0]) / beyond[0], 1)
+        if len(beyond) > 1
+        else None,
         "samples": rows,
     }
 
 
 async def _clients_in_child(base: str, args: argparse.Namespace) -> Tally:
     cmd = [sys.executable, __file__, "--base-url", base, "--clients-only", "--minutes", str(args.minutes),
-           "--clients", str(args.clients), "--disconnect", str(args.disconnect), "--seed", str(args.seed)]  # fmt: skip
+           "--clients", str(args.clients), "--disconnect", str(args.disconnect), "--seed", str(args.seed),
+           "--timeout", str(args.timeout)]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     d = json.loads(out.decode().strip().splitlines()[-1])
@@ -259,14 +292,19 @@ def markdown(r: dict, model: str, machine: str) -> str:
         "events. `python scripts/soak.py --minutes M --clients C --disconnect D`.",
         "",
         "| completed | dropped | errors | leaked slots (running/queued) | latency p50 / p90 / p99 | "
-        "RSS first sample -> end | growth |",
+        "RSS first sample -> end | RSS beyond the prefix cache |",
         "|---|---|---|---|---|---|---|",
         f"| {r['completed']} | {r['dropped']} | {r['errors']} | {r['leaked_running']}/{r['leaked_queued']} | "
         f"{r['latency_p50_s']} / {r['latency_p90_s']} / {r['latency_p99_s']} s | "
-        f"{r['rss_first_mib']} -> {r['rss_last_mib']} MiB | {r['rss_growth_pct']}% |",
+        f"{r['rss_first_mib']} -> {r['rss_last_mib']} MiB ({r['rss_growth_pct']:+}%) | "
+        f"{r['rss_beyond_cache_first_mib']} -> {r['rss_beyond_cache_last_mib']} MiB "
+        f"({r['rss_beyond_cache_growth_pct']:+}%) |",
         "",
-        "RSS (MiB) and 1-minute load average per sample: "
-        + ", ".join(f"{s['t_s']}s: {s.get('rss_mib')} (load {s['load1']})" for s in r["samples"]),
+        "Per sample: RSS / prefix cache (MiB), 1-minute load average: "
+        + ", ".join(
+            f"{s['t_s']}s: {s.get('rss_mib')} / {s.get('prefix_cache_mib')} (load {s['load1']})"
+            for s in r["samples"]
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -289,6 +327,7 @@ def main() -> int:
     p.add_argument("--base-url", default=None, help="soak a server already running")
     p.add_argument("--pid", type=int, default=None, help="its process id (for RSS)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=600.0, help="client timeout per request (s)")
     p.add_argument("--append", default=None, help="append the results as a section to this file")
     p.add_argument("--json", default=None, help="write the results as JSON here")
     p.add_argument("--tracemalloc", action="store_true", help="server in-process; print allocation growth")
