@@ -391,7 +391,11 @@ def _soak_in_process(args: argparse.Namespace) -> dict:
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    wait_healthy(base)
+    try:
+        wait_healthy(base)
+    except SystemExit:
+        sys.stdout.flush()
+        os._exit(1)  # the model is still loading in a worker thread: do not wait for it
     # Started once the model is loaded: only what serving allocates is traced (and loading is not
     # slowed down by the tracing).
     tracemalloc.start(12)
@@ -411,4 +415,7 @@ def _soak_in_process(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stdout.flush()
+    # With --tracemalloc the server ran in this process: leave without waiting for its threads.
+    os._exit(code) if "--tracemalloc" in sys.argv else sys.exit(code)
