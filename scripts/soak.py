@@ -209,9 +209,22 @@ def rss_mib(pid: int) -> float:
 # --- the run -------------------------------------------------------------------------------------
 
 
+def measure(base: str, pid: int | None, t_s: float, **extra) -> dict:
+    row = {"t_s": round(t_s), "load1": round(os.getloadavg()[0], 1), **extra}
+    if pid is not None:
+        row["rss_mib"] = round(rss_mib(pid), 1)
+        cache = prefix_cache_mib(base)
+        if cache is not None:
+            row["prefix_cache_mib"] = round(cache, 1)
+            row["rss_beyond_cache_mib"] = round(row["rss_mib"] - cache, 1)
+    return row
+
+
 async def soak(base: str, pid: int | None, args: argparse.Namespace, sample=None) -> dict:
-    """Clients for --minutes; RSS (and `sample()`, e.g. a tracemalloc snapshot) every --sample-s."""
+    """Clients for --minutes; RSS (and `sample()`, e.g. a tracemalloc snapshot) every --sample-s,
+    plus the idle server before the clients start and 15 s after they stop."""
     seconds = args.minutes * 60
+    idle_before = measure(base, pid, 0, idle="before")
     rows = []
     started = time.monotonic()
     clients = asyncio.ensure_future(
@@ -224,27 +237,17 @@ async def soak(base: str, pid: int | None, args: argparse.Namespace, sample=None
         elapsed = time.monotonic() - started
         if clients.done() and elapsed < args.sample_s * (len(rows) + 0.5):
             break
-        row = {"t_s": round(elapsed), "load1": round(os.getloadavg()[0], 1)}
-        if pid is not None:
-            row["rss_mib"] = round(rss_mib(pid), 1)
-            cache = prefix_cache_mib(base)
-            if cache is not None:
-                row["prefix_cache_mib"] = round(cache, 1)
-                row["rss_beyond_cache_mib"] = round(row["rss_mib"] - cache, 1)
+        row = measure(base, pid, elapsed)
         if sample is not None:
             sample()
         rows.append(row)
         print(json.dumps(row), flush=True)
     tally = clients.result()
     running, queued = leaked_slots(base)
-    if pid is not None:
-        row = {"t_s": round(time.monotonic() - started), "rss_mib": round(rss_mib(pid), 1),
-               "load1": round(os.getloadavg()[0], 1), "after": "clients stopped"}  # fmt: skip
-        cache = prefix_cache_mib(base)
-        if cache is not None:
-            row["prefix_cache_mib"] = round(cache, 1)
-            row["rss_beyond_cache_mib"] = round(row["rss_mib"] - cache, 1)
-        rows.append(row)
+    rows.append(measure(base, pid, time.monotonic() - started, after="clients stopped"))
+    await asyncio.sleep(15)  # the allocator's housekeeping (engine/memory.py) runs every 10 s
+    idle_after = measure(base, pid, time.monotonic() - started, idle="after")
+    print(json.dumps(idle_before), json.dumps(idle_after), flush=True)
     rss = [r["rss_mib"] for r in rows if "rss_mib" in r]
     beyond = [r["rss_beyond_cache_mib"] for r in rows if "rss_beyond_cache_mib" in r]
     return {
@@ -269,6 +272,8 @@ async def soak(base: str, pid: int | None, args: argparse.Namespace, sample=None
         "rss_beyond_cache_growth_pct": round(100 * (beyond[-1] - beyond[0]) / beyond[0], 1)
         if len(beyond) > 1
         else None,
+        "idle_before": idle_before,
+        "idle_after": idle_after,
         "samples": rows,
     }
 
@@ -299,6 +304,9 @@ def markdown(r: dict, model: str, machine: str) -> str:
         f"{r['rss_first_mib']} -> {r['rss_last_mib']} MiB ({r['rss_growth_pct']:+}%) | "
         f"{r['rss_beyond_cache_first_mib']} -> {r['rss_beyond_cache_last_mib']} MiB "
         f"({r['rss_beyond_cache_growth_pct']:+}%) |",
+        "",
+        f"Idle server before the clients: {r['idle_before'].get('rss_mib')} MiB RSS; 15 s after they stopped: "
+        f"{r['idle_after'].get('rss_mib')} MiB, of which prefix cache {r['idle_after'].get('prefix_cache_mib')} MiB.",
         "",
         "Per sample: RSS / prefix cache (MiB), 1-minute load average: "
         + ", ".join(
