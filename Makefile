@@ -5,6 +5,7 @@
 #   make test                  # the whole test suite (CPU; GPU tests skip without CUDA; installs
 #                              # Debian's chromium for the playground's browser test when root)
 #   make lint | make bench | make tiny-model
+#   make soak                  # SOAK_MINUTES (10) of 16 streaming clients, 30% dropping: RSS, latency, leaks
 #
 # TORCH_SPEC picks torch: the CPU build by default. On a GPU machine bring your own torch
 # (install it into .venv first, or run `make TORCH_SPEC= serve`).
@@ -19,7 +20,10 @@ SERVE_ARGS ?=
 # The serving benchmark runs on the bundled model (512-token context: the keystroke replay fits in it).
 BENCH_ARGS ?= --model models/codecomplete-tiny-py --keystroke-tokens 400
 
-.PHONY: venv serve test lint format bench tiny-model clean browser
+SOAK_MINUTES ?= 10
+SOAK_ARGS ?= --clients 16 --disconnect 0.3
+
+.PHONY: venv serve test lint format bench soak tiny-model clean browser
 
 venv: $(STAMP)
 
@@ -64,6 +68,9 @@ bench: venv
 	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
 	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
 	$(BIN)/python scripts/bench_editor.py --append BENCHMARKS.md
+
+soak: venv
+	$(BIN)/python scripts/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

@@ -112,9 +112,7 @@ def keystrokes(base: str) -> dict:
 
     def poll() -> None:
         while not done.is_set():
-            m = re.search(
-                r"^codecomplete_engine_running_requests (\S+)$", httpx.get(base + "/metrics").text, re.M
-            )
+            m = re.search(r"^codecomplete_requests_running (\S+)$", httpx.get(base + "/metrics").text, re.M)
             samples.append(float(m.group(1)) if m else 0.0)
             time.sleep(0.01)
 

@@ -74,6 +74,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="cancel a running request when a newer one from the same editor session arrives (default on)",
     )
     p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        help="seconds running requests may take to finish after SIGTERM; then they end with an error "
+        "(default 30)",
+    )
+    p.add_argument(
         "--cache-dir", help="where the fallback tiny model is built (default ~/.cache/codecomplete)"
     )
     p.add_argument(
@@ -106,6 +112,7 @@ _SERVE_FLAGS = (
     "max_stop",
     "completion_deadline_ms",
     "supersede",
+    "shutdown_timeout",
     "cache_dir",
     "log_level",
 )
@@ -156,6 +163,7 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
 
     from codecomplete.api import build_app
     from codecomplete.api.completions.debug import PromptDecoder
+    from codecomplete.api.shutdown import graceful_server
     from codecomplete.engine import EngineConfig, build_engine
 
     settings = serve_settings(args)
@@ -195,15 +203,15 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
         on_start_failure=on_start_failure,
         prompt_decoder=PromptDecoder.from_model(model),  # the playground's prompt panel
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=settings.log_level in ("debug", "trace"),
-        )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("debug", "trace"),
     )
+    # SIGTERM: stop admitting, let streams finish up to --shutdown-timeout, then exit (api/shutdown.py).
+    server = graceful_server(config, app.state.drain)
     logging.getLogger("codecomplete").info(
         "listening on http://%s:%d (loading %s)", settings.host, settings.port, model
     )
@@ -368,9 +376,11 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> int:
     import shlex
 
     from codecomplete.training.config import ConfigError, TrainConfig
+    from codecomplete.training.preflight import preflight, preflight_launch
 
-    try:  # fail here, not in N ranks
+    try:  # fail here, once, in seconds, not in N ranks after half a minute (training/preflight.py)
         cfg = TrainConfig.from_yaml(args.config, args.overrides)
+        preflight(cfg)
     except (ConfigError, OSError) as e:
         raise SystemExit(f"codecomplete train: {e}") from None
     worker = ["--config", args.config] + [f"--set={o}" for o in args.overrides]
@@ -390,6 +400,11 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> int:
     env = dict(os.environ)
     if "DS_ACCELERATOR" not in env and not _has_cuda():
         env["DS_ACCELERATOR"] = "cpu"
+    world = None if args.hostfile else (args.num_gpus or 1) * (args.num_nodes or 1)
+    try:
+        preflight_launch(cfg, env.get("DS_ACCELERATOR", "cuda"), world if args.num_gpus else None)
+    except ConfigError as e:
+        raise SystemExit(f"codecomplete train: {e}") from None
     if env.get("LOCAL_RANK") is not None and env.get("WORLD_SIZE") is not None:
         # Already one rank of a launched job (srun, torchrun, mpirun): train in this process.
         os.environ.update(env)

@@ -78,6 +78,9 @@ class ServerSettings(BaseSettings):
     """CPU threads for torch (process-wide); None keeps torch's default."""
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     """Log level of codecomplete and uvicorn."""
+    shutdown_timeout: float = Field(30.0, ge=0, le=3600)
+    """Seconds running requests may take to finish after SIGTERM (new ones get 503); streams still
+    running then end with an error event, and the process exits."""
     cache_dir: Path = Path.home() / ".cache" / "codecomplete"
     """Where the fallback tiny model is built."""
 

@@ -88,9 +88,11 @@ def test_ten_keystrokes_one_apart_leave_at_most_one_running(server):
 
     def poll() -> None:
         while not stop.is_set():
-            samples.append(metric(server, "codecomplete_engine_running_requests"))
+            samples.append(metric(server, "codecomplete_requests_running"))
             time.sleep(0.01)
 
+    # The gauge exists (a renamed metric would read as 0 here and pass without testing anything).
+    assert re.search(r"^codecomplete_requests_running ", httpx.get(server + "/metrics").text, re.M)
     before = metric(server, SUPERSEDED)
     lines = COPILOT["prompt"] + "    "
     word = "result = 1"

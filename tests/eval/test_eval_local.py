@@ -51,9 +51,9 @@ def test_local_fim_prompt_is_the_servers_template_over_separately_tokenised_part
     tok = local_backend.tokenizer
     template = fim.from_name("codecomplete")
     assert local_backend.fim == template
-    ids = local_backend._prompt_ids(
-        CompletionRequest(prompt="def f(x):\n", suffix="    return y\n", max_tokens=8), 8
-    )
+    ids = local_backend.prepare(
+        CompletionRequest(prompt="def f(x):\n", suffix="    return y\n", max_tokens=8)
+    ).token_ids
     expected = template.encode(
         tok("def f(x):\n", add_special_tokens=False)["input_ids"],
         tok("    return y\n", add_special_tokens=False)["input_ids"],
@@ -68,7 +68,7 @@ def test_long_prompts_keep_their_end(local_backend):
 
     ctx = local_backend.context_length()
     text = "x = 1\n" * 400 + "y = 2\n"
-    ids = local_backend._prompt_ids(CompletionRequest(prompt=text, max_tokens=16), 16)
+    ids = local_backend.prepare(CompletionRequest(prompt=text, max_tokens=16)).token_ids
     assert len(ids) == ctx - 16
     assert local_backend.tokenizer.decode(ids).endswith("x = 1\ny = 2\n")
 

@@ -138,13 +138,17 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert o.lr_factor(100, 100) == pytest.approx(0.1) and min(factors[10:]) > 0.1 - 1e-9
 
 
-def test_train_command_validates_then_builds_the_launcher_call(capsys, monkeypatch):
+def test_train_command_validates_then_builds_the_launcher_call(
+    capsys, monkeypatch, token_dataset, tiny_model_dir
+):
     from codecomplete.cli import main
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     recipe = str(ROOT / "configs/train/tiny-cpu.yaml")
+    data = ["--set", f"data.path={token_dataset}", "--set", f"model.tokenizer={tiny_model_dir}"]
     assert (
-        main(["train", "--config", recipe, "--num-gpus", "2", "--set", "run.max_steps=5", "--dry-run"]) == 0
+        main(["train", "--config", recipe, "--num-gpus", "2", "--set", "run.max_steps=5", *data, "--dry-run"])
+        == 0
     )
     out = capsys.readouterr().out
     assert "-m deepspeed.launcher.runner --num_gpus 2" in out

@@ -30,6 +30,7 @@ from codecomplete.api.openapi import install_docs, install_openapi
 from codecomplete.api.ops import router as ops_router
 from codecomplete.api.playground.router import events as playground_events
 from codecomplete.api.playground.router import pages as playground_pages
+from codecomplete.api.shutdown import Drain, DrainingEngine
 from codecomplete.api.tabby.router import router as tabby_router
 from codecomplete.api.tabby.serving import TabbyServing
 from codecomplete.engine.client import EngineClient
@@ -105,7 +106,12 @@ def build_app(
         docs_url=None,  # install_docs: Swagger UI from the package, not a CDN
         redoc_url=None,
     )
+    # Every route sees the engine through the drain: on SIGTERM (api/shutdown.py) new requests get
+    # 503 + Retry-After and streams still running at --shutdown-timeout end with an error event.
+    drain = Drain(settings.shutdown_timeout)
+    engine = DrainingEngine(engine, drain)
     metrics = ServerMetrics(engine)
+    app.state.drain = drain
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics

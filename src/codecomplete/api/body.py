@@ -8,7 +8,8 @@ a 4xx in the OpenAI error format with a message that says what was wrong:
 - not JSON: 400, or 415 when the Content-Type says it is something else (a form, multipart);
   a JSON body is accepted whatever its Content-Type, because `curl -d` sends form-urlencoded and
   the ivolution plugin sends anything;
-- NaN/Infinity or integers of thousands of digits: 400 (prevents overflow further down);
+- NaN/Infinity, floats beyond +-1.8e308 and integers of thousands of digits: a 400 naming the
+  field (`temperature: NaN is not a finite number`); they would overflow further down;
 - not an object: 400.
 """
 
@@ -59,15 +60,41 @@ def _too_large(max_bytes: int) -> APIError:
     )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+class _NotFinite:
+    """Stands in for a number we refuse, so the 400 can name the field it was sent in."""
+
+    def __init__(self, text: str):
+        self.text = text
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
+def _constant(name: str) -> _NotFinite:
+    return _NotFinite(name)  # NaN, Infinity, -Infinity: not JSON, but Python's json accepts them
+
+
+def _float(text: str) -> float | _NotFinite:
+    value = float(text)  # 1e999 is inf: the sampler would divide by it
+    return value if math.isfinite(value) else _NotFinite(text[:20])
+
+
+def _int(text: str) -> int | _NotFinite:
+    # int() refuses more than 4,300 digits (a ValueError that used to say only "invalid JSON").
+    if len(text.lstrip("-")) > 4300:
+        return _NotFinite(f"{text[:12]}... ({len(text)} digits)")
+    return int(text)
+
+
+def _first_not_finite(value: Any) -> tuple[str, _NotFinite] | None:
+    """The dotted path and value of the first refused number (iterative: bodies nest deeply)."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, _NotFinite):
+            return path, v
+        if isinstance(v, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in reversed(v.items()))
+        elif isinstance(v, list):
+            stack.extend((f"{path}.{i}" if path else str(i), x) for i, x in reversed(list(enumerate(v))))
+    return None
 
 
 def parse_json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
@@ -82,7 +109,7 @@ def parse_json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
             None, f"the body is not valid UTF-8 (byte {e.start})", code="invalid_encoding"
         ) from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except (ValueError, RecursionError) as e:
         if declared_other:
             raise APIError(
@@ -92,6 +119,14 @@ def parse_json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
             ) from None
         detail = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
         raise APIError.invalid(None, f"the body is not valid JSON: {detail}", code="invalid_json") from None
+    bad = _first_not_finite(value)
+    if bad is not None:
+        param, number = bad
+        raise APIError.invalid(
+            param or None,
+            f"{param or 'the body'}: {number.text} is not a finite number "
+            "(NaN, Infinity and numbers beyond 1.8e308 are not accepted)",
+        )
     if not isinstance(value, dict):
         raise APIError.invalid(None, "the body must be a JSON object", code="invalid_json")
     return value

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codecomplete.api.editor import Superseded
+from codecomplete.api.shutdown import ShuttingDown
 from codecomplete.engine.client import QueueFullError
 from codecomplete.engine.types import EngineError
 
@@ -126,6 +127,14 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError.queue_full(exc)
     if isinstance(exc, Superseded):
         return APIError(CLIENT_CLOSED, str(exc), code="superseded")
+    if isinstance(exc, ShuttingDown):
+        return APIError(
+            503,
+            str(exc),
+            type="server_error",
+            code="shutting_down",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, RequestValidationError):
         # Request bodies are validated in body.py; a pydantic ValidationError that gets here comes
         # from building a response, i.e. a bug: it stays a 500.
@@ -200,5 +209,12 @@ def install_error_handlers(app: FastAPI) -> None:
         render = getattr(request.state, "render_error", None) or error_response
         return render(err)
 
-    for kind in (APIError, QueueFullError, RequestValidationError, StarletteHTTPException, Exception):
+    for kind in (
+        APIError,
+        QueueFullError,
+        ShuttingDown,
+        RequestValidationError,
+        StarletteHTTPException,
+        Exception,
+    ):
         app.add_exception_handler(kind, handle)

@@ -125,9 +125,7 @@ class Generation:
         if self._outcome is not None:
             return
         self._outcome = outcome
-        self.metrics.completions.labels(outcome=outcome).inc()
-        if outcome == "cancelled":
-            self.metrics.cancelled.inc()
+        self.metrics.completions.labels(outcome=outcome).inc()  # "cancelled" is metrics.cancelled too
 
     async def close(self) -> None:
         """Abort whatever still runs (the client went away, or the protocol cut the text)."""

@@ -28,6 +28,7 @@ from datatrove.data import DocumentsPipeline
 
 from codecomplete.data.document import write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
+from codecomplete.data.writers import heldout_entry
 
 SCHEME = "affine32"  # datasketch >= 2: 32-bit values, stored as uint32
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
@@ -184,8 +185,6 @@ class DedupStep(CurateStep):
     def _mark_heldout_copies(self, removed: dict[str, list[str]], keys: list[list]) -> None:
         """Appends the held-out repository to the decision of a copy of a held-out file, for the
         per-package count of removed copies (a chain is at most exact -> near -> kept)."""
-        from codecomplete.data.leaks import heldout_entry
-
         if not self.heldout:
             return
         repo_of = {key[0]: key[4] for key in keys}

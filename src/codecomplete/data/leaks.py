@@ -43,8 +43,10 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import DocumentsPipeline
 
+from codecomplete.data.dedup import SCHEME
 from codecomplete.data.document import write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
+from codecomplete.data.writers import heldout_entry
 
 # Folders whose content is someone else's package, compared after `package_key` (`_vendor` -> vendor).
 VENDOR_DIRS = frozenset({"vendor", "vendored", "extern", "externals", "third_party", "thirdparty"})
@@ -54,18 +56,6 @@ FORK_WORDS = frozenset({"fork", "forked", "ng", "next", "legacy", "patched", "ve
 def package_key(name: str) -> str:
     """How a package name compares: lower case, `-`/`.` as `_`, no leading or trailing `_`."""
     return re.sub(r"[-_.]+", "_", name.lower()).strip("_")
-
-
-def heldout_entry(repo: str | None, heldout: Iterable[str]) -> str | None:
-    """The `split.heldout_repos` entry that puts `repo` in the held-out split (the rule of
-    `writers.split_of`: the full name or its last component), else None."""
-    held = set(heldout)
-    if not repo:
-        return None
-    if repo in held:
-        return repo
-    last = repo.split("/")[-1]
-    return last if last in held else None
 
 
 def heldout_names(heldout: Iterable[str], aliases: dict[str, list[str]] | None = None) -> dict[str, str]:
@@ -120,8 +110,6 @@ def resemblance(
 ) -> dict[int, set[str]]:
     """Document index -> the held-out entries it has a resembling file in (non-held-out documents)."""
     from datasketch import MinHash, MinHashLSH
-
-    from codecomplete.data.dedup import SCHEME
 
     by_hash: dict[str, set[str]] = {}
     for i, entry in held.items():

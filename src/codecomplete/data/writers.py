@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
@@ -52,6 +53,18 @@ class IntermediateReader(CurateStep):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for rec in read_jsonl_gz(Path(self.folder) / f"{rank:05d}.jsonl.gz"):
             yield from_record(rec)
+
+
+def heldout_entry(repo: str | None, heldout: Iterable[str]) -> str | None:
+    """The `split.heldout_repos` entry that puts `repo` in the held-out split (the rule of
+    `split_of`: the full name or its last component), else None."""
+    held = set(heldout)
+    if not repo:
+        return None
+    if repo in held:
+        return repo
+    last = repo.split("/")[-1]
+    return last if last in held else None
 
 
 def split_of(repo: str, heldout: set[str], valid_fraction: float, heldout_split: str = "test") -> str:

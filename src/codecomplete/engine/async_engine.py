@@ -16,6 +16,7 @@ from pathlib import Path
 
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.config import EngineConfig
+from codecomplete.engine.memory import MemoryTrimmer
 from codecomplete.engine.types import EngineHealth, GenerationRequest, ModelInfo, RequestOutput
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ class AsyncEngine(EngineClient):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._load_error = ""
+        # Freed tensor memory goes back to the OS (engine/memory.py: RSS otherwise grows with
+        # every batch shape seen).
+        self.trimmer = MemoryTrimmer()
 
     async def start(self) -> None:
         try:
@@ -42,6 +46,7 @@ class AsyncEngine(EngineClient):
             target=self.core.run, args=(self._stop,), name="codecomplete-engine", daemon=True
         )
         self._thread.start()
+        self.trimmer.start()
 
     def _load(self) -> None:
         from codecomplete.engine.core import EngineCore
@@ -80,6 +85,7 @@ class AsyncEngine(EngineClient):
         )
 
     async def stop(self) -> None:
+        self.trimmer.stop()
         self._stop.set()
         if self.core is not None:
             self.core.wake()

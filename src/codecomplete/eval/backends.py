@@ -107,6 +107,22 @@ class Backend(ABC):
         pass
 
 
+def generation_request(req: CompletionRequest, request_id: str):
+    """The engine request for an eval request: what the server builds from the same body (a suffix,
+    even an empty one, makes it fill-in-the-middle, as on the server)."""
+    from codecomplete.engine.types import GenerationRequest, SamplingParams
+
+    params = SamplingParams(
+        max_tokens=req.max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p if req.temperature > 0 else 1.0,
+        n=req.n,
+        seed=req.seed,
+        stop=list(req.stop),
+    )
+    return GenerationRequest(request_id=request_id, params=params, prompt=req.prompt, suffix=req.suffix)
+
+
 # --- a model folder ----------------------------------------------------------------------------
 
 
@@ -120,45 +136,24 @@ class LocalBackend(Backend):
         self, model: str, device: str = "auto", dtype: str = "auto", fim_template: str | None = None
     ):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from codecomplete.models import fim
+        from codecomplete.models.loading import load_for_inference
+        from codecomplete.models.registry import ModelSpec
 
         self._torch = torch
         if model.startswith(("/", "./", "../", "~")) and not os.path.isdir(os.path.expanduser(model)):
             raise FileNotFoundError(f"--model {model}: no such model folder")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if dtype == "auto":
-            dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        # The server's loader and model registry: the same device and dtype choice, context length,
+        # EOS/FIM stop ids and FIM template as `codecomplete serve` (one copy, so no drift).
+        self.model, self.tokenizer, self.device, torch_dtype = load_for_inference(model, device, dtype)
         self.model_path = model
-        self.device = device
-        self.dtype = dtype
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.tokenizer.model_max_length = 1 << 40  # whole files are encoded, then cut to the context here
-        self.model = (
-            AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
-        )
-        config = self.model.config
-        self._ctx = next(
-            (
-                getattr(config, a)
-                for a in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
-                if isinstance(getattr(config, a, None), int)
-            ),
-            None,
-        )
-        configured = (
-            fim_template
-            or getattr(config, "fim_template", None)
-            or self.tokenizer.init_kwargs.get("fim_template")
-        )
-        self.fim = fim.detect(self.tokenizer.get_vocab(), configured)
-        vocab = self.tokenizer.get_vocab()
-        eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
-        eos_ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
-        end_ids = [vocab[t] for t in (self.fim.end_tokens if self.fim else ()) if t in vocab]
-        self.stop_ids = sorted(set(eos_ids + end_ids))
+        self.dtype = str(torch_dtype).removeprefix("torch.")
+        self.spec = ModelSpec.from_pretrained(self.model.config, self.tokenizer, fim_template)
+        self.tokenizer.model_max_length = 1 << 40  # whole files are encoded, then cut to the context
+        self._ctx = self.spec.context_length
+        self.fim = self.spec.fim
+        self.stop_ids = sorted(set(self.spec.eos_token_ids + self.spec.fim_end_token_ids))
+        eos_ids = self.spec.eos_token_ids
         self.pad_id = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (eos_ids or [0])[0]
         )
@@ -188,36 +183,35 @@ class LocalBackend(Backend):
     def eos_id(self) -> int | None:
         return self.tokenizer.eos_token_id
 
-    def _prompt_ids(self, req: CompletionRequest, max_new: int) -> list[int]:
-        budget = (self._ctx or 1 << 30) - max_new
-        if req.suffix is None:
-            ids = self.encode(req.prompt)
-            return ids[-budget:] if budget > 0 else ids[-1:]
-        if self.fim is None:
+    def prepare(self, req: CompletionRequest):
+        """The prompt exactly as the server builds it (engine/inputs.py `prepare_prompt`: context
+        length, FIM truncation, generation reserve, max_tokens clamped to what fits). Without token
+        healing: `generate` cannot re-type a healed tail (the tasks' prompts end at a line break or
+        are FIM, which the server never heals, so they are the same)."""
+        from codecomplete.engine.inputs import PromptError, prepare_prompt
+
+        if req.suffix is not None and self.fim is None:
             raise BackendError(
                 f"{self.model_path} has no fill-in-the-middle tokens; the fim task needs a FIM model "
                 "(or name its template with --fim-template)"
             )
-        # As the server does: keep the end of the prefix and the start of the suffix. The prefix
-        # gets three quarters of what is left after the template's own tokens, the suffix the rest.
-        pre, suf = self.encode(req.prompt), self.encode(req.suffix)
-        room = budget - len(self.fim.encode([], [], self.tokenizer.convert_tokens_to_ids))
-        suf_room = max(room // 4, room - len(pre))
-        suf = suf[: max(0, suf_room)]
-        pre = pre[-max(1, room - len(suf)) :] if pre else pre
-        return self.fim.encode(pre, suf, self.tokenizer.convert_tokens_to_ids)
+        try:
+            return prepare_prompt(generation_request(req, "eval"), self.tokenizer, self.spec)
+        except PromptError as e:
+            raise BackendError(str(e)) from None
 
     def _generate(self, req: CompletionRequest) -> Completion:
         torch = self._torch
         from transformers import GenerationConfig
 
-        max_new = max(1, min(req.max_tokens, (self._ctx or 1 << 30) - 1))
-        ids = self._prompt_ids(req, max_new) or [self.stop_ids[0] if self.stop_ids else 0]
+        prepared = self.prepare(req)
+        ids, max_new = prepared.token_ids, max(1, prepared.max_tokens)
+        stop_ids = sorted(prepared.stop_token_ids)  # EOS, and the FIM end tokens for FIM prompts
         gen = GenerationConfig(
             max_new_tokens=max_new,
             do_sample=req.temperature > 0,
             num_return_sequences=req.n,
-            eos_token_id=self.stop_ids or None,
+            eos_token_id=stop_ids or None,
             pad_token_id=self.pad_id,
             stop_strings=list(req.stop) or None,
             **(
@@ -238,7 +232,7 @@ class LocalBackend(Backend):
             )
         texts = []
         for seq in out[:, len(ids) :].tolist():
-            end = next((i for i, t in enumerate(seq) if t in self.stop_ids), len(seq))
+            end = next((i for i, t in enumerate(seq) if t in prepared.stop_token_ids), len(seq))
             text = self.tokenizer.decode(seq[:end], skip_special_tokens=True)
             texts.append(cut_at_stop(text, req.stop))
         return Completion(texts, prompt_tokens=len(ids))
@@ -349,19 +343,7 @@ class EngineBackend(Backend):
         return self._loop.run_until_complete(run_all())
 
     async def _one(self, req: CompletionRequest) -> Completion:
-        from codecomplete.engine.types import GenerationRequest, SamplingParams
-
-        params = SamplingParams(
-            max_tokens=req.max_tokens,
-            temperature=req.temperature,
-            top_p=req.top_p if req.temperature > 0 else 1.0,
-            n=req.n,
-            seed=req.seed,
-            stop=list(req.stop),
-        )
-        request = GenerationRequest(
-            request_id=f"eval-{next(self._ids)}", params=params, prompt=req.prompt, suffix=req.suffix or None
-        )
+        request = generation_request(req, f"eval-{next(self._ids)}")
         texts, prompt_tokens = [""] * req.n, 0
         stream = self.engine.generate(request)
         try:

@@ -92,7 +92,11 @@ def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def count_params(model) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    # Under ZeRO-3 a rank holds a shard and p.numel() is 0 (it printed "0.00M parameters"):
+    # DeepSpeed keeps the full size in ds_numel.
+    return sum(
+        getattr(p, "ds_numel", None) or p.numel() for p in {id(p): p for p in model.parameters()}.values()
+    )
 
 
 def describe(model) -> str:

@@ -31,6 +31,7 @@ from codecomplete.engine.types import MIN_TEMPERATURE, SamplingParams
 MAX_STOP_LENGTH = 256
 MAX_LOGIT_BIAS = 300
 MAX_SEED = 2**63 - 1
+MAX_TOP_K = 2**31 - 1  # larger means "off" anyway; an unbounded int would reach torch.topk as int64
 TOKEN_ID_KEY = re.compile(r"[0-9]{1,10}")
 
 TokenIds = list[StrictInt]
@@ -118,7 +119,7 @@ class CompletionRequest(BaseModel):
 
     # --- codecomplete / Copilot extras (not in the OpenAI spec) -----------------------------------
     extra: CopilotExtra | None = None
-    top_k: Annotated[int, Field(ge=0)] = 0
+    top_k: Annotated[int, Field(ge=0, le=MAX_TOP_K)] = 0
     ignore_eos: bool = False
     token_healing: bool | None = None  # None: the server's --token-healing (docs/engine.md)
     # This request's time budget in ms (api/editor.py); 0: none; None: --completion-deadline-ms.
