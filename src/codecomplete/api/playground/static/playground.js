@@ -28,6 +28,7 @@ function settings() {
     n: Math.max(1, Math.round(num("s-n", 1))),
     stop,
     seed: $("s-seed").value === "" ? null : Math.round(Number($("s-seed").value)),
+    deadline: $("s-deadline").value === "" ? null : Math.max(0, Math.round(Number($("s-deadline").value))),
     healing: $("s-healing").value,
     fim: $("s-fim").checked,
     debounce: Math.max(0, num("s-debounce", 200)),
@@ -130,6 +131,8 @@ async function requestCompletion() {
   if (s.fim) body.suffix = text.slice(at);
   if (s.healing) body.token_healing = s.healing === "true";
   if (s.seed !== null && Number.isFinite(s.seed)) body.seed = s.seed;
+  // The request's time budget (`deadline_ms`; servers without budgets ignore the field).
+  if (s.deadline !== null && Number.isFinite(s.deadline)) body.deadline_ms = s.deadline;
 
   const seq = ++state.seq;
   const controller = new AbortController();
