@@ -80,6 +80,32 @@ class ServerSettings(BaseSettings):
     cache_dir: Path = Path.home() / ".cache" / "codecomplete"
     """Where the fallback tiny model is built."""
 
+    # --- backends (docs/backends.md) ------------------------------------------------------------
+    backend: Literal["local", "vllm", "upstream"] = "local"
+    """local: our batching engine; vllm: vLLM's async engine in this process (`codecomplete[vllm]`);
+    upstream: forward to OpenAI-compatible servers (--upstream-url), `--model` naming the tokenizer."""
+    upstream_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """OpenAI-compatible servers for --backend upstream (repeatable flag; the variable is
+    comma-separated). Several: round-robin over the healthy ones, fail-over before any text."""
+    upstream_model: str | None = None
+    """The `model` sent upstream; default: the first id of the upstream's /v1/models."""
+    upstream_prompt: Literal["text", "tokens"] = "text"
+    """How the built prompt goes upstream: text (any server) or token ids (vLLM, SGLang,
+    llama.cpp, codecomplete: exactly the local engine's ids)."""
+    upstream_timeout: float = Field(30.0, gt=0)
+    """Seconds to wait for an upstream's next bytes before failing over / ending with an error."""
+    upstream_api_key: SecretStr | None = None
+    """Sent upstream as `Authorization: Bearer <key>`."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """--backend vllm: GPUs per model replica (vLLM's flag)."""
+    pipeline_parallel_size: int = Field(1, ge=1)
+    """--backend vllm: pipeline stages (vLLM's flag; across nodes with the Ray backend)."""
+    distributed_executor_backend: Literal["mp", "ray", "uni"] | None = None
+    """--backend vllm: vLLM's executor (ray for multi-node); default: vLLM's choice."""
+    vllm_arg: list[str] = Field(default_factory=list)
+    """--backend vllm: any other vLLM engine argument as KEY=VALUE (e.g. enforce_eager=true,
+    gpu_memory_utilization=0.85, max_model_len=4096)."""
+
     # --- request limits (validated at the boundary: a request beyond them is a 4xx) -------------
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     """Largest request body (413 beyond). 2 MiB holds any source file an editor sends; the engine
@@ -92,6 +118,13 @@ class ServerSettings(BaseSettings):
     """Largest `max_tokens` accepted; values up to it are clamped to what fits the context."""
     max_stop: int = Field(16, ge=1)
     """Most stop strings per request (OpenAI allows 4; Copilot's per-language lists fit)."""
+
+    @field_validator("upstream_url", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
 
     @field_validator("served_model_name", mode="before")
     @classmethod

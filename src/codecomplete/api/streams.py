@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from codecomplete.api.features import check_supported
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.types import GenerationRequest, RequestOutput
 
@@ -39,6 +40,8 @@ class OutputStream:
         return all(self.finished)
 
     def start(self) -> OutputStream:
+        """Raises APIError (400) when a request uses a feature the engine declares unsupported."""
+        check_supported(self.engine, self.requests)
         self._tasks = [asyncio.ensure_future(self._pump(i, r)) for i, r in enumerate(self.requests)]
         return self
 
