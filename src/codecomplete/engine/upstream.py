@@ -323,11 +323,11 @@ class UpstreamEngine(EngineClient):
                 return
             echo_len = len(body["prompt"]) if body.get("echo") and isinstance(body["prompt"], str) else None
             state = _StreamState(first=first, choices=choices, echo_len=echo_len)
-            last_error: UpstreamFailure | None = None
+            failures: list[tuple[Upstream, UpstreamFailure]] = []
             for attempt, up in enumerate(self._candidates()):
                 if attempt:
                     self.counters["upstream_retries_total"] += 1
-                    log.warning("%s: retrying on %s after: %s", rid, up.url, last_error)
+                    log.warning("%s: retrying on %s after: %s", rid, up.url, failures[-1][1])
                 try:
                     async for out in self._attempt(up, body, stream, state, deadline):
                         finished = finished or out.finished
@@ -337,14 +337,11 @@ class UpstreamEngine(EngineClient):
                         yield state.final_event()
                     return
                 except UpstreamFailure as exc:
-                    last_error = exc
+                    failures.append((up, exc))
                     if state.forwarded or not exc.retry:
                         break
             finished = True
-            err = (last_error.error if last_error else None) or EngineError(
-                message=f"the upstream failed: {last_error}", type="server_error", code="upstream_error", status=502
-            )
-            yield RequestOutput(rid, error=err, finished=True)
+            yield RequestOutput(rid, error=_summary(failures, state.forwarded), finished=True)
         finally:
             self._in_flight -= 1
             if finished:
@@ -413,6 +410,25 @@ class UpstreamEngine(EngineClient):
         up.errors += 1
         self.counters["upstream_errors_total"] += 1
         log.warning("upstream %s: %s", up.url, exc)
+
+
+def _summary(failures: list[tuple[Upstream, UpstreamFailure]], streamed: bool) -> EngineError:
+    """The client's error: a 4xx an upstream gave as is; else 502 naming what each upstream did."""
+    last = failures[-1][1]
+    if last.error is not None and not last.retry:
+        return last.error
+    what = "; ".join(f"{up.url}: {exc}" for up, exc in failures)
+    if streamed:
+        message = f"the upstream failed mid-answer (not retried: text had streamed): {what}"
+    else:
+        message = f"no upstream could answer ({len(failures)} tried): {what}"
+    busy = all(exc.error is not None and exc.error.status == 429 for _, exc in failures)
+    return EngineError(
+        message=message,
+        type="server_overloaded" if busy else "server_error",
+        code="upstream_busy" if busy else "upstream_error",
+        status=429 if busy else 502,
+    )
 
 
 class _OutOfTime(Exception):
