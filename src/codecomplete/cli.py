@@ -91,7 +91,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--tensor-parallel-size", type=int, help="vllm: GPUs per replica (default 1)")
     b.add_argument("--pipeline-parallel-size", type=int, help="vllm: pipeline stages (default 1)")
     b.add_argument(
-        "--distributed-executor-backend", choices=["mp", "ray", "uni"], help="vllm: executor (ray: multi-node)"
+        "--distributed-executor-backend",
+        choices=["mp", "ray", "uni"],
+        help="vllm: executor (ray: multi-node)",
     )
     b.add_argument(
         "--vllm-arg",

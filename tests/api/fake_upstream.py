@@ -91,7 +91,8 @@ class FakeUpstream:
                         await asyncio.sleep(self.delay)
                     last = j == len(pieces) - 1
                     choices = [
-                        {"index": i, "text": piece, "finish_reason": "length" if last else None} for i in range(n)
+                        {"index": i, "text": piece, "finish_reason": "length" if last else None}
+                        for i in range(n)
                     ]
                     yield f"data: {json.dumps({'id': 'x', 'choices': choices})}\n\n".encode()
                 yield b"data: [DONE]\n\n"

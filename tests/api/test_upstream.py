@@ -65,6 +65,19 @@ def test_suffix_is_sent_as_the_models_fim_prompt_and_stops_are_ours():
         assert len(tokens) == 3 and "def f():\n" in sent["prompt"] and "print(f())" in sent["prompt"]
 
 
+def test_tokens_prompt_format_sends_the_local_engines_ids():
+    from codecomplete.engine.inputs import prepare_prompt
+    from codecomplete.engine.remote import load_prompt_model
+
+    pm = load_prompt_model(str(MODEL))
+    req = GenerationRequest("x", SamplingParams(max_tokens=40), prompt="def f():\n", suffix="\nprint(f())\n")
+    expected = prepare_prompt(req, pm.tokenizer, pm.spec).token_ids
+    with fakes() as ([fake], [url]), proxy([url], prompt_format="tokens") as (base, _):
+        assert post(base, prompt="def f():\n", suffix="\nprint(f())\n").status_code == 200
+    assert fake.bodies[-1]["prompt"] == expected
+    assert pm.tokenizer(pm.prompt_text(expected), add_special_tokens=False)["input_ids"] == expected
+
+
 def test_copilot_trim_by_indentation_is_applied_to_the_upstream_text():
     with fakes() as (_, [url]), proxy([url]) as (base, _):
         body = {"prompt": "def f():\n    x = 1\n", "extra": {"trim_by_indentation": True}, "stream": True}
@@ -169,7 +182,9 @@ def test_a_client_that_goes_away_closes_the_upstream_stream():
 
         async def read_first_and_leave():
             async with httpx.AsyncClient(timeout=10) as c:
-                async with c.stream("POST", base + "/v1/completions", json={"prompt": "x", "stream": True}) as r:
+                async with c.stream(
+                    "POST", base + "/v1/completions", json={"prompt": "x", "stream": True}
+                ) as r:
                     async for line in r.aiter_lines():
                         if line.startswith("data: {"):
                             return line

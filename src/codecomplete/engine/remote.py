@@ -96,7 +96,8 @@ class ChoiceTracker:
         if self.finished:
             return None
         if logprobs:
-            for entry, offset in zip(logprobs, token_offsets([e.token for e in logprobs], len(self.text))):
+            offsets = token_offsets([e.token for e in logprobs], len(self.text))
+            for entry, offset in zip(logprobs, offsets, strict=True):
                 entry.text_offset = offset
             self.logprobs.extend(logprobs)
         self.pending_ids.extend(token_ids or [])
@@ -130,7 +131,10 @@ class ChoiceTracker:
             end = self.lp_sent
             while end < len(self.logprobs) and (
                 self.logprobs[end].text_offset < upto
-                or (reason is not None and self.logprobs[end].text_offset + len(self.logprobs[end].token) <= upto)
+                or (
+                    reason is not None
+                    and self.logprobs[end].text_offset + len(self.logprobs[end].token) <= upto
+                )
             ):
                 end += 1
             lps, self.lp_sent = self.logprobs[self.lp_sent : end], end

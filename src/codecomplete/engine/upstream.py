@@ -73,7 +73,9 @@ class UpstreamConfig:
     def __post_init__(self) -> None:
         self.urls = [u.strip().rstrip("/") for u in self.urls if u.strip()]
         if not self.urls:
-            raise ValueError("--backend upstream needs at least one --upstream-url (CODECOMPLETE_UPSTREAM_URL)")
+            raise ValueError(
+                "--backend upstream needs at least one --upstream-url (CODECOMPLETE_UPSTREAM_URL)"
+            )
         for u in self.urls:
             if not u.startswith(("http://", "https://")):
                 raise ValueError(f"--upstream-url must start with http:// or https://, got {u!r}")
@@ -298,7 +300,9 @@ class UpstreamEngine(EngineClient):
         finished = False
         try:
             try:
-                prepared = await asyncio.to_thread(prepare_prompt, request, self.prompts.tokenizer, self.prompts.spec)
+                prepared = await asyncio.to_thread(
+                    prepare_prompt, request, self.prompts.tokenizer, self.prompts.spec
+                )
             except PromptError as e:
                 finished = True
                 yield RequestOutput(rid, error=e.error, finished=True)
