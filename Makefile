@@ -64,7 +64,7 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
 	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
 	$(VLLM_VENV)/bin/python -m pip install -q "pydantic-settings>=2.7" "prometheus-client>=0.20" "httpx>=0.27" \
-		"openai>=1.0,<2" "pytest>=8" "pytest-timeout>=2.2" "safetensors>=0.4"
+		"pytest>=8" "pytest-timeout>=2.2" "safetensors>=0.4"  # vLLM brings its own openai client
 	touch $@
 
 # The e2e client checks against --backend vllm (bundled model, CPU), then throughput/latency next to

@@ -44,13 +44,13 @@ def free_port() -> int:
 
 
 class Replica:
-    def __init__(self, model: str, threads: int):
+    def __init__(self, model: str, threads: int, extra: list[str] | tuple[str, ...] = ()):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CODECOMPLETE_")}
         env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
         cmd = [sys.executable, "-m", "codecomplete", "serve", "--model", model, "--port", str(self.port)]
-        cmd += ["--device", "cpu", "--num-threads", str(threads), "--log-level", "warning"]
+        cmd += ["--device", "cpu", "--num-threads", str(threads), "--log-level", "warning", *extra]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait(self, timeout: float = 300) -> None:
@@ -96,13 +96,14 @@ class Balancer:
         (self.prefix / "nginx.conf").write_text(conf)
         self.proc = subprocess.Popen([nginx, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")])
         deadline = time.time() + 10
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 httpx.get(self.base + "/health", timeout=1)
                 return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError("nginx did not start: " + (self.prefix / "error.log").read_text()[-500:])
+        log = self.prefix / "error.log"
+        raise RuntimeError("nginx did not start: " + (log.read_text()[-500:] if log.exists() else "see stderr"))
 
     def stop(self) -> None:
         self.proc.terminate()

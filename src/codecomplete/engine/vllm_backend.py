@@ -68,6 +68,7 @@ class VllmConfig:
             "tensor_parallel_size": self.tensor_parallel_size,
             "pipeline_parallel_size": self.pipeline_parallel_size,
             "enable_prefix_caching": self.prefix_caching,
+            "scheduling_policy": "priority",  # SamplingParams.priority: lower first, as ours
         }
         if self.distributed_executor_backend:
             kw["distributed_executor_backend"] = self.distributed_executor_backend
@@ -167,7 +168,9 @@ class VllmEngine(EngineClient):
 
         p = request.params
         kw: dict = {
-            "n": p.n,
+            # vLLM refuses n > 1 with greedy decoding; greedy choices are all the same text, so one
+            # sequence is generated and copied to the n choices (what our engine returns too).
+            "n": 1 if p.greedy else p.n,
             "temperature": p.temperature,
             "top_p": p.top_p if p.top_p > 0 else 1e-9,
             "max_tokens": max(1, prepared.max_tokens),
@@ -220,7 +223,18 @@ class VllmEngine(EngineClient):
                 first.finished = True
                 yield first
                 return
-            params = self._sampling_params(request, prepared)
+            try:
+                params = self._sampling_params(request, prepared)
+            except ValueError as exc:  # vLLM's validation (VLLMValidationError is a ValueError)
+                finished = True
+                param = getattr(exc, "parameter", None)
+                yield RequestOutput(
+                    rid,
+                    error=EngineError(str(exc), type="invalid_request_error", param=param, status=400),
+                    finished=True,
+                )
+                return
+            copies = p.n if params.n == 1 else 1
             stream = self.engine.generate(
                 TokensPrompt(prompt_token_ids=list(prepared.token_ids)), params, rid
             )
@@ -241,26 +255,43 @@ class VllmEngine(EngineClient):
                     finished = True
                     yield self._event(first, first_sent, deltas, True, generated)
                     return
+                except Exception as exc:  # vLLM rejected the request, or its engine failed
+                    finished = True
+                    param = getattr(exc, "parameter", None)
+                    bad_request = isinstance(exc, ValueError) and not first_sent
+                    log.warning("vLLM request %s failed: %s: %s", rid, type(exc).__name__, exc)
+                    yield RequestOutput(
+                        rid,
+                        error=EngineError(
+                            f"vLLM: {exc}",
+                            type="invalid_request_error" if bad_request else "server_error",
+                            param=param,
+                            code=None if bad_request else "engine_error",
+                            status=400 if bad_request else 500,
+                        ),
+                        finished=True,
+                    )
+                    return
                 if out is None:
                     break
                 vllm_finished = vllm_finished or out.finished
                 deltas = []
                 for o in out.outputs:
-                    if not 0 <= o.index < len(choices):
-                        continue
                     ids = list(o.token_ids or [])
-                    generated += len(ids)
-                    if prepared.max_tokens == 0:  # scoring only: vLLM needed one token, nobody sees it
-                        deltas.append(choices[o.index].add("", finish_reason="length"))
-                        continue
-                    deltas.append(
-                        choices[o.index].add(
-                            o.text or "",
-                            logprobs=self._logprobs(o.logprobs, ids, p.logprobs),
-                            token_ids=ids,
-                            finish_reason=o.finish_reason,
+                    generated += len(ids) * copies
+                    targets = choices if copies > 1 else choices[o.index : o.index + 1]
+                    for choice in targets:
+                        if prepared.max_tokens == 0:  # scoring only: vLLM needed one token, nobody sees it
+                            deltas.append(choice.add("", finish_reason="length"))
+                            continue
+                        deltas.append(
+                            choice.add(
+                                o.text or "",
+                                logprobs=self._logprobs(o.logprobs, ids, p.logprobs),
+                                token_ids=ids,
+                                finish_reason=o.finish_reason,
+                            )
                         )
-                    )
                 if not first_sent and want_prompt_lp:
                     first.prompt_logprobs = self._prompt_logprobs(out.prompt_logprobs, prepared.token_ids)
                 done = all(c.finished for c in choices)
