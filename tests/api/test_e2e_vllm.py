@@ -21,12 +21,12 @@ pytest.importorskip("vllm", reason="vLLM is not installed here (make test-vllm)"
 from serving import serve_subprocess  # noqa: E402
 
 from .sse_util import assert_openai_error  # noqa: E402
+from .test_errors import BAD_JSON_BODIES  # noqa: E402
 from .test_e2e import (  # noqa: E402, F401  (re-collected here, against the server fixture below)
     PROMPT,
     greedy,
     metric,
     oai,
-    test_bad_input_is_4xx_and_the_server_keeps_serving,
     test_copilot_panel,
     test_copilot_replay,
     test_copilot_single_line,
@@ -73,6 +73,19 @@ def test_suffix_gives_a_fim_completion_not_a_400(oai):  # noqa: F811
     # the middle differs from the plain continuation of the prefix: the suffix reached the model
     plain = oai.completions.create(model="tiny", prompt=prefix, max_tokens=24, temperature=0)
     assert r.usage.prompt_tokens > plain.usage.prompt_tokens
+
+
+def test_bad_input_is_4xx_and_the_server_keeps_serving(server):
+    # test_e2e's bodies; the ids 5000 (out of the tiny test model's vocabulary) become 9000 (out of
+    # the bundled model's 8192).
+    with httpx.Client(base_url=server, timeout=60) as c:
+        for what, body, status, param in BAD_JSON_BODIES:
+            if what == "token id out of vocabulary":
+                body = {"prompt": [1, 9000]}
+            elif what == "logit_bias key out of vocabulary":
+                body = {"prompt": "a", "logit_bias": {"9000": 1}}
+            assert_openai_error(c.post("/v1/completions", json=body), status, param=param)
+        assert c.get("/health").status_code == 200
 
 
 def test_unsupported_features_are_400s_naming_the_parameter(server):
