@@ -103,7 +103,9 @@ class Balancer:
             except httpx.TransportError:
                 time.sleep(0.1)
         log = self.prefix / "error.log"
-        raise RuntimeError("nginx did not start: " + (log.read_text()[-500:] if log.exists() else "see stderr"))
+        raise RuntimeError(
+            "nginx did not start: " + (log.read_text()[-500:] if log.exists() else "see stderr")
+        )
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -21,7 +21,6 @@ pytest.importorskip("vllm", reason="vLLM is not installed here (make test-vllm)"
 from serving import serve_subprocess  # noqa: E402
 
 from .sse_util import assert_openai_error  # noqa: E402
-from .test_errors import BAD_JSON_BODIES  # noqa: E402
 from .test_e2e import (  # noqa: E402, F401  (re-collected here, against the server fixture below)
     PROMPT,
     greedy,
@@ -48,6 +47,7 @@ from .test_e2e import (  # noqa: E402, F401  (re-collected here, against the ser
     test_suffix_reaches_the_model,
     test_tiny_temperatures_never_take_the_server_down,
 )
+from .test_errors import BAD_JSON_BODIES  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
