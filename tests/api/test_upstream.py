@@ -107,6 +107,17 @@ def test_connection_errors_and_500s_fail_over_before_any_text():
         assert "500" in r.json()["error"]["message"]
 
 
+def test_one_files_keystrokes_stay_on_one_upstream():
+    head = "# Path: app/main.py\nimport os\n\n\ndef main():\n"
+    with fakes(3) as (servers, urls), proxy(urls) as (base, _):
+        for i in range(6):  # typing further down the same file
+            assert post(base, prompt=head + "    x = " + "1" * i).status_code == 200
+        assert sorted(len(f.bodies) for f in servers) == [0, 0, 6]
+        for i in range(12):  # other files spread over the upstreams
+            assert post(base, prompt=f"# Path: pkg/mod{i}.py\n" + head).status_code == 200
+        assert all(f.bodies for f in servers)
+
+
 def test_an_upstreams_400_reaches_the_client_with_its_param():
     with fakes(2) as (servers, urls), proxy(urls) as (base, _):
         for fake in servers:

@@ -6,9 +6,10 @@ template, so `suffix` works on servers that reject it, context truncation, the g
 applies stop strings, trim-by-indentation and the deadline to the streamed text, and closes the
 upstream stream as soon as a choice no longer needs it (client gone, trimmed, out of time).
 
-Several `--upstream-url`s: requests go round-robin to the healthy ones; a request whose upstream
-fails before any of its text reached us (connection refused or dropped, a 5xx, a broken stream) is
-sent to the next one. A request that already streamed text is never replayed: it ends with an error
+Several `--upstream-url`s: a request goes to the upstream its editor session (or the start of its
+file) hashes to, so one user's keystrokes reuse one upstream's prefix cache (others round-robin),
+healthy ones first; a request whose upstream fails before any of its text reached us (connection
+refused or dropped, a 5xx, a broken stream) is sent to the next one. A request that already streamed text is never replayed: it ends with an error
 event. Health is probed in the background (GET /health, else /v1/models) and marked down at once
 on a connection error; /health is 503 while no upstream is healthy.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -289,9 +291,22 @@ class UpstreamEngine(EngineClient):
             body["stop_token_ids"] = extra_stops  # FIM end tokens that are not EOS (vLLM, SGLang)
         return body
 
-    def _candidates(self) -> list[Upstream]:
-        start = next(self._rr) % len(self.upstreams)
-        ordered = self.upstreams[start:] + self.upstreams[:start]
+    def _candidates(self, request: GenerationRequest) -> list[Upstream]:
+        """The upstreams to try, in order: healthy ones first.
+
+        A request with an affinity key (the editor session, else the start of the file) goes to
+        the same upstream every time (rendezvous hashing), so one user's keystrokes reuse that
+        upstream's prefix cache, and a dead upstream moves only its own keys; others round-robin.
+        """
+        key = affinity_key(request)
+        if key is not None:
+            ordered = sorted(
+                self.upstreams,
+                key=lambda u: hashlib.blake2b(f"{u.url}|{key}".encode(), digest_size=8).digest(),
+            )
+        else:
+            start = next(self._rr) % len(self.upstreams)
+            ordered = self.upstreams[start:] + self.upstreams[:start]
         return [u for u in ordered if u.healthy] + [u for u in ordered if not u.healthy]
 
     async def _run(self, request: GenerationRequest) -> AsyncIterator[RequestOutput]:
@@ -328,7 +343,7 @@ class UpstreamEngine(EngineClient):
             echo_len = len(body["prompt"]) if body.get("echo") and isinstance(body["prompt"], str) else None
             state = _StreamState(first=first, choices=choices, echo_len=echo_len)
             failures: list[tuple[Upstream, UpstreamFailure]] = []
-            for attempt, up in enumerate(self._candidates()):
+            for attempt, up in enumerate(self._candidates(request)):
                 if attempt:
                     self.counters["upstream_retries_total"] += 1
                     log.warning("%s: retrying on %s after: %s", rid, up.url, failures[-1][1])
@@ -433,6 +448,26 @@ def _summary(failures: list[tuple[Upstream, UpstreamFailure]], streamed: bool) -
         code="upstream_busy" if busy else "upstream_error",
         status=429 if busy else 502,
     )
+
+
+AFFINITY_CHARS = 256
+
+
+def affinity_key(request: GenerationRequest) -> str | None:
+    """The editor session (GenerationRequest.session_id), else the file: Copilot's prompts start
+    with a `# Path: <file>` line; other prompts long enough that typing at their end leaves their
+    head alone are keyed on their first AFFINITY_CHARS characters. None: no affinity."""
+    if request.session_id:
+        return "s:" + request.session_id
+    prompt = request.prompt
+    if prompt is None:
+        return None
+    first_line = prompt[: prompt.find("\n")] if "\n" in prompt else ""
+    if "Path:" in first_line[:200]:
+        return "f:" + first_line[:200]
+    if len(prompt) >= 2 * AFFINITY_CHARS:
+        return "p:" + prompt[:AFFINITY_CHARS]
+    return None
 
 
 class _OutOfTime(Exception):
