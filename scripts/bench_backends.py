@@ -65,7 +65,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument(
-        "--threads", type=int, default=2, help="torch threads (local engine and vLLM's CPU workers)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the local engine (on a shared CPU more threads spin against other work); "
+        "vLLM binds its own (VLLM_CPU_OMP_THREADS_BIND)",
     )
     ap.add_argument("--append")
     args = ap.parse_args()
@@ -88,7 +92,7 @@ def main() -> None:
     md = f"""## `--backend {args.backend}` next to our engine (scripts/bench_backends.py)
 
 `make test-vllm` (`python scripts/bench_backends.py --backend {args.backend}`) on {cpu_name()}, {os.cpu_count()} cores,
-load average {load}; bundled model, float32, {args.threads} threads, 200-token prompts, {args.max_tokens} tokens streamed, greedy, EOS suppressed.
+load average {load}; bundled model, float32, local engine {args.threads} torch thread(s), vLLM its own thread binding, 200-token prompts, {args.max_tokens} tokens streamed, greedy, EOS suppressed.
 
 | backend | single request (median of 5) | throughput at {args.clients} clients | errors |
 | --- | --- | --- | --- |
