@@ -69,6 +69,8 @@ $(VLLM_STAMP): pyproject.toml
 
 # The e2e client checks against --backend vllm (bundled model, CPU), then throughput/latency next to
 # our own engine (appended to BENCHMARKS.md with BENCH_VLLM_OUT=BENCHMARKS.md).
+# vLLM's CPU build reserves this many GiB for its KV cache (its default is far more than a test needs).
+test-vllm: export VLLM_CPU_KVCACHE_SPACE ?= 1
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/api/test_e2e_vllm.py $(PYTEST_ARGS)
 	$(VLLM_VENV)/bin/python scripts/bench_backends.py --backend vllm $(if $(BENCH_VLLM_OUT),--append $(BENCH_VLLM_OUT))
