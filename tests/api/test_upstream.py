@@ -235,3 +235,25 @@ def test_the_deadline_ends_at_the_last_line_boundary():
             "a = 1\nb = 2\nc = 3\nd = 4"
         )
         assert engine.counters["requests_deadline_total"] == 1
+
+
+def test_upstream_urls_from_flags_and_the_environment(monkeypatch):
+    from codecomplete.cli import build_backend, build_parser, serve_settings
+
+    for key in [k for k in __import__("os").environ if k.startswith("CODECOMPLETE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CODECOMPLETE_UPSTREAM_URL", "http://a:8000, http://b:8000/v1")
+    args = build_parser().parse_args(["serve", "--backend", "upstream"])
+    s = serve_settings(args)
+    assert s.upstream_url == ["http://a:8000", "http://b:8000/v1"]
+    engine = build_backend(s, str(MODEL))
+    assert [u.url for u in engine.upstreams] == ["http://a:8000", "http://b:8000"]
+    args = build_parser().parse_args(
+        ["serve", "--backend", "upstream", "--upstream-url", "http://c:1", "--upstream-url", "http://d:2"]
+    )
+    assert serve_settings(args).upstream_url == ["http://c:1", "http://d:2"]
+    monkeypatch.delenv("CODECOMPLETE_UPSTREAM_URL")
+    with pytest.raises(ValueError, match="--upstream-url"):
+        build_backend(
+            serve_settings(build_parser().parse_args(["serve", "--backend", "upstream"])), str(MODEL)
+        )
