@@ -86,7 +86,7 @@ class ServerSettings(BaseSettings):
     upstream: forward to OpenAI-compatible servers (--upstream-url), `--model` naming the tokenizer."""
     upstream_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """OpenAI-compatible servers for --backend upstream (repeatable flag; the variable is
-    comma-separated). Several: round-robin over the healthy ones, fail-over before any text."""
+    comma-separated). Several: a session sticks to one (prefix reuse), fail-over before any text."""
     upstream_model: str | None = None
     """The `model` sent upstream; default: the first id of the upstream's /v1/models."""
     upstream_prompt: Literal["text", "tokens"] = "text"
