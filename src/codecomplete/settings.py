@@ -95,6 +95,31 @@ class ServerSettings(BaseSettings):
     """Cancel a request still running when a newer one from the same editor session arrives
     (Copilot's VScode-SessionId header; else the same client address with a prompt that extends the
     older one's). The older response ends with a `superseded` error (status 499)."""
+    # --- backends (docs/backends.md) ------------------------------------------------------------
+    backend: Literal["local", "vllm", "upstream"] = "local"
+    """local: our batching engine; vllm: vLLM's async engine in this process (`codecomplete[vllm]`);
+    upstream: forward to OpenAI-compatible servers (--upstream-url), `--model` naming the tokenizer."""
+    upstream_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """OpenAI-compatible servers for --backend upstream (repeatable flag; the variable is
+    comma-separated). Several: a session sticks to one (prefix reuse), fail-over before any text."""
+    upstream_model: str | None = None
+    """The `model` sent upstream; default: the first id of the upstream's /v1/models."""
+    upstream_prompt: Literal["text", "tokens"] = "text"
+    """How the built prompt goes upstream: text (any server) or token ids (vLLM, SGLang,
+    llama.cpp, codecomplete: exactly the local engine's ids)."""
+    upstream_timeout: float = Field(30.0, gt=0)
+    """Seconds to wait for an upstream's next bytes before failing over / ending with an error."""
+    upstream_api_key: SecretStr | None = None
+    """Sent upstream as `Authorization: Bearer <key>`."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """--backend vllm: GPUs per model replica (vLLM's flag)."""
+    pipeline_parallel_size: int = Field(1, ge=1)
+    """--backend vllm: pipeline stages (vLLM's flag; across nodes with the Ray backend)."""
+    distributed_executor_backend: Literal["mp", "ray", "uni"] | None = None
+    """--backend vllm: vLLM's executor (ray for multi-node); default: vLLM's choice."""
+    vllm_arg: list[str] = Field(default_factory=list)
+    """--backend vllm: any other vLLM engine argument as KEY=VALUE (e.g. enforce_eager=true,
+    gpu_memory_utilization=0.85, max_model_len=4096)."""
 
     # --- request limits (validated at the boundary: a request beyond them is a 4xx) -------------
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
@@ -108,6 +133,13 @@ class ServerSettings(BaseSettings):
     """Largest `max_tokens` accepted; values up to it are clamped to what fits the context."""
     max_stop: int = Field(16, ge=1)
     """Most stop strings per request (OpenAI allows 4; Copilot's per-language lists fit)."""
+
+    @field_validator("upstream_url", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
 
     @field_validator("served_model_name", mode="before")
     @classmethod

@@ -74,8 +74,14 @@ class Stream(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        body = {"prompt": "def f(x):\n", "max_tokens": self.max_tokens, "temperature": 0, "stream": True,
-                "ignore_eos": True}  # fmt: skip
+        body = {
+            "prompt": "def f(x):\n",
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "ignore_eos": True,
+            "deadline_ms": 0,
+        }  # fmt: skip  (no time budget: long ones must run)
         try:
             with httpx.stream("POST", self.base + "/v1/completions", json=body, timeout=60) as r:
                 assert r.status_code == 200, r.read()

@@ -17,6 +17,7 @@ then end them with an error event and exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -116,6 +117,7 @@ class DrainingEngine(EngineClient):
 
     async def _guard(self, outputs: AsyncIterator[RequestOutput]) -> AsyncIterator[RequestOutput]:
         expired = asyncio.ensure_future(self.drain.expired.wait())
+        nxt: asyncio.Future | None = None
         try:
             while True:
                 nxt = asyncio.ensure_future(outputs.__anext__())
@@ -136,9 +138,16 @@ class DrainingEngine(EngineClient):
                     return
         finally:
             expired.cancel()
+            # Our reader went away (cancelled) while the engine's iterator was producing: stop that
+            # first (the cancellation lands in the engine's iterator, which aborts its request and
+            # closes an upstream stream), else aclose() finds the generator still running.
+            if nxt is not None and not nxt.done():
+                nxt.cancel()
+                await asyncio.gather(nxt, return_exceptions=True)
             aclose = getattr(outputs, "aclose", None)
             if aclose is not None:
-                await aclose()
+                with contextlib.suppress(RuntimeError):
+                    await aclose()
 
 
 def graceful_server(config: Any, drain: Drain):

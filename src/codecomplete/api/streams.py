@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from codecomplete.api.editor import Superseded
+from codecomplete.api.features import check_supported
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.types import GenerationRequest, RequestOutput
 
@@ -41,6 +42,8 @@ class OutputStream:
         return all(self.finished)
 
     def start(self) -> OutputStream:
+        """Raises APIError (400) when a request uses a feature the engine declares unsupported."""
+        check_supported(self.engine, self.requests)
         self._tasks = [asyncio.ensure_future(self._pump(i, r)) for i, r in enumerate(self.requests)]
         return self
 
