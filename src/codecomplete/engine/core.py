@@ -199,13 +199,7 @@ class EngineCore:
         self.counters["steps_total"] += 1
         ok = True
         if self.batch is not None:
-            try:
-                logits = self.runner.decode(self.batch)
-                self._update(self.batch, logits)
-            except Exception as exc:  # the model failed: this step's requests get an error
-                ok = False
-                self._fail({id(s.request): s.request for s in self.batch.seqs}.values(), exc)
-                self.batch = None
+            ok = self._decode_step()
         if sched.chunk is not None:
             req, n = sched.chunk
             try:
@@ -218,16 +212,95 @@ class EngineCore:
                 self.scheduler.waiting.remove(req)
                 self._fail([req], exc)
         if sched.prefill:
-            try:
-                new = self._prefill(sched.prefill)
-                self.batch = new if self.batch is None else self.runner.concatenate([self.batch, new])
-            except Exception as exc:
-                ok = False
-                self._fail(sched.prefill, exc)
+            ok = self._prefill_step(sched.prefill) and ok
         if ok:
             self.consecutive_failures = 0
         self._emit()
         self._evict()
+        return True
+
+    # --- a failing forward pass is pinned on the requests that cause it ---------------------
+
+    def _decode_step(self) -> bool:
+        """Decode the running batch. When the batched forward raises, the rows that make it fail
+        are found by bisection (each probe decodes a copy of some rows): only their requests end
+        with an error and the rest of the batch goes on, with the same tokens as alone. Returns
+        False for a failure nobody can be blamed for (the engine's health counts those)."""
+        batch = self.batch
+        try:
+            logits = self.runner.decode(batch)
+        except Exception as exc:
+            culprits = self._culprit_rows(batch, exc)
+            if culprits is None:
+                self._fail(_requests_of(batch.seqs), exc)
+                self.batch = None
+                return False
+            why = f"the model failed on it: {type(exc).__name__}: {exc}"
+            for req in _requests_of([batch.seqs[r] for r in culprits]):
+                self._fail_request(req, why)
+            self._evict()
+            if self.batch is None:
+                return True
+            batch = self.batch
+            try:
+                logits = self.runner.decode(batch)
+            except Exception as exc2:
+                self._fail(_requests_of(batch.seqs), exc2)
+                self.batch = None
+                return False
+        self._update(batch, logits)
+        return True
+
+    def _culprit_rows(self, batch: Batch, exc: Exception) -> list[int] | None:
+        """Rows whose decoding fails on its own, or None when the failure cannot be pinned on
+        some rows and not the others (one row; every row fails; no part fails alone)."""
+        rows = list(range(batch.rows))
+        if len(rows) < 2:
+            return None
+        log.warning(
+            "batched decode failed (%s: %s); looking for the rows that cause it", type(exc).__name__, exc
+        )
+        bad = self._bisect(batch, rows)
+        if not bad or len(bad) == len(rows):
+            return None
+        return bad
+
+    def _bisect(self, batch: Batch, rows: list[int]) -> list[int]:
+        """The rows of `rows` (which fail together) that fail without the others."""
+        if len(rows) == 1:
+            return rows
+        bad: list[int] = []
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            try:
+                self.runner.probe(batch, part)
+            except Exception:
+                bad += self._bisect(batch, part)
+        return bad
+
+    def _prefill_step(self, reqs: list[RequestState]) -> bool:
+        """Prefill the requests joining this step. If their batched prefill raises, each is
+        prefilled on its own: the ones that fail alone get the error, the others join."""
+        try:
+            new = self._prefill(reqs)
+        except Exception as exc:
+            if len(reqs) < 2:
+                self._fail(reqs, exc)
+                return False
+            log.warning("batched prefill failed (%s: %s); prefilling one at a time", type(exc).__name__, exc)
+            joined, failed = [], []
+            for req in reqs:
+                try:
+                    joined.append(self._prefill([req]))
+                except Exception as one:
+                    failed.append((req, one))
+            if not joined:  # every prompt fails alone: the model, not the requests
+                self._fail(reqs, exc)
+                return False
+            for req, one in failed:
+                self._fail_request(req, f"the model failed on it: {type(one).__name__}: {one}")
+            new = self.runner.concatenate(joined) if len(joined) > 1 else joined[0]
+        self.batch = new if self.batch is None else self.runner.concatenate([self.batch, new])
         return True
 
     def fail_all(self, message: str) -> None:
@@ -324,8 +397,9 @@ class EngineCore:
                     req.prompt_ids, reuse=n, kv=req.partial_kv if n else None, full_logits=not req.chunkable
                 )
             )
-            req.partial_kv = None
         batch, logits, full_logits = self.runner.prefill(rows)
+        for req in reqs:
+            req.partial_kv = None
         if self.prefix_cache.enabled:
             for i, req in enumerate(reqs):
                 if len(req.prompt_ids) >= self.prefix_cache.min_tokens:
@@ -595,6 +669,11 @@ class EngineCore:
             )
             self._pieces[token] = piece
         return piece
+
+
+def _requests_of(seqs) -> list[RequestState]:
+    """The distinct requests of some sequences, in order."""
+    return list({id(s.request): s.request for s in seqs}.values())
 
 
 def _choice_indices(reqs: list[RequestState]):
