@@ -77,6 +77,7 @@ class EngineCore:
                 "step_failures_total",
                 "requests_failed_alone_total",
                 "requests_deadline_total",
+                "prefix_kv_kept_on_cancel_total",
             ),
             0,
         )
@@ -404,8 +405,7 @@ class EngineCore:
             for i, req in enumerate(reqs):
                 if len(req.prompt_ids) >= self.prefix_cache.min_tokens:
                     kv = self.runner.prefix_kv(batch, i, len(req.prompt_ids))
-                    size = sum(k.numel() * k.element_size() * 2 for k, _ in kv)
-                    self.prefix_cache.insert(req.prompt_ids, kv, size)
+                    self._cache_prefix(req.prompt_ids, kv, kept=False)
         for i, full in full_logits.items():
             reqs[i].prompt_logprobs = self._prompt_logprobs(reqs[i], full)
         fork = [i for i, req in enumerate(reqs) for _ in range(req.num_seqs)]
@@ -613,11 +613,44 @@ class EngineCore:
     def _release(self, req: RequestState) -> None:
         """An aborted request leaves. Its client is normally gone; a reader still iterating gets
         one last event so it never waits forever."""
+        try:
+            self._keep_kv(req)
+        except Exception:  # reuse is an optimisation: never let it fail a cancellation
+            log.exception("could not keep the KV of cancelled request %s", req.request_id)
         req.finished = True
         for s in req.seqs:
             s.finished = True
         self._forget(req)
         req.sink(_cancelled_output(req.request_id))
+
+    def _keep_kv(self, req: RequestState) -> None:
+        """Keystrokes: an editor cancels the previous request on every key, and the next prompt is
+        that one plus a few characters. What a cancelled request had computed (the chunks of a long
+        prompt not yet finished; the prompt plus the tokens it generated) goes into the prefix
+        cache, so the next request starts from it."""
+        if not self.prefix_cache.enabled:
+            return
+        if not req.seqs:  # cancelled while its prompt was being prefilled in chunks
+            n = req.prefilled or 0
+            if req.partial_kv is not None and n > req.reused_prefix:
+                kv = [(k[:, :, :n].clone(), v[:, :, :n].clone()) for k, v in req.partial_kv]
+                self._cache_prefix(req.prompt_ids[:n], kv)
+            return
+        batch = self.batch
+        seq = req.seqs[0]
+        if batch is None or seq not in batch.seqs:
+            return
+        row = batch.seqs.index(seq)
+        cached = int(batch.pos[row])  # tokens whose KV the row holds: prompt + fed tokens
+        if cached > len(req.prompt_ids):  # the prompt alone is cached at prefill already
+            ids = (req.prompt_ids + seq.output_ids)[:cached]
+            self._cache_prefix(ids, self.runner.prefix_kv(batch, row, cached))
+
+    def _cache_prefix(self, ids: list[int], kv, kept: bool = True) -> None:
+        if len(ids) >= self.prefix_cache.min_tokens:
+            size = sum(k.numel() * k.element_size() * 2 for k, _ in kv)
+            self.prefix_cache.insert(ids, kv, size)
+            self.counters["prefix_kv_kept_on_cancel_total"] += kept
 
     def _forget(self, req: RequestState) -> None:
         with self._lock:
