@@ -3,7 +3,7 @@
 #
 #   make serve                 # the server on 127.0.0.1:5000 with the model shipped in models/
 #   make test                  # the whole test suite (CPU; GPU tests skip without CUDA)
-#   make lint | make bench | make tiny-model
+#   make lint | make bench | make bench-llamacpp | make tiny-model
 #
 # TORCH_SPEC picks torch: the CPU build by default. On a GPU machine bring your own torch
 # (install it into .venv first, or run `make TORCH_SPEC= serve`).
@@ -18,7 +18,7 @@ SERVE_ARGS ?=
 # The serving benchmark runs on the bundled model (512-token context: the keystroke replay fits in it).
 BENCH_ARGS ?= --model models/codecomplete-tiny-py --keystroke-tokens 400
 
-.PHONY: venv serve test lint format bench tiny-model clean
+.PHONY: venv serve test lint format bench bench-llamacpp llamacpp tiny-model clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,16 @@ bench: venv
 	$(BIN)/python scripts/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
 	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
+
+# The same serving benchmark plus llama.cpp's llama-server on the same weights as the yardstick
+# (built once per machine into ~/.cache/codecomplete/llama.cpp: 15-20 min on 2 cores). Not in CI.
+bench-llamacpp: venv llamacpp
+	$(BIN)/python scripts/bench.py --out BENCHMARKS.md $(BENCH_ARGS) --llamacpp
+	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
+	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
+
+llamacpp: venv
+	$(BIN)/python scripts/llamacpp.py build
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -100,9 +101,38 @@ def ensure_gguf(model_dir: str | Path, python: str = sys.executable) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     src = source_dir(cache)
     env = dict(os.environ, PYTHONPATH=str(src / "gguf-py"), NO_LOCAL_GGUF="")
-    cmd = [python, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", "f32"]
-    subprocess.run([*cmd, "--outfile", str(out)], check=True, env=env)
+    with tempfile.TemporaryDirectory() as tmp:
+        # llama.cpp's GPT-2 converter reads `n_ctx`, which newer transformers configs no longer
+        # write (`n_positions` holds it): convert from a linked copy whose config has both.
+        for f in model_dir.iterdir():
+            if f.is_file() and f.name != "config.json":
+                (Path(tmp) / f.name).symlink_to(f)
+        config = json.loads((model_dir / "config.json").read_text())
+        if "n_positions" in config:
+            config.setdefault("n_ctx", config["n_positions"])
+        (Path(tmp) / "config.json").write_text(json.dumps(config))
+        args = [str(src / "convert_hf_to_gguf.py"), tmp, "--outtype", "f32", "--outfile", str(out)]
+        subprocess.run([python, "-c", _CONVERT, *args], check=True, env=env, cwd=src)
     return out
+
+
+# The converter refuses a byte-level BPE tokenizer whose pre-tokenizer it has no hash for (ours is
+# trained for this project). The benchmark sends token ids from our own tokenizer, never text, so
+# llama.cpp's pre-tokenizer is never used: name it "gpt-2" for unknown ones and convert.
+_CONVERT = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+sys.path.insert(0, ".")
+from conversion import base
+known = base.TextModel.get_vocab_base_pre
+def pre(self, tokenizer):
+    try:
+        return known(self, tokenizer)
+    except NotImplementedError:
+        return "gpt-2"
+base.TextModel.get_vocab_base_pre = pre
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 def _newest(folder: Path) -> float:
