@@ -532,7 +532,9 @@ async def bench(args) -> tuple[list[str], dict]:
         results["llamacpp"] = ll
         for c, r in ll["throughput"].items():
             ours = results["throughput"].get(c, {}).get("tps", float("nan"))
-            say(f"llama.cpp, {c:>2} clients: {r['tps']:.1f} tok/s (ours / llama.cpp = {ours / r['tps']:.2f}x)")
+            say(
+                f"llama.cpp, {c:>2} clients: {r['tps']:.1f} tok/s (ours / llama.cpp = {ours / r['tps']:.2f}x)"
+            )
         say(
             f"llama.cpp single client {ll['latency'] * 1e3:.0f} ms; keystroke {ll['keystroke']['ratio']:.2f}x; "
             f"ready in {ll['ready_s']:.1f} s"
@@ -562,7 +564,10 @@ def invariance_check(model_dir: str, prompts: list[str], device: str, attn: str,
     from codecomplete.engine.core import EngineCore
 
     cfg = EngineConfig(
-        model=model_dir, device=device, prefix_cache_mb=0, attn_implementation=None if attn == "default" else attn
+        model=model_dir,
+        device=device,
+        prefix_cache_mb=0,
+        attn_implementation=None if attn == "default" else attn,
     )
     core = EngineCore.from_config(cfg)
 
@@ -643,7 +648,10 @@ def report(args, results: dict, elapsed: float) -> str:
     ll = results.get("llamacpp")
     ll_rows = []
     if ll:
-        ours, theirs = tp.get(16, {}).get("tps", float("nan")), ll["throughput"].get(16, {}).get("tps", float("nan"))
+        ours, theirs = (
+            tp.get(16, {}).get("tps", float("nan")),
+            ll["throughput"].get(16, {}).get("tps", float("nan")),
+        )
         ll_rows = [
             f"| throughput at 16 clients >= 1.0x llama.cpp's on the same weights | {ours / theirs:.2f}x "
             f"({ours:.0f} vs {theirs:.0f} tok/s) | {verdict(ours / theirs >= 1.0)} |"

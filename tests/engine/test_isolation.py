@@ -68,20 +68,23 @@ def test_deadline_ends_at_the_last_line_boundary(gpt2_core):
     assert gpt2_core.metrics()["requests_deadline_total"] == 1
 
 
-class _PoisonedModel:
-    """The real model, except that a forward pass whose input holds MARKER raises (a request
-    that crashes the model: a bad token, a kernel bug on some input), like a batched step would."""
+MARKER = 7
 
-    MARKER = 7
 
-    def __init__(self, model):
-        self.model = model
-        self.forward = model.forward
+def _poison(core) -> None:
+    """From now on a forward pass whose input holds MARKER raises (a request that crashes the
+    model: a bad token, a kernel bug on some input), as a whole batched step would. Patched on
+    the transformer body, which every runner's forward goes through."""
+    body = core.runner.model.base_model
+    real = body.forward
 
-    def __call__(self, input_ids, **kw):
-        if bool((input_ids == self.MARKER).any()):
+    def forward(*args, **kw):
+        ids = kw.get("input_ids", args[0] if args else None)
+        if ids is not None and bool((ids == MARKER).any()):
             raise RuntimeError("poisoned input")
-        return self.model(input_ids=input_ids, **kw)
+        return real(*args, **kw)
+
+    body.forward = forward
 
 
 def test_a_forward_that_fails_is_pinned_on_its_rows(tiny_model_dir):
@@ -90,8 +93,8 @@ def test_a_forward_that_fails_is_pinned_on_its_rows(tiny_model_dir):
     from engine_helpers import make_core
 
     core = make_core(tiny_model_dir, prefix_cache_mb=0)
-    core.runner.model = _PoisonedModel(core.runner.model)
-    marker = _PoisonedModel.MARKER
+    _poison(core)
+    marker = MARKER
     prompts = [PROMPT + " " * i for i in range(5)]
     solos = []
     for i, prompt in enumerate(prompts):
@@ -122,11 +125,11 @@ def test_a_model_that_fails_for_everyone_still_counts_against_health(tiny_model_
 
     core = make_core(tiny_model_dir, prefix_cache_mb=0)
 
-    def broken(**kw):
+    def broken(*args, **kw):
         raise RuntimeError("the model is broken")
 
     outs = [submit(core, f"r{i}", greedy(4), PROMPT + " " * i) for i in range(3)]
-    core.runner.model = broken
+    core.runner.model.base_model.forward = broken
     run_until_idle(core)
     for o in outs:
         assert o[-1].error is not None and "broken" in o[-1].error.message

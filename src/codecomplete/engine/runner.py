@@ -201,8 +201,10 @@ class ModelRunner:
         return logits[: batch.rows, -1, :]
 
     @torch.inference_mode()
-    def prefill(self, rows: list[PrefillRow]) -> tuple[Batch, torch.Tensor, dict[int, torch.Tensor]]:
-        """Run the prompts of new sequences. Returns their batch (rows in the given order, `seqs`
+    def prefill(
+        self, rows: list[PrefillRow], first: int = 0
+    ) -> tuple[Batch, torch.Tensor, dict[int, torch.Tensor]]:
+        """Run the prompts of new sequences (`first` is the slot runner's; unused here). Returns their batch (rows in the given order, `seqs`
         left for the caller to fill), last-position logits (R, V), and full logits (T, V) for the
         rows that asked for them."""
         plain = [i for i, r in enumerate(rows) if r.reuse == 0 and not r.full_logits]
@@ -311,6 +313,10 @@ class ModelRunner:
             batch.next_ids.index_select(0, idx),
             ghost=ghost,
         )
+
+    def drop(self, batch: Batch, keep: list[int], ghost: bool = True) -> Batch:
+        """Rows leave the batch (finished, cancelled): `select` of the rows that stay."""
+        return self.select(batch, keep, ghost=ghost)
 
     def concatenate(self, batches: list[Batch]) -> Batch:
         batches = [b for b in batches if b.rows]
