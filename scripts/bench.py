@@ -29,6 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from codecomplete.engine import EngineConfig, build_engine  # noqa: E402
 from codecomplete.engine.types import GenerationRequest, SamplingParams  # noqa: E402
+from codecomplete.models.loading import cpu_bf16_flags  # noqa: E402
 
 BENCH_MODEL = dict(arch="gpt2", vocab_size=8192, n_ctx=2048, width=384, layers=6)
 
@@ -779,8 +780,9 @@ def report(args, results: dict, elapsed: float) -> str:
             "",
             "## CPU dtype",
             "",
-            "One forward pass of a 16 x 128-token batch (best of 3). This CPU has avx512f but no "
-            "avx512_bf16 / AMX, so bf16 runs through slower paths; the engine keeps float32 on the CPU.",
+            "One forward pass of a 16 x 128-token batch (best of 3). bf16 instructions on this CPU: "
+            f"{', '.join(sorted(cpu_bf16_flags())) or 'none'}; `--dtype auto` picks bf16 on the CPU only "
+            "where it measures faster at load (models/loading.py).",
             "",
             "| dtype | time |",
             "| --- | --- |",

@@ -52,7 +52,10 @@ def cpu_prefers_bf16(hidden: int, margin: float = 1.5) -> bool:
     import torch
 
     flags = cpu_bf16_flags()
-    if not flags:
+    # Below ~1k wide a matmul takes microseconds and a busy machine's noise decides the race
+    # (measured: a 64-wide model flipped to bf16 in 1 process of 5, changing its outputs), so
+    # narrow models stay float32 unless the CPU has AMX tiles.
+    if not flags or ("amx_bf16" not in flags and hidden < 1024):
         return False
 
     # Interleaved, best of 20 each: a busy machine slows some runs, never speeds one up.
