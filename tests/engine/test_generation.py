@@ -186,7 +186,7 @@ def test_a_failing_step_errors_its_requests_and_the_loop_goes_on(tiny_model_dir)
     core = make_core(tiny_model_dir, prefix_cache_mb=0)
     ok_before = submit(core, "ok", greedy(3), PROMPT)
     run_until_idle(core)
-    model = core.runner.model
+    model = core.runner.model.base_model  # the transformer body: every runner goes through it
     real_forward = model.forward
 
     def broken(*args, **kwargs):
@@ -240,20 +240,24 @@ def test_chunked_prefill_gives_the_same_tokens_and_keeps_decoding(gpt2_core, tin
     assert tokens_meanwhile >= n_prompt // 16  # the batch decoded while the long prompt was chunked
 
 
+@pytest.mark.parametrize("kv_cache", ["slots", "dynamic"])
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_logits_are_bit_identical_alone_and_in_a_padded_batch(arch, tiny_model_factory):
+def test_logits_are_bit_identical_alone_and_in_a_padded_batch(arch, kv_cache, tiny_model_factory):
     from codecomplete.engine.runner import PrefillRow
 
-    runner = make_core(tiny_model_factory(arch)).runner  # CPU default: row-wise attention
+    # CPU default: the static slot cache; "dynamic": left-padded cache with row-wise attention.
+    runner = make_core(tiny_model_factory(arch), kv_cache=kv_cache).runner
     g = torch.Generator().manual_seed(0)
-    a, b, c = (torch.randint(1, 400, (n,), generator=g).tolist() for n in (20, 45, 33))
-    solo, solo_logits, _ = runner.prefill([PrefillRow(a)])
+    # c joins at step 4 and is the longest: the batch's attention width (or padding) grows.
+    a, b, c = (torch.randint(1, 400, (n,), generator=g).tolist() for n in (20, 45, 90))
+    # Two independent batches: slot 0 alone, slots 1.. mixed (the dynamic runner ignores `first`).
+    solo, solo_logits, _ = runner.prefill([PrefillRow(a)], first=0)
     solo = runner.select(solo, [0])  # a lone sequence runs with its ghost row
-    mixed, mixed_logits, _ = runner.prefill([PrefillRow(b), PrefillRow(a)])
+    mixed, mixed_logits, _ = runner.prefill([PrefillRow(b), PrefillRow(a)], first=1)
     assert torch.equal(solo_logits[0], mixed_logits[1])
     for step in range(12):
-        if step == 4:  # a third sequence joins: wider padding for the others
-            mixed = runner.concatenate([mixed, runner.prefill([PrefillRow(c)])[0]])
+        if step == 4:  # a third sequence joins: wider padding / attention width for the others
+            mixed = runner.concatenate([mixed, runner.prefill([PrefillRow(c)], first=3)[0]])
         solo.set_next([7 + step])
         mixed.set_next([3, 7 + step] + [5] * (mixed.rows - 2))
         assert torch.equal(runner.decode(solo)[0], runner.decode(mixed)[1]), f"step {step}"

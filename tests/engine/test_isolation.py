@@ -66,3 +66,72 @@ def test_deadline_ends_at_the_last_line_boundary(gpt2_core):
     assert text_of(free).startswith(text)  # and what it wrote is a prefix cut at a line end
     assert "\n" not in text or text_of(free)[len(text)] == "\n"
     assert gpt2_core.metrics()["requests_deadline_total"] == 1
+
+
+MARKER = 7
+
+
+def _poison(core) -> None:
+    """From now on a forward pass whose input holds MARKER raises (a request that crashes the
+    model: a bad token, a kernel bug on some input), as a whole batched step would. Patched on
+    the transformer body, which every runner's forward goes through."""
+    body = core.runner.model.base_model
+    real = body.forward
+
+    def forward(*args, **kw):
+        ids = kw.get("input_ids", args[0] if args else None)
+        if ids is not None and bool((ids == MARKER).any()):
+            raise RuntimeError("poisoned input")
+        return real(*args, **kw)
+
+    body.forward = forward
+
+
+def test_a_forward_that_fails_is_pinned_on_its_rows(tiny_model_dir):
+    """A request whose forward pass raises, mixed into a running batch (in decode and in a
+    batched prefill), fails alone; the others finish with their solo text; health is kept."""
+    from engine_helpers import make_core
+
+    core = make_core(tiny_model_dir, prefix_cache_mb=0)
+    _poison(core)
+    marker = MARKER
+    prompts = [PROMPT + " " * i for i in range(5)]
+    solos = []
+    for i, prompt in enumerate(prompts):
+        solos.append(submit(core, f"solo{i}", greedy(12), prompt))
+        run_until_idle(core)
+    normal = [submit(core, f"n{i}", greedy(12), p) for i, p in enumerate(prompts[:4])]
+    core.step()  # they are running
+    # Its first token is forced to MARKER: the next batched decode step raises.
+    in_decode = submit(core, "bad-decode", greedy(8, logit_bias={marker: 100.0}), "x = ")
+    core.step()
+    # Its prompt holds MARKER: the batched prefill it shares with "late" raises.
+    in_prefill = submit(core, "bad-prefill", greedy(8), prompt_token_ids=[11, marker, 12, 13])
+    late = submit(core, "late", greedy(12), prompts[4])
+    run_until_idle(core)
+    for outs in (in_decode, in_prefill):
+        assert outs[-1].finished and outs[-1].error is not None
+        assert "this request" in outs[-1].error.message and "poisoned" in outs[-1].error.message
+    for outs, solo in zip([*normal, late], solos, strict=True):
+        assert outs[-1].error is None and outs[-1].finished
+        assert ids_of(outs) == ids_of(solo) and text_of(outs) == text_of(solo)
+    m = core.metrics()
+    assert m["requests_failed_alone_total"] == 2
+    assert m["step_failures_total"] == 0 and core.consecutive_failures == 0
+
+
+def test_a_model_that_fails_for_everyone_still_counts_against_health(tiny_model_dir):
+    from engine_helpers import make_core
+
+    core = make_core(tiny_model_dir, prefix_cache_mb=0)
+
+    def broken(*args, **kw):
+        raise RuntimeError("the model is broken")
+
+    outs = [submit(core, f"r{i}", greedy(4), PROMPT + " " * i) for i in range(3)]
+    core.runner.model.base_model.forward = broken
+    run_until_idle(core)
+    for o in outs:
+        assert o[-1].error is not None and "broken" in o[-1].error.message
+    assert core.metrics()["step_failures_total"] >= 1 and core.consecutive_failures >= 1
+    assert core.metrics()["requests_failed_alone_total"] == 0

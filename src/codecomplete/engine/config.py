@@ -43,6 +43,10 @@ class EngineConfig:
     attn_implementation: str | None = None
     """None/"auto": row-wise batch-invariant attention on the CPU where the family supports it, the
     model's default on CUDA; "rowwise", "eager" or "sdpa" force one (docs/engine.md)."""
+    kv_cache: str = "auto"
+    """"auto"/"slots": a static KV cache with one slot per batch row (engine/slot_runner.py) for
+    the families that support it (GPT-2, GPTBigCode, Llama, Qwen2), the dynamic left-padded cache
+    for the others; "dynamic" forces the dynamic cache for every family (docs/engine.md)."""
     token_healing: bool = True
     """Heal text prompts that end mid-word: drop the prompt's last word-like token(s) and make the
     first generated token(s) re-type them (hidden from the client), so `    ret` continues as the
@@ -64,6 +68,8 @@ class EngineConfig:
             raise ValueError("max_step_tokens must be >= 1 (--max-step-tokens)")
         if self.batch_invariance not in ("auto", "strict", "off"):
             raise ValueError("batch_invariance must be auto, strict or off")
+        if self.kv_cache not in ("auto", "slots", "dynamic"):
+            raise ValueError("kv_cache must be auto, slots or dynamic (--kv-cache)")
         if self.prefix_min_tokens < 1:
             raise ValueError("prefix_min_tokens must be >= 1")
         if self.token_healing_max_chars < 1:

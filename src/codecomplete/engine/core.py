@@ -20,14 +20,14 @@ from codecomplete.engine.config import EngineConfig
 from codecomplete.engine.detokenizer import IncrementalDetokenizer
 from codecomplete.engine.healing import HealingState, TokenHealer
 from codecomplete.engine.inputs import PromptError, prepare_prompt
+from codecomplete.engine.output import OutputProcessor
 from codecomplete.engine.prefix_cache import PrefixCache
 from codecomplete.engine.runner import Batch, ModelRunner, PrefillRow
 from codecomplete.engine.sampling import prompt_logprobs, sample
 from codecomplete.engine.scheduler import Scheduler
 from codecomplete.engine.sequence import RequestState, Sequence
-from codecomplete.engine.stopping import StopChecker, last_line_boundary
+from codecomplete.engine.stopping import StopChecker
 from codecomplete.engine.types import (
-    ChoiceDelta,
     EngineError,
     GenerationRequest,
     RequestOutput,
@@ -46,7 +46,7 @@ class EngineCore:
         self.spec = spec
         self.config = config
         pad = spec.eos_token_ids[0] if spec.eos_token_ids else 0
-        self.runner = ModelRunner(model, device, pad_id=pad)
+        self.runner = _build_runner(model, device, config, pad)
         self.scheduler = Scheduler(config.max_batch_size, config.max_step_tokens, config.max_queue)
         self.prefix_cache = PrefixCache(config.prefix_cache_mb * 2**20, config.prefix_min_tokens)
         # Token healing's vocabulary index is built on first use (or at load, see from_config).
@@ -59,8 +59,6 @@ class EngineCore:
         self._aborted_early: set[int] = set()  # id() of inbox entries aborted before they started
         self._rng = random.Random(config.seed)
         self._next_seq = 0
-        self._touched: dict[int, RequestState] = {}
-        self._pieces: dict[int, str] = {}
         self.consecutive_failures = 0
         self.last_error = ""
         self.counters = dict.fromkeys(
@@ -77,9 +75,11 @@ class EngineCore:
                 "step_failures_total",
                 "requests_failed_alone_total",
                 "requests_deadline_total",
+                "prefix_kv_kept_on_cancel_total",
             ),
             0,
         )
+        self.output = OutputProcessor(tokenizer, self.counters, self._finished, self._fail_request)
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> EngineCore:
@@ -199,13 +199,7 @@ class EngineCore:
         self.counters["steps_total"] += 1
         ok = True
         if self.batch is not None:
-            try:
-                logits = self.runner.decode(self.batch)
-                self._update(self.batch, logits)
-            except Exception as exc:  # the model failed: this step's requests get an error
-                ok = False
-                self._fail({id(s.request): s.request for s in self.batch.seqs}.values(), exc)
-                self.batch = None
+            ok = self._decode_step()
         if sched.chunk is not None:
             req, n = sched.chunk
             try:
@@ -218,16 +212,97 @@ class EngineCore:
                 self.scheduler.waiting.remove(req)
                 self._fail([req], exc)
         if sched.prefill:
-            try:
-                new = self._prefill(sched.prefill)
-                self.batch = new if self.batch is None else self.runner.concatenate([self.batch, new])
-            except Exception as exc:
-                ok = False
-                self._fail(sched.prefill, exc)
+            ok = self._prefill_step(sched.prefill) and ok
         if ok:
             self.consecutive_failures = 0
-        self._emit()
+        self.output.emit()
         self._evict()
+        return True
+
+    # --- a failing forward pass is pinned on the requests that cause it ---------------------
+
+    def _decode_step(self) -> bool:
+        """Decode the running batch. When the batched forward raises, the rows that make it fail
+        are found by bisection (each probe decodes a copy of some rows): only their requests end
+        with an error and the rest of the batch goes on, with the same tokens as alone. Returns
+        False for a failure nobody can be blamed for (the engine's health counts those)."""
+        batch = self.batch
+        try:
+            logits = self.runner.decode(batch)
+        except Exception as exc:
+            culprits = self._culprit_rows(batch, exc)
+            if culprits is None:
+                self._fail(_requests_of(batch.seqs), exc)
+                self.batch = None
+                return False
+            why = f"the model failed on it: {type(exc).__name__}: {exc}"
+            for req in _requests_of([batch.seqs[r] for r in culprits]):
+                self._fail_request(req, why)
+            self._evict()
+            if self.batch is None:
+                return True
+            batch = self.batch
+            try:
+                logits = self.runner.decode(batch)
+            except Exception as exc2:
+                self._fail(_requests_of(batch.seqs), exc2)
+                self.batch = None
+                return False
+        self._update(batch, logits)
+        return True
+
+    def _culprit_rows(self, batch: Batch, exc: Exception) -> list[int] | None:
+        """Rows whose decoding fails on its own, or None when the failure cannot be pinned on
+        some rows and not the others (one row; every row fails; no part fails alone)."""
+        rows = list(range(batch.rows))
+        if len(rows) < 2:
+            return None
+        log.warning(
+            "batched decode failed (%s: %s); looking for the rows that cause it", type(exc).__name__, exc
+        )
+        bad = self._bisect(batch, rows)
+        if not bad or len(bad) == len(rows):
+            return None
+        return bad
+
+    def _bisect(self, batch: Batch, rows: list[int]) -> list[int]:
+        """The rows of `rows` (which fail together) that fail without the others."""
+        if len(rows) == 1:
+            return rows
+        bad: list[int] = []
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            try:
+                self.runner.probe(batch, part)
+            except Exception:
+                bad += self._bisect(batch, part)
+        return bad
+
+    def _prefill_step(self, reqs: list[RequestState]) -> bool:
+        """Prefill the requests joining this step. If their batched prefill raises, each is
+        prefilled on its own: the ones that fail alone get the error, the others join."""
+        try:
+            new = self._prefill(reqs)
+        except Exception as exc:
+            if len(reqs) < 2:
+                self._fail(reqs, exc)
+                return False
+            log.warning("batched prefill failed (%s: %s); prefilling one at a time", type(exc).__name__, exc)
+            joined, failed = [], []
+            first = self.batch.rows if self.batch is not None else 0
+            for req in reqs:
+                try:
+                    joined.append(self._prefill([req], first))
+                    first += joined[-1].rows
+                except Exception as one:
+                    failed.append((req, one))
+            if not joined:  # every prompt fails alone: the model, not the requests
+                self._fail(reqs, exc)
+                return False
+            for req, one in failed:
+                self._fail_request(req, f"the model failed on it: {type(one).__name__}: {one}")
+            new = self.runner.concatenate(joined) if len(joined) > 1 else joined[0]
+        self.batch = new if self.batch is None else self.runner.concatenate([self.batch, new])
         return True
 
     def fail_all(self, message: str) -> None:
@@ -315,7 +390,11 @@ class EngineCore:
             req.prefilled, req.partial_kv, req.reused_prefix = n, kv, n
         return len(req.prompt_ids) - req.prefilled
 
-    def _prefill(self, reqs: list[RequestState]) -> Batch:
+    def _prefill(self, reqs: list[RequestState], first: int | None = None) -> Batch:
+        """Prefill `reqs` into new rows (slots `first`, ... with the slot runner: after the
+        running batch by default) and sample their first tokens."""
+        if first is None:
+            first = self.batch.rows if self.batch is not None else 0
         rows = []
         for req in reqs:
             n = req.prefilled or 0
@@ -324,14 +403,14 @@ class EngineCore:
                     req.prompt_ids, reuse=n, kv=req.partial_kv if n else None, full_logits=not req.chunkable
                 )
             )
+        batch, logits, full_logits = self.runner.prefill(rows, first=first)
+        for req in reqs:
             req.partial_kv = None
-        batch, logits, full_logits = self.runner.prefill(rows)
         if self.prefix_cache.enabled:
             for i, req in enumerate(reqs):
                 if len(req.prompt_ids) >= self.prefix_cache.min_tokens:
                     kv = self.runner.prefix_kv(batch, i, len(req.prompt_ids))
-                    size = sum(k.numel() * k.element_size() * 2 for k, _ in kv)
-                    self.prefix_cache.insert(req.prompt_ids, kv, size)
+                    self._cache_prefix(req.prompt_ids, kv, kept=False)
         for i, full in full_logits.items():
             reqs[i].prompt_logprobs = self._prompt_logprobs(reqs[i], full)
         fork = [i for i, req in enumerate(reqs) for _ in range(req.num_seqs)]
@@ -342,7 +421,7 @@ class EngineCore:
         for seq in batch.seqs:
             if seq.request.max_tokens == 0:  # echo-only: nothing to generate
                 seq.finished, seq.finish_reason = True, "length"
-                self._touched[id(seq.request)] = seq.request
+                self.output.touch(seq.request)
         self._update(batch, logits)
         return batch
 
@@ -359,20 +438,9 @@ class EngineCore:
         return seq
 
     def _update(self, batch: Batch, logits: torch.Tensor) -> None:
+        """Sample every row, then apply the tokens (torch-free, engine/output.py)."""
         res = sample(logits, batch.seqs)
-        for i, seq in enumerate(batch.seqs):
-            if seq.finished:
-                continue
-            if i in res.failed:
-                self._fail_request(seq.request, res.failed[i])
-                continue
-            lp = res.logprobs[i] if res.logprobs is not None else None
-            top = res.top[i] if res.top is not None else None
-            try:
-                self._advance(seq, res.token_ids[i], lp, top)
-            except Exception as exc:  # this row's bookkeeping (detokenizer, stop check) failed
-                log.exception("request %s failed after a token", seq.request.request_id)
-                self._fail_request(seq.request, f"{type(exc).__name__}: {exc}")
+        self.output.apply(batch.seqs, res.token_ids, res.logprobs, res.top, res.failed)
         batch.set_next(res.token_ids)
 
     def _fail_request(self, req: RequestState, why: str) -> None:
@@ -388,130 +456,11 @@ class EngineCore:
             self._send_error(req, f"generation failed for this request: {why}")
         self.scheduler.finish(req)
         self._forget(req)
-        self._touched.pop(id(req), None)
+        self.output.forget(req)
 
-    def _advance(self, seq: Sequence, token: int, lp: float | None, top) -> None:
-        req = seq.request
-        self.counters["tokens_generated_total"] += 1
-        if req.aborted:
-            self.counters["tokens_generated_after_cancel_total"] += 1
-            return
-        seq.output_ids.append(token)
-        if lp is not None:
-            seq.cum_logprob += lp
-        is_stop_token = token in req.stop_token_ids
-        heal = seq.healing
-        # A token re-typing the healed tail shows only what comes after the tail; one that lies
-        # wholly inside it shows nothing and does not count against max_tokens (the context still
-        # bounds it: `room`).
-        covered = heal.advance(token) if heal is not None and heal.active else 0
-        counted = len(seq.output_ids) - (heal.hidden_tokens if heal is not None else 0)
-        final = (
-            is_stop_token
-            or counted >= req.max_tokens
-            or (req.room is not None and len(seq.output_ids) >= req.room)
-        )
-        out_of_time = not final and req.past_deadline()
-        final = final or out_of_time
-        if not is_stop_token:
-            text_offset = len(seq.text)
-            seq.text += self._visible(seq, seq.detok.add(token))
-            seq.pending_ids.append(token)
-            if req.request.params.logprobs is not None and lp is not None:
-                piece = (heal.index.piece(token) or "")[covered:] if covered else self._piece(token)
-                if piece or not covered:  # no entry for a token the client never sees
-                    entry = TokenLogprob(
-                        token=piece,
-                        logprob=lp,
-                        top={self._piece(t): v for t, v in (top or [])},
-                        text_offset=text_offset,
-                    )
-                    seq.pending_logprobs.append(entry)
-                    seq.all_logprobs.append(entry)
-        if final:
-            seq.text += self._visible(seq, seq.detok.flush())
-        if out_of_time:
-            seq.text = seq.text[: max(seq.sent, last_line_boundary(seq.text))]
-            self.counters["requests_deadline_total"] += seq.index == 0
-        safe, stopped = seq.stopper.check(seq.text, final=final)
-        reason = "stop" if (stopped or is_stop_token) else "length" if final else None
-        if stopped:
-            seq.text = seq.text[: max(safe, seq.sent)]
-        if reason:
-            seq.finished, seq.finish_reason = True, reason
-            safe = len(seq.text)
-        seq.safe = max(seq.sent, safe)
-        self._touched[id(req)] = req
-
-    @staticmethod
-    def _visible(seq: Sequence, delta: str) -> str:
-        """Decoded text as the client sees it: without the healed tail the model re-typed."""
-        return seq.healing.visible(delta) if seq.healing is not None else delta
-
-    def _emit(self) -> None:
-        touched, self._touched = self._touched, {}
-        for req in touched.values():
-            if req.aborted or req.finished:
-                continue
-            done = all(s.finished for s in req.seqs)
-            if req.buffered:
-                if done:
-                    self._send(req, self._best_of_choices(req), finished=True)
-                continue
-            choices = []
-            for seq in req.seqs:
-                safe = max(seq.safe, seq.sent)
-                text = seq.text[seq.sent : safe]
-                newly_done = seq.finished and not seq.reported
-                if not text and not newly_done:
-                    continue
-                choices.append(
-                    ChoiceDelta(
-                        index=seq.index,
-                        text=text,
-                        token_ids=seq.pending_ids,
-                        logprobs=seq.pending_logprobs if req.request.params.logprobs is not None else None,
-                        finish_reason=seq.finish_reason if newly_done else None,
-                    )
-                )
-                seq.sent = safe
-                seq.pending_ids, seq.pending_logprobs = [], []
-                seq.reported = seq.reported or newly_done
-            if choices or done:
-                self._send(req, choices, finished=done)
-
-    def _best_of_choices(self, req: RequestState) -> list[ChoiceDelta]:
-        ranked = sorted(req.seqs, key=lambda s: s.mean_logprob, reverse=True)[: req.request.params.n]
-        want_lp = req.request.params.logprobs is not None
-        return [
-            ChoiceDelta(
-                index=j,
-                text=s.text,
-                token_ids=[t for t in s.output_ids if t not in req.stop_token_ids],
-                logprobs=s.all_logprobs if want_lp else None,
-                finish_reason=s.finish_reason,
-            )
-            for j, s in enumerate(ranked)
-        ]
-
-    def _send(self, req: RequestState, choices: list[ChoiceDelta], finished: bool) -> None:
-        out = RequestOutput(
-            request_id=req.request_id,
-            choices=choices,
-            finished=finished,
-            num_prompt_tokens=req.num_prompt_tokens,
-            num_generated_tokens=sum(len(s.output_ids) for s in req.seqs),
-        )
-        if not req.first_sent:
-            out.prompt_token_ids = list(req.prompt_ids)
-            out.prompt_text = req.prompt_text
-            out.prompt_logprobs = req.prompt_logprobs
-            req.first_sent = True
-        req.sink(out)
-        if finished:
-            self.counters["requests_finished_total"] += 1
-            self.scheduler.finish(req)
-            self._forget(req)
+    def _finished(self, req: RequestState) -> None:
+        self.scheduler.finish(req)
+        self._forget(req)
 
     def _evict(self) -> None:
         """Finished, stopped and cancelled sequences leave the batch (and free their KV) now."""
@@ -523,7 +472,7 @@ class EngineCore:
         elif len(keep) < self.batch.rows or (
             len(keep) == 1 and not self.batch.ghost and self._wants_ghost(keep[0])
         ):
-            self.batch = self.runner.select(self.batch, keep, ghost=self._wants_ghost(keep[0]))
+            self.batch = self.runner.drop(self.batch, keep, ghost=self._wants_ghost(keep[0]))
 
     def _wants_ghost(self, row: int) -> bool:
         """A lone sampled sequence runs with a ghost row so its logits have the same bits as in
@@ -539,11 +488,44 @@ class EngineCore:
     def _release(self, req: RequestState) -> None:
         """An aborted request leaves. Its client is normally gone; a reader still iterating gets
         one last event so it never waits forever."""
+        try:
+            self._keep_kv(req)
+        except Exception:  # reuse is an optimisation: never let it fail a cancellation
+            log.exception("could not keep the KV of cancelled request %s", req.request_id)
         req.finished = True
         for s in req.seqs:
             s.finished = True
         self._forget(req)
         req.sink(_cancelled_output(req.request_id))
+
+    def _keep_kv(self, req: RequestState) -> None:
+        """Keystrokes: an editor cancels the previous request on every key, and the next prompt is
+        that one plus a few characters. What a cancelled request had computed (the chunks of a long
+        prompt not yet finished; the prompt plus the tokens it generated) goes into the prefix
+        cache, so the next request starts from it."""
+        if not self.prefix_cache.enabled:
+            return
+        if not req.seqs:  # cancelled while its prompt was being prefilled in chunks
+            n = req.prefilled or 0
+            if req.partial_kv is not None and n > req.reused_prefix:
+                kv = [(k[:, :, :n].clone(), v[:, :, :n].clone()) for k, v in req.partial_kv]
+                self._cache_prefix(req.prompt_ids[:n], kv)
+            return
+        batch = self.batch
+        seq = req.seqs[0]
+        if batch is None or seq not in batch.seqs:
+            return
+        row = batch.seqs.index(seq)
+        cached = int(batch.pos[row])  # tokens whose KV the row holds: prompt + fed tokens
+        if cached > len(req.prompt_ids):  # the prompt alone is cached at prefill already
+            ids = (req.prompt_ids + seq.output_ids)[:cached]
+            self._cache_prefix(ids, self.runner.prefix_kv(batch, row, cached))
+
+    def _cache_prefix(self, ids: list[int], kv, kept: bool = True) -> None:
+        if len(ids) >= self.prefix_cache.min_tokens:
+            size = sum(k.numel() * k.element_size() * 2 for k, _ in kv)
+            self.prefix_cache.insert(ids, kv, size)
+            self.counters["prefix_kv_kept_on_cancel_total"] += kept
 
     def _forget(self, req: RequestState) -> None:
         with self._lock:
@@ -567,7 +549,7 @@ class EngineCore:
                 self._send_error(req, f"generation failed: {self.last_error}")
             self.scheduler.finish(req)
             self._forget(req)
-            self._touched.pop(id(req), None)
+            self.output.forget(req)
 
     def _send_error(self, req: RequestState, message: str) -> None:
         self.counters["requests_failed_total"] += 1
@@ -577,24 +559,44 @@ class EngineCore:
         ids = req.prompt_ids
         out: list[TokenLogprob | None] = [None]
         offset = 0
-        first = self._piece(ids[0])
+        first = self.output.piece(ids[0])
         offset += len(first)
         for tok, (lp, top) in zip(
             ids[1:], prompt_logprobs(logits, ids, req.request.params.logprobs or 0), strict=False
         ):
-            piece = self._piece(tok)
-            out.append(TokenLogprob(piece, lp, {self._piece(t): v for t, v in top}, offset))
+            piece = self.output.piece(tok)
+            out.append(TokenLogprob(piece, lp, {self.output.piece(t): v for t, v in top}, offset))
             offset += len(piece)
         return out
 
-    def _piece(self, token: int) -> str:
-        piece = self._pieces.get(token)
-        if piece is None:
-            piece = self.tokenizer.decode(
-                [token], skip_special_tokens=False, clean_up_tokenization_spaces=False
-            )
-            self._pieces[token] = piece
-        return piece
+
+def _build_runner(model, device, config: EngineConfig, pad: int):
+    """The slot runner (static KV cache, engine/slot_runner.py) for the families it supports,
+    the dynamic-cache ModelRunner for the others, when asked for (kv_cache="dynamic") or when an
+    attention implementation is forced (the slot runner brings its own)."""
+    from codecomplete.engine import slot_runner
+
+    auto = config.kv_cache == "auto" and config.attn_implementation in (None, "auto")
+    if (auto or config.kv_cache == "slots") and slot_runner.supports(model):
+        runner = slot_runner.SlotRunner(model, device, config.max_batch_size, pad_id=pad)
+        log.info(
+            "static KV cache: %d slots x %d positions, %.0f MiB",
+            config.max_batch_size,
+            runner.context,
+            runner.bytes / 2**20,
+        )
+        return runner
+    if config.kv_cache == "slots":
+        raise ValueError(
+            f"--kv-cache slots does not support the {model.config.model_type} family "
+            f"(supported: {', '.join(slot_runner.SUPPORTED)})"
+        )
+    return ModelRunner(model, device, pad_id=pad)
+
+
+def _requests_of(seqs) -> list[RequestState]:
+    """The distinct requests of some sequences, in order."""
+    return list({id(s.request): s.request for s in seqs}.values())
 
 
 def _choice_indices(reqs: list[RequestState]):

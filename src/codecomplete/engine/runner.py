@@ -178,17 +178,33 @@ class ModelRunner:
 
     @torch.inference_mode()
     def decode(self, batch: Batch) -> torch.Tensor:
-        """One token for every row. Returns logits (B, V)."""
+        """One token for every row. Returns logits (B, V). If the forward raises, the batch is left
+        as it was before the call (the layers already written get their length back), so the
+        caller can retry it, or parts of it."""
         ones = torch.ones((len(batch), 1), dtype=batch.mask.dtype, device=self.device)
         mask = torch.cat([batch.mask, ones], dim=1)  # (B, T+1)
-        logits, cache = self._forward(batch.next_ids[:, None], mask, batch.pos[:, None], batch.cache, True)
+        layers = list(_layers(batch.cache))
+        lengths = [getattr(layer, "_n", None) for layer in layers]
+        try:
+            logits, cache = self._forward(
+                batch.next_ids[:, None], mask, batch.pos[:, None], batch.cache, True
+            )
+        except Exception:
+            for layer, n in zip(layers, lengths, strict=True):
+                if n is not None:
+                    layer._n = n
+                    layer._views()
+            batch.cache.layers = layers
+            raise
         batch.cache, batch.mask = cache, mask
         batch.pos = batch.pos + 1
         return logits[: batch.rows, -1, :]
 
     @torch.inference_mode()
-    def prefill(self, rows: list[PrefillRow]) -> tuple[Batch, torch.Tensor, dict[int, torch.Tensor]]:
-        """Run the prompts of new sequences. Returns their batch (rows in the given order, `seqs`
+    def prefill(
+        self, rows: list[PrefillRow], first: int = 0
+    ) -> tuple[Batch, torch.Tensor, dict[int, torch.Tensor]]:
+        """Run the prompts of new sequences (`first` is the slot runner's; unused here). Returns their batch (rows in the given order, `seqs`
         left for the caller to fill), last-position logits (R, V), and full logits (T, V) for the
         rows that asked for them."""
         plain = [i for i, r in enumerate(rows) if r.reuse == 0 and not r.full_logits]
@@ -248,6 +264,16 @@ class ModelRunner:
         length = torch.tensor([len(row.ids)], device=self.device)
         return Batch([], cache, mask, length, length.clone()), logits
 
+    @torch.inference_mode()
+    def probe(self, batch: Batch, rows: list[int]) -> None:
+        """Decode a copy of `rows` of the batch and throw the result away: raises what decoding
+        those rows alone raises. The batch itself is not touched (finding which rows make a
+        batched step fail)."""
+        copy = DynamicCache()
+        copy.layers = list(_layers(batch.cache))
+        view = Batch(batch.seqs, copy, batch.mask, batch.pos, batch.next_ids, batch.ghost)
+        self.decode(self.select(view, rows))
+
     # --- batch bookkeeping ------------------------------------------------------------------
 
     def prefix_kv(self, batch: Batch, row: int, length: int) -> KV:
@@ -287,6 +313,10 @@ class ModelRunner:
             batch.next_ids.index_select(0, idx),
             ghost=ghost,
         )
+
+    def drop(self, batch: Batch, keep: list[int], ghost: bool = True) -> Batch:
+        """Rows leave the batch (finished, cancelled): `select` of the rows that stay."""
+        return self.select(batch, keep, ghost=ghost)
 
     def concatenate(self, batches: list[Batch]) -> Batch:
         batches = [b for b in batches if b.rows]

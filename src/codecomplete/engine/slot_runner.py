@@ -1,0 +1,395 @@
+"""The slot runner: a static KV cache preallocated for every row of the batch (vLLM's shape).
+
+The cache is one (S, heads, context + 1, head_dim) tensor of keys and one of values per layer,
+S = max_batch_size + 1. Each running sequence owns a slot (a row of those tensors) and its tokens
+sit at positions 0..n-1 of it, so joining, leaving and decoding never copy other rows:
+
+- a decode step writes each row's new key/value at that row's own position (one index_put per
+  layer) and attends over the first W columns of the running slots, W the longest row rounded up
+  to a multiple of 64 (a view, no copy); a boolean mask (B, 1, q, W) lets a query at position p
+  see keys 0..p of its own row;
+- the running rows always fill slots 0..B-1: a row that leaves is replaced by the last row (one
+  row's KV moved, `drop`), new rows are prefilled straight into the slots after them;
+- a prefix-cache hit copies the cached KV into the new row's slot; an n > 1 fork copies one slot;
+- the last slot is scratch space for chunked prefill (`extend`), whose KV lives outside the batch
+  until the prompt is complete.
+
+Batch invariance comes from the layout: a row's keys start at column 0 whatever else is in the
+batch, and masked columns add exact zeros, so attention sees the same numbers in any batch.
+Together with column-major Linear weights (attention.py) and never running a one-row GEMM (a lone
+sampled sequence runs twice: `ghost`), a sequence's logits are bit-identical alone or in any
+batch. Checked by tests/engine/test_generation.py.
+
+Works for the families whose attention goes through transformers' AttentionInterface and that
+take a 4D mask as given (GPT-2, GPTBigCode, Llama, Qwen2); runner.py's ModelRunner keeps the
+others (GPT-Neo's local attention slices its own mask by key length).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers.cache_utils import Cache
+
+from codecomplete.engine.runner import KV, PrefillRow
+
+NAME = "codecomplete_slots"
+SUPPORTED = ("gpt2", "gpt_bigcode", "llama", "qwen2")
+WIDTH_STEP = 64  # attention width granularity (columns past a row's end are masked)
+_registered = False
+
+
+def register() -> str:
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+        AttentionInterface.register(NAME, slot_attention)
+        # A direct call of the model (not through the runner) gets transformers' usual mask.
+        AttentionMaskInterface.register(NAME, sdpa_mask)
+        _registered = True
+    return NAME
+
+
+def supports(model) -> bool:
+    return model.config.model_type in SUPPORTED and getattr(model, "_supports_attention_backend", False)
+
+
+def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """query (B, H, q, D); key/value (B, Hkv, W, D); mask (B, 1, q, W) bool. Returns (B, q, H, D).
+    Without a mask (a direct call of the model that transformers let skip it) it is causal."""
+    out = F.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=attention_mask,
+        is_causal=attention_mask is None and query.shape[2] > 1,
+        scale=scaling,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    return out.transpose(1, 2), None
+
+
+class SlotLayer:
+    """One layer's slice of the static cache, as transformers' attention modules call it."""
+
+    is_sliding = False
+    is_compileable = False
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, owner: SlotCache):
+        self.k, self.v, self.owner = keys, values, owner
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        """key_states (B, Hkv, q, D): written at each row's positions; returns the keys and values
+        attention reads: the first W columns of the forward's slots."""
+        o = self.owner
+        d = self.k.shape[-1]
+        # One index_copy_ per tensor into the flat (S * H * T, D) view: an advanced-index
+        # assignment k[rows, :, pos] = ... took ~15% of a decode step (profiled).
+        self.k.view(-1, d).index_copy_(0, o.flat_index, key_states.reshape(-1, d))
+        self.v.view(-1, d).index_copy_(0, o.flat_index, value_states.reshape(-1, d))
+        if o.first is not None:  # slots first..first+B-1: a view
+            b = key_states.shape[0]
+            return self.k[o.first : o.first + b, :, : o.width], self.v[o.first : o.first + b, :, : o.width]
+        return self.k[o.rows, :, : o.width], self.v[o.rows, :, : o.width]
+
+
+class SlotCache(Cache):
+    """The static cache handed to the model. `rows`, `write_pos`, `width` and `first` describe the
+    forward pass in flight (set by the runner before each call)."""
+
+    def __init__(self, layers: list[SlotLayer]):  # noqa: D107 - Cache.__init__ wants a config
+        self.layers = layers
+        self.rows: torch.Tensor | None = None  # (B,) slot of each input row
+        self.write_pos: torch.Tensor | None = None  # (B, q) cache column of each input token
+        self.width = 0
+        self.first: int | None = None  # rows are first..first+B-1 (contiguous), else None
+        self.flat_index: torch.Tensor | None = None  # (B * H * q,) rows of the flat K/V views
+
+    def locate(self, rows: torch.Tensor, write_pos: torch.Tensor) -> None:
+        """Where this forward's keys/values go: slot rows[b], column write_pos[b, i], per head."""
+        _, h, t, _ = self.layers[0].k.shape
+        heads = torch.arange(h, device=rows.device)
+        flat = (rows[:, None, None] * h + heads[None, :, None]) * t + write_pos[:, None, :]  # (B, H, q)
+        self.rows, self.write_pos, self.flat_index = rows, write_pos, flat.reshape(-1)
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        return self.layers[layer_idx].update(key_states, value_states)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.width
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+@dataclass
+class SlotBatch:
+    """The running batch: row i lives in slot i (i < rows)."""
+
+    seqs: list[Any]
+    pos: torch.Tensor  # (B,) tokens cached per row = position of the next input token
+    next_ids: torch.Tensor  # (B,) the token each row feeds next
+    first: int = 0  # first slot (0 for the running batch; a fresh prefill's starts after it)
+    ghost: bool = False  # a lone row runs twice (one-row GEMMs round differently)
+
+    def __len__(self) -> int:
+        return self.pos.shape[0]
+
+    @property
+    def rows(self) -> int:
+        return self.pos.shape[0]
+
+    def set_next(self, tokens: list[int]) -> None:
+        self.next_ids = torch.tensor(tokens, dtype=torch.long, device=self.next_ids.device)
+
+
+class SlotRunner:
+    """Same interface as runner.ModelRunner, over the static slot cache."""
+
+    def __init__(self, model, device, max_rows: int, pad_id: int = 0):
+        self.model = model
+        self.device = torch.device(device)
+        self.pad_id = pad_id
+        register()
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(NAME)
+        else:
+            model.config._attn_implementation = NAME
+        self.base = model.base_model
+        self.head = model.get_output_embeddings()
+        cfg = model.config
+        self.context = _context(cfg)
+        self.scratch = max_rows  # the last slot
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        if getattr(cfg, "multi_query", False):  # GPTBigCode
+            heads = 1
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        dtype = next(model.parameters()).dtype
+        shape = (max_rows + 1, heads, self.context + 1, head_dim)  # + 1 column: padding's trash
+        self.cache = SlotCache([])
+        self.cache.layers = [
+            SlotLayer(
+                torch.zeros(shape, dtype=dtype, device=self.device),
+                torch.zeros(shape, dtype=dtype, device=self.device),
+                self.cache,
+            )
+            for _ in range(cfg.num_hidden_layers)
+        ]
+        self.bytes = 2 * cfg.num_hidden_layers * _prod(shape) * torch.empty((), dtype=dtype).element_size()
+        import inspect
+
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    # --- forward passes ---------------------------------------------------------------------
+
+    def _run(self, ids, rows, pos, keep) -> torch.Tensor:
+        """ids, pos: (B, q); rows: (B,) slots; keep: (B, k) input positions whose logits are
+        wanted. Returns logits (B, k, V)."""
+        c = self.cache
+        b, q = ids.shape
+        real = pos[pos < self.context]  # padding writes to the trash column `context`
+        width = min(self.context, _round_up(int(real.max()) + 1 if real.numel() else 1, WIDTH_STEP))
+        c.locate(rows, pos)
+        c.width = width
+        first = int(rows[0])
+        c.first = first if torch.equal(rows, torch.arange(first, first + b, device=rows.device)) else None
+        cols = torch.arange(width, device=self.device)
+        mask = cols[None, None, :] <= pos[:, :, None]  # (B, q, W): a query sees keys up to itself
+        kwargs = {self._cache_arg: c}
+        out = self.base(
+            input_ids=ids,
+            attention_mask=mask[:, None],
+            position_ids=pos.clamp(max=self.context - 1),
+            use_cache=True,
+            **kwargs,
+        )
+        hidden = out[0]  # (B, q, C)
+        picked = hidden.gather(1, keep[:, :, None].expand(-1, -1, hidden.shape[-1]))
+        return self.head(picked.contiguous())
+
+    @torch.inference_mode()
+    def decode(self, batch: SlotBatch) -> torch.Tensor:
+        """One token for every row. Returns logits (B, V). A failed forward leaves the batch as
+        it was (what it wrote lies past each row's end)."""
+        logits = self._decode(batch, list(range(batch.rows)))
+        batch.pos = batch.pos + 1
+        return logits
+
+    def _decode(self, batch: SlotBatch, rows: list[int]) -> torch.Tensor:
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        slots = idx + batch.first
+        ids, pos = batch.next_ids[idx], batch.pos[idx]
+        n = len(rows)
+        if n == 1 and batch.ghost:  # the same row twice: a two-row GEMM, as in any batch
+            slots, ids, pos = slots.repeat(2), ids.repeat(2), pos.repeat(2)
+        keep = torch.zeros((slots.shape[0], 1), dtype=torch.long, device=self.device)
+        logits = self._run(ids[:, None], slots, pos[:, None], keep)
+        return logits[:n, 0]
+
+    @torch.inference_mode()
+    def probe(self, batch: SlotBatch, rows: list[int]) -> None:
+        """Decode `rows` of the batch without keeping anything: raises what they raise alone."""
+        ghost = batch.ghost
+        batch.ghost = len(rows) == 1
+        try:
+            self._decode(batch, rows)
+        finally:
+            batch.ghost = ghost
+
+    @torch.inference_mode()
+    def prefill(self, rows: list[PrefillRow], first: int = 0):
+        """Prefill new sequences into slots first, first+1, ... Returns (batch, last-position
+        logits (R, V), {row: full logits (T, V)} for the rows that asked for them)."""
+        lengths, starts = [len(r.ids) for r in rows], [r.reuse for r in rows]
+        for i, r in enumerate(rows):
+            if r.reuse:
+                self._fill(first + i, r.kv, r.reuse)
+        slots = torch.arange(first, first + len(rows), device=self.device)
+        full = {i: r for i, r in enumerate(rows) if r.full_logits}
+        logits, full_logits = self._prefill_into(slots, [r.ids for r in rows], starts, set(full))
+        pos = torch.tensor(lengths, dtype=torch.long, device=self.device)
+        batch = SlotBatch([], pos, pos.clone(), first=first)
+        return batch, logits, full_logits
+
+    def _prefill_into(self, slots, prompts, starts, full: set[int]):
+        r = len(prompts)
+        width = max(len(p) - s for p, s in zip(prompts, starts, strict=True))
+        ids = torch.full((r, width), self.pad_id, dtype=torch.long)
+        pos = torch.empty((r, width), dtype=torch.long)
+        keep_n = 2 if r == 1 and not full else 1  # a lone row keeps two positions: a 2-row GEMM
+        keep = torch.zeros((r, width if full else keep_n), dtype=torch.long)
+        for i, (p, s) in enumerate(zip(prompts, starts, strict=True)):
+            n = len(p) - s
+            ids[i, :n] = torch.tensor(p[s:], dtype=torch.long)
+            pos[i, :n] = torch.arange(s, s + n)
+            pos[i, n:] = self.context  # padding after a row's end writes to the trash column
+            if full:
+                keep[i] = torch.arange(width).clamp(max=n - 1)
+            else:
+                keep[i] = torch.arange(n - keep_n, n).clamp(min=0)
+        ids, pos, keep = ids.to(self.device), pos.to(self.device), keep.to(self.device)
+        logits = self._run(ids, slots, pos, keep)  # (R, k, V)
+        last = torch.tensor([len(p) - s - 1 for p, s in zip(prompts, starts, strict=True)])
+        if full:
+            out = logits[torch.arange(r), last.to(self.device)]
+            return out, {i: logits[i, : len(prompts[i]) - starts[i]] for i in full}
+        return logits[:, -1], {}
+
+    @torch.inference_mode()
+    def extend(self, kv: KV | None, start: int, ids: list[int]) -> KV:
+        """Chunked prefill: run `ids` after the first `start` tokens' KV (in the scratch slot) and
+        return the KV of all start + len(ids) tokens."""
+        s = self.scratch
+        if start:
+            self._fill(s, kv, start)
+        slots = torch.tensor([s], device=self.device)
+        self._prefill_into(slots, [[0] * start + list(ids)], [start], set())
+        n = start + len(ids)
+        return [
+            (layer.k[s : s + 1, :, :n].clone(), layer.v[s : s + 1, :, :n].clone())
+            for layer in self.cache.layers
+        ]
+
+    def _fill(self, slot: int, kv: KV, n: int) -> None:
+        for layer, (k, v) in zip(self.cache.layers, kv, strict=True):
+            layer.k[slot, :, :n] = k[0, :, :n]
+            layer.v[slot, :, :n] = v[0, :, :n]
+
+    # --- batch bookkeeping ------------------------------------------------------------------
+
+    def prefix_kv(self, batch: SlotBatch, row: int, length: int) -> KV:
+        s, end = batch.first + row, int(batch.pos[row])
+        return [
+            (
+                layer.k[s : s + 1, :, end - length : end].clone(),
+                layer.v[s : s + 1, :, end - length : end].clone(),
+            )
+            for layer in self.cache.layers
+        ]
+
+    def _copy(self, dst: int, src: int, n: int) -> None:
+        for layer in self.cache.layers:
+            layer.k[dst, :, :n] = layer.k[src, :, :n]
+            layer.v[dst, :, :n] = layer.v[src, :, :n]
+
+    def select(self, batch: SlotBatch, rows: list[int], ghost: bool = True) -> SlotBatch:
+        """Rows `rows` (repeats allowed: n > 1 forks), in that order, in slots batch.first, ...
+        Copies the rows that move (a prefill's forks; never the running batch's other rows)."""
+        n = max(int(batch.pos.max()), 1)
+        src = [batch.first + r for r in rows]
+        if src != list(range(batch.first, batch.first + len(rows))):
+            idx = torch.tensor(src, device=self.device)
+            dst = slice(batch.first, batch.first + len(rows))
+            for layer in self.cache.layers:
+                layer.k[dst, :, :n] = layer.k[idx, :, :n]
+                layer.v[dst, :, :n] = layer.v[idx, :, :n]
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        return SlotBatch(
+            [batch.seqs[r] for r in rows] if batch.seqs else [],
+            batch.pos[idx],
+            batch.next_ids[idx],
+            first=batch.first,
+            ghost=ghost and len(rows) == 1,
+        )
+
+    def drop(self, batch: SlotBatch, keep: list[int], ghost: bool = True) -> SlotBatch:
+        """Rows leave: each hole below the new end is filled by a row from above it (its KV
+        moved); the other rows stay where they are. Row order follows the slots."""
+        order = list(range(batch.rows))
+        kept = set(keep)
+        end = len(keep)
+        holes = [r for r in range(end) if r not in kept]
+        movers = [r for r in keep if r >= end]
+        for hole, mover in zip(holes, movers, strict=True):
+            self._copy(batch.first + hole, batch.first + mover, int(batch.pos[mover]))
+            order[hole] = mover
+        order = order[:end]
+        idx = torch.tensor(order, dtype=torch.long, device=self.device)
+        return SlotBatch(
+            [batch.seqs[r] for r in order],
+            batch.pos[idx],
+            batch.next_ids[idx],
+            first=batch.first,
+            ghost=ghost and end == 1,
+        )
+
+    def concatenate(self, batches: list[SlotBatch]) -> SlotBatch:
+        """Batches in consecutive slots (a running batch and the prefill after it): no copy."""
+        batches = [b for b in batches if b.rows]
+        if len(batches) == 1:
+            return batches[0]
+        for a, b in zip(batches, batches[1:], strict=False):
+            if a.first + a.rows != b.first:
+                raise RuntimeError("slot batches must be consecutive")
+        return SlotBatch(
+            [s for b in batches for s in b.seqs],
+            torch.cat([b.pos for b in batches]),
+            torch.cat([b.next_ids for b in batches]),
+            first=batches[0].first,
+        )
+
+
+def _context(cfg) -> int:
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError("the model config gives no context length")
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def _round_up(x: int, step: int) -> int:
+    return (x + step - 1) // step * step
