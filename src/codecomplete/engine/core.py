@@ -57,6 +57,7 @@ class EngineCore:
         self._wake = threading.Event()
         self._live: dict[str, list[RequestState]] = {}
         self._aborted_early: set[int] = set()  # id() of inbox entries aborted before they started
+        self._admitting = None  # the inbox entry being prepared (out of the inbox, not yet live)
         self._rng = random.Random(config.seed)
         self._next_seq = 0
         self.consecutive_failures = 0
@@ -137,6 +138,8 @@ class EngineCore:
             for entry in self._inbox:
                 if entry[0].request_id == request_id:
                     self._abort_entry(entry)
+            if self._admitting is not None and self._admitting[0].request_id == request_id:
+                self._abort_entry(self._admitting)
             for req in self._live.get(request_id, []):
                 self._abort_state(req)
         self._wake.set()
@@ -144,13 +147,15 @@ class EngineCore:
     def abort_handle(self, handle) -> None:
         with self._lock:
             self._abort_entry(handle)
+            if handle is self._admitting:
+                self._aborted_early.add(id(handle))
             for req in self._live.get(handle[0].request_id, []):
                 if req.sink is handle[1]:
                     self._abort_state(req)
         self._wake.set()
 
     def _abort_entry(self, entry) -> None:
-        if entry in self._inbox and id(entry) not in self._aborted_early:
+        if (entry in self._inbox or entry is self._admitting) and id(entry) not in self._aborted_early:
             self._aborted_early.add(id(entry))
             self.counters["requests_cancelled_total"] += 1
 
@@ -327,30 +332,42 @@ class EngineCore:
                 entry = self._inbox.popleft()
                 aborted = id(entry) in self._aborted_early
                 self._aborted_early.discard(id(entry))
+                # Out of the inbox, not yet live: an abort now is remembered on the entry (below).
+                self._admitting = None if aborted else entry
             request, sink, _ = entry
             if aborted:
                 sink(_cancelled_output(request.request_id))
                 continue
             try:
-                req = self._admit(request, sink)
-            except PromptError as exc:
-                sink(RequestOutput(request.request_id, error=exc.error, finished=True))
-                continue
-            except Exception as exc:
-                log.exception("could not prepare request %s", request.request_id)
-                sink(_error_output(request.request_id, f"could not prepare the prompt: {exc}"))
-                continue
-            try:
-                self.scheduler.add(req)
-            except QueueFullError:
-                sink(
-                    RequestOutput(
-                        request.request_id, error=EngineError("queue full", status=429), finished=True
-                    )
-                )
-                continue
-            with self._lock:
-                self._live.setdefault(req.request_id, []).append(req)
+                self._admit_entry(entry)
+            finally:
+                with self._lock:
+                    self._admitting = None
+                    self._aborted_early.discard(id(entry))
+
+    def _admit_entry(self, entry) -> None:
+        """Prepare one request taken from the inbox and make it live (errors go to its sink)."""
+        request, sink, _ = entry
+        try:
+            req = self._admit(request, sink)
+        except PromptError as exc:
+            sink(RequestOutput(request.request_id, error=exc.error, finished=True))
+            return
+        except Exception as exc:
+            log.exception("could not prepare request %s", request.request_id)
+            sink(_error_output(request.request_id, f"could not prepare the prompt: {exc}"))
+            return
+        try:
+            self.scheduler.add(req)
+        except QueueFullError:
+            sink(
+                RequestOutput(request.request_id, error=EngineError("queue full", status=429), finished=True)
+            )
+            return
+        with self._lock:
+            self._live.setdefault(req.request_id, []).append(req)
+            if id(entry) in self._aborted_early:  # aborted while its prompt was prepared
+                req.aborted = True
 
     def _admit(self, request: GenerationRequest, sink: Sink) -> RequestState:
         p = request.params
