@@ -135,6 +135,9 @@ class OptimConfig:
     impl: Literal["auto", "torch", "deepspeed"] = "auto"
     """AdamW implementation. auto: DeepSpeed's fused/CPU Adam on GPUs and with offload, torch's AdamW
     on the CPU accelerator without offload (no C++ op to compile)."""
+    fused: bool = False
+    """torch's AdamW only: its fused kernel (`fused=True`) instead of the foreach one. Under ZeRO the
+    optimizer updates flat partitions, so this rarely matters (docs/train.md, "Throughput")."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -191,6 +194,9 @@ class RunConfig:
     """Write loss, lr and tokens/s to TensorBoard and metrics.jsonl every this many steps."""
     threads_per_rank: int = 0
     """CPU only: torch threads per rank; 0 = the machine's cores divided by the ranks on it."""
+    compile: bool = False
+    """`torch.compile` the model (TorchInductor; in place, so checkpoints keep their parameter names).
+    The first steps pay the compilation (about a minute on a 2-core CPU); later steps run fused kernels."""
     fault_kill_at_step: int = 0
     """Testing only: rank 0 SIGKILLs itself right after this optimizer step (0 = never)."""
     fault_kill_in_save_at: int = 0

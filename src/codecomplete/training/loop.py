@@ -145,6 +145,9 @@ class Trainer:
             valid = TokenShards(cfg.data.path, cfg.data.valid_split)
             self.valid_data = PackedSequences(valid, cfg.data.seq_len, seed=0, fim=None)
 
+        if cfg.run.compile:
+            # In place (nn.Module.compile): parameter names, checkpoints and export are unchanged.
+            self.model.compile()
         self.ds_config = build_deepspeed_config(cfg, self.world, self.accel)
         max_steps = cfg.run.max_steps
 
@@ -269,7 +272,7 @@ class Trainer:
             f"model: {describe(self.model)}\n"
             f"deepspeed: ZeRO stage {zero_stage(self.ds_config)} ({run.zero}), {world} rank(s) on {self.accel}, "
             f"precision {run.precision}, FIM {self.cfg.data.fim_rate:g} (SPM {self.cfg.data.fim_spm_rate:g}, "
-            f"template {self.fim_template})\n"
+            f"template {self.fim_template}){', torch.compile' if self.cfg.run.compile else ''}\n"
             f"effective batch: {run.micro_batch_size} micro x {run.grad_accum} accum x {world} ranks = "
             f"{run.global_batch(world)} sequences x {self.cfg.data.seq_len} tokens = "
             f"{self.cfg.tokens_per_step(world):,} tokens/step; {run.max_steps} steps = "
