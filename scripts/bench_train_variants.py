@@ -84,31 +84,36 @@ def main() -> int:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            return float(loss)
+            return float(loss.detach())
 
         step()  # warm-up (and compilation)
         runs[name] = dict(
             step=step, params_m=round(n / 1e6, 2), first_step_s=round(time.perf_counter() - t, 1)
         )
     times: dict[tuple[str, int], list[float]] = {(v, th): [] for v in runs for th in threads}
+    cpu: dict[tuple[str, int], float] = {k: 0.0 for k in times}  # CPU seconds, all threads
     for _ in range(args.rounds):
         for th in threads:
             torch.set_num_threads(th)
             for v, r in runs.items():
                 for _ in range(args.steps):
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     r["step"]()
                     times[(v, th)].append(time.perf_counter() - t)
+                    cpu[(v, th)] += time.process_time() - c
     tokens = args.micro * args.seq
     load = os.getloadavg()
     print(f"{args.micro} x {args.seq} tokens/step, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-    print("| variant | params | threads | tokens/s (median) | s/step | first step (incl. compile) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| variant | params | threads | tokens/s (median) | s/step | tokens per CPU-second | first step (incl. compile) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     out = []
     for (v, th), ts in times.items():
         med = statistics.median(ts)
         row = dict(variant=v, threads=th, params_m=runs[v]["params_m"], tokens_per_s=round(tokens / med),
-                   step_s=round(med, 3), first_step_s=runs[v]["first_step_s"])  # fmt: skip
+                   step_s=round(med, 3), first_step_s=runs[v]["first_step_s"],
+                   tokens_per_cpu_s=round(tokens * len(ts) / cpu[(v, th)]))  # fmt: skip
         out.append(row)
         print(
             f"| {v} | {row['params_m']}M | {th} | {row['tokens_per_s']:,} | {med:.3f} | {row['first_step_s']} s |"
