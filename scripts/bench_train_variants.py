@@ -66,6 +66,9 @@ def main() -> int:
     from codecomplete.training.model import count_params, param_groups
 
     threads = args.threads or [torch.get_num_threads()]
+    # Inductor's C++ kernels fix their OpenMP thread count when they are compiled: compile under the
+    # first thread count (a compiled variant measured under another count still uses that one).
+    torch.set_num_threads(threads[0])
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, args.vocab, (args.micro, args.seq), generator=g)
     runs = {}
@@ -91,7 +94,7 @@ def main() -> int:
             step=step, params_m=round(n / 1e6, 2), first_step_s=round(time.perf_counter() - t, 1)
         )
     times: dict[tuple[str, int], list[float]] = {(v, th): [] for v in runs for th in threads}
-    cpu: dict[tuple[str, int], float] = {k: 0.0 for k in times}  # CPU seconds, all threads
+    cpu: dict[tuple[str, int], list[float]] = {k: [] for k in times}  # CPU seconds per step, all threads
     for _ in range(args.rounds):
         for th in threads:
             torch.set_num_threads(th)
@@ -100,12 +103,12 @@ def main() -> int:
                     t, c = time.perf_counter(), time.process_time()
                     r["step"]()
                     times[(v, th)].append(time.perf_counter() - t)
-                    cpu[(v, th)] += time.process_time() - c
+                    cpu[(v, th)].append(time.process_time() - c)
     tokens = args.micro * args.seq
     load = os.getloadavg()
     print(f"{args.micro} x {args.seq} tokens/step, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(
-        "| variant | params | threads | tokens/s (median) | s/step | tokens per CPU-second | first step (incl. compile) |"
+        "| variant | params | threads | tokens/s (median) | s/step | tokens per CPU-second (median) | first step (incl. compile) |"
     )
     print("|---|---|---|---|---|---|---|")
     out = []
@@ -113,10 +116,12 @@ def main() -> int:
         med = statistics.median(ts)
         row = dict(variant=v, threads=th, params_m=runs[v]["params_m"], tokens_per_s=round(tokens / med),
                    step_s=round(med, 3), first_step_s=runs[v]["first_step_s"],
-                   tokens_per_cpu_s=round(tokens * len(ts) / cpu[(v, th)]))  # fmt: skip
+                   tokens_per_cpu_s=round(tokens / statistics.median(cpu[(v, th)])),
+                   cpu_s=[round(c, 2) for c in cpu[(v, th)]], wall_s=[round(t, 2) for t in ts])  # fmt: skip
         out.append(row)
         print(
-            f"| {v} | {row['params_m']}M | {th} | {row['tokens_per_s']:,} | {med:.3f} | {row['first_step_s']} s |"
+            f"| {v} | {row['params_m']}M | {th} | {row['tokens_per_s']:,} | {med:.3f} | "
+            f"{row['tokens_per_cpu_s']:,} | {row['first_step_s']} s |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(dict(load=load, rows=out), indent=2) + "\n")
