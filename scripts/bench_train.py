@@ -102,6 +102,8 @@ def worker(args) -> None:
     # DeepSpeed
     ds_config = build_deepspeed_config(cfg, world, acc.device_name())
     model_d = copy.deepcopy(base)
+    if run.compile:
+        model_d.compile()
     engine, _, _, _ = deepspeed.initialize(
         model=model_d,
         model_parameters=param_groups(model_d, optim.weight_decay),
@@ -119,6 +121,8 @@ def worker(args) -> None:
     plain_step = None
     if world == 1:
         model_p = copy.deepcopy(base).to(device=device, dtype=dtype)
+        if run.compile:
+            model_p.compile()
         opt = torch.optim.AdamW(
             param_groups(model_p, optim.weight_decay), lr=optim.lr, betas=optim.betas, eps=optim.eps
         )
@@ -138,11 +142,18 @@ def worker(args) -> None:
     if plain_step:
         plain_step()
     ds_times, plain_times = [], []
+    ds_cpu = 0.0  # CPU seconds this rank spent in the DeepSpeed steps (all its threads)
     for _ in range(args.rounds):
         if plain_step:
             plain_times += _time_steps(plain_step, args.steps)
+        cpu = time.process_time()
         ds_times += _time_steps(ds_step, args.steps)
+        ds_cpu += time.process_time() - cpu
         dist.barrier()
+    # Tokens per CPU-second over all ranks: what a loaded machine cannot distort (wall-clock tokens/s
+    # depends on the share of the cores the run gets).
+    cpu_t = torch.tensor([ds_cpu], dtype=torch.float64)
+    dist.all_reduce(cpu_t)
     tokens = cfg.tokens_per_step(world)
     result = {
         "recipe": Path(args.recipe).name,
@@ -156,6 +167,10 @@ def worker(args) -> None:
         "tokens_per_step": tokens,
         "deepspeed_step_s": statistics.median(ds_times),
         "deepspeed_tokens_per_s": tokens / statistics.median(ds_times),
+        "deepspeed_tokens_per_cpu_s": tokens * len(ds_times) / float(cpu_t.item()),
+        "threads_per_rank": torch.get_num_threads(),
+        "compile": run.compile,
+        "load_average": os.getloadavg()[0],
     }
     if plain_times:
         result["plain_step_s"] = statistics.median(plain_times)
@@ -209,13 +224,17 @@ def to_markdown(r: dict) -> str:
         f"Training ({r['recipe']}, {r['params_m']}M parameters, {r['precision']}, {r['tokens_per_step']:,} tokens/step, "
         f"{r['accelerator']}):",
         "",
-        "| loop | ranks | tokens/s | s/step |",
-        "|---|---|---|---|",
-        f"| DeepSpeed ZeRO-{r['zero_stage']} ({r['zero']}) | {r['ranks']} | {r['deepspeed_tokens_per_s']:,.0f} | "
-        f"{r['deepspeed_step_s']:.3f} |",
+        "| loop | ranks | threads/rank | compile | tokens/s | s/step | tokens per CPU-second | load |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| DeepSpeed ZeRO-{r['zero_stage']} ({r['zero']}) | {r['ranks']} | {r['threads_per_rank']} | "
+        f"{r['compile']} | {r['deepspeed_tokens_per_s']:,.0f} | {r['deepspeed_step_s']:.3f} | "
+        f"{r['deepspeed_tokens_per_cpu_s']:,.0f} | {r['load_average']:.1f} |",
     ]
     if "plain_step_s" in r:
-        lines.append(f"| plain PyTorch | 1 | {r['plain_tokens_per_s']:,.0f} | {r['plain_step_s']:.3f} |")
+        lines.append(
+            f"| plain PyTorch | 1 | {r['threads_per_rank']} | {r['compile']} | {r['plain_tokens_per_s']:,.0f} | "
+            f"{r['plain_step_s']:.3f} | - | |"
+        )
         lines += [
             "",
             f"ZeRO overhead vs plain PyTorch on one rank: {r['zero_overhead_pct']:+.1f}% (target <= 10%)",

@@ -282,3 +282,61 @@ def test_export_refuses_an_interrupted_checkpoint(tmp_path):
     (half / "ds").mkdir(parents=True)
     proc = _codecomplete("export", str(half), str(tmp_path / "out"), timeout=120)
     assert proc.returncode != 0 and "interrupted" in proc.stderr
+
+
+LLAMA = {
+    "model_type": "llama",
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "intermediate_size": 176,
+    "max_position_embeddings": 128,
+    "tie_word_embeddings": True,
+}
+
+
+def test_llama_block_compiled_with_fused_adamw_matches_eager_and_exports(
+    tmp_path, token_dataset, tiny_model_dir
+):
+    """The Llama block (RoPE, SwiGLU, RMSNorm) trains under ZeRO-2 on 2 ranks; `run.compile` and
+    `optim.fused` (the throughput settings) give the eager run's losses, and the export is a
+    LlamaForCausalLM with tied embeddings holding the trained weights."""
+    runs = {}
+    for name, extra in (
+        ("eager", []),
+        ("compiled", ["--set", "run.compile=true", "--set", "optim.fused=true"]),
+    ):
+        recipe = yaml.safe_load(
+            _recipe(
+                tmp_path, token_dataset, tiny_model_dir, name, max_steps=10, eval_every=5, save_every=0
+            ).read_text()
+        )
+        recipe["model"]["arch"] = LLAMA
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
+        proc = _train(tmp_path / f"{name}.yaml", *extra)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs[name] = (proc.stdout + proc.stderr, _metrics(tmp_path / name))
+    log, compiled = runs["compiled"]
+    assert "LlamaForCausalLM (llama)" in log and "torch.compile" in log
+    _, eager = runs["eager"]
+    assert compiled[10]["valid/loss"] < compiled[5]["valid/loss"]
+    for step in (5, 10):
+        assert compiled[step]["train/loss"] == pytest.approx(eager[step]["train/loss"], rel=2e-3)
+        assert compiled[step]["valid/loss"] == pytest.approx(eager[step]["valid/loss"], rel=2e-3)
+
+    exported = _codecomplete("export", str(tmp_path / "compiled"), str(tmp_path / "hf"), timeout=180)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from codecomplete.training.data import PackedSequences, TokenShards
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    valid = PackedSequences(TokenShards(token_dataset, "valid"), 128, seed=0)
+    x = torch.from_numpy(np.stack([valid[k] for k in range(32)]))
+    with torch.no_grad():
+        loss = float(model(input_ids=x, labels=x).loss)
+    assert loss == pytest.approx(compiled[10]["valid/loss"], rel=1e-3)

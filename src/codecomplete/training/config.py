@@ -135,6 +135,9 @@ class OptimConfig:
     impl: Literal["auto", "torch", "deepspeed"] = "auto"
     """AdamW implementation. auto: DeepSpeed's fused/CPU Adam on GPUs and with offload, torch's AdamW
     on the CPU accelerator without offload (no C++ op to compile)."""
+    fused: bool = False
+    """torch's AdamW only: its fused kernel (`fused=True`) instead of the foreach one. Under ZeRO the
+    optimizer updates flat partitions, so this rarely matters (docs/train.md, "Throughput")."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -191,6 +194,13 @@ class RunConfig:
     """Write loss, lr and tokens/s to TensorBoard and metrics.jsonl every this many steps."""
     threads_per_rank: int = 0
     """CPU only: torch threads per rank; 0 = the machine's cores divided by the ranks on it."""
+    time_limit_s: float = 0.0
+    """Stop (evaluate, checkpoint) after the first step that ends this many seconds into the run's
+    training loop, even before max_steps; 0 = no limit. For a lent machine with a fixed budget: the
+    learning-rate schedule is still the one for max_steps, so set max_steps to about what fits."""
+    compile: bool = False
+    """`torch.compile` the model (TorchInductor; in place, so checkpoints keep their parameter names).
+    The first steps pay the compilation (about a minute on a 2-core CPU); later steps run fused kernels."""
     fault_kill_at_step: int = 0
     """Testing only: rank 0 SIGKILLs itself right after this optimizer step (0 = never)."""
     fault_kill_in_save_at: int = 0
@@ -204,6 +214,7 @@ class RunConfig:
             self.precision in ("bf16", "fp16", "fp32"), "run.precision", f"unknown {self.precision!r}", "bf16"
         )
         _check(self.keep_last >= 1, "run.keep_last", "keep at least one checkpoint", "3")
+        _check(self.time_limit_s >= 0, "run.time_limit_s", "must be >= 0", "0")
         for key in ("eval_every", "save_every", "log_every", "threads_per_rank"):
             _check(getattr(self, key) >= 0, f"run.{key}", "must be >= 0", "0")
         _check(self.log_every > 0, "run.log_every", "must be > 0", "10")

@@ -97,6 +97,8 @@ def build_deepspeed_config(cfg: TrainConfig, world_size: int, accelerator: str =
     if impl == "torch":
         # torch.optim.AdamW: nothing to compile (DeepSpeed's FusedAdam is a C++ op on the CPU).
         params["torch_adam"] = True
+        if optim.fused:
+            params["fused"] = True
         if offload:
             # ZeRO-Offload insists on DeepSpeedCPUAdam unless told otherwise.
             ds["zero_force_ds_cpu_optimizer"] = False

@@ -145,6 +145,9 @@ class Trainer:
             valid = TokenShards(cfg.data.path, cfg.data.valid_split)
             self.valid_data = PackedSequences(valid, cfg.data.seq_len, seed=0, fim=None)
 
+        if cfg.run.compile:
+            # In place (nn.Module.compile): parameter names, checkpoints and export are unchanged.
+            self.model.compile()
         self.ds_config = build_deepspeed_config(cfg, self.world, self.accel)
         max_steps = cfg.run.max_steps
 
@@ -269,7 +272,7 @@ class Trainer:
             f"model: {describe(self.model)}\n"
             f"deepspeed: ZeRO stage {zero_stage(self.ds_config)} ({run.zero}), {world} rank(s) on {self.accel}, "
             f"precision {run.precision}, FIM {self.cfg.data.fim_rate:g} (SPM {self.cfg.data.fim_spm_rate:g}, "
-            f"template {self.fim_template})\n"
+            f"template {self.fim_template}){', torch.compile' if self.cfg.run.compile else ''}\n"
             f"effective batch: {run.micro_batch_size} micro x {run.grad_accum} accum x {world} ranks = "
             f"{run.global_batch(world)} sequences x {self.cfg.data.seq_len} tokens = "
             f"{self.cfg.tokens_per_step(world):,} tokens/step; {run.max_steps} steps = "
@@ -426,7 +429,7 @@ class Trainer:
                 os.kill(os.getpid(), signal.SIGKILL)  # testing: a hard crash between checkpoints
             # The last step is always evaluated before its checkpoint is saved, so the final
             # checkpoint (what export reads) holds the final validation loss.
-            done = self.state.step == run.max_steps
+            done = self.state.step == run.max_steps or self._out_of_time()
             if self.valid_data is not None and (
                 done or (run.eval_every and self.state.step % run.eval_every == 0)
             ):
@@ -437,6 +440,9 @@ class Trainer:
                 last_save = self.state.step
             if last_eval == self.state.step or last_save == self.state.step:
                 window_t, window_steps = time.perf_counter(), 0  # keep eval/save time out of tokens/s
+            if done and self.state.step < run.max_steps:
+                self.log(f"run.time_limit_s={run.time_limit_s:g} reached at step {self.state.step}: stopping")
+                break
         bar.close()  # the last step was evaluated in the loop
         if last_save != self.state.step:
             self.save()
@@ -451,6 +457,17 @@ class Trainer:
                 self._writer.close()
             self._metrics.close()
         return summary
+
+    def _out_of_time(self) -> bool:
+        """Every rank must agree, or one would stop while the others wait in a collective."""
+        limit = self.cfg.run.time_limit_s
+        if not limit:
+            return False
+        import torch
+
+        over = torch.tensor([float(time.perf_counter() - self._fit_started > limit)], device=self.device)
+        self.dist.all_reduce(over)
+        return bool(over.item() > 0)
 
     def _eval_and_record(self) -> None:
         values = self.evaluate()
