@@ -9,6 +9,7 @@ import base64
 import html
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def merge_stats(
             "bytes": read.get("in_bytes", 0),
             "repositories": discover.get("repositories", 0),
             "clone_failed": read.get("counts", {}).get("clone_failed", 0),
+            "download_failed": read.get("counts", {}).get("download_failed", 0),
         },  # fmt: skip
         "output": {
             "documents": docs.get("out_docs", 0),
@@ -204,6 +206,13 @@ def write_report(stats: dict[str, Any], path: str | Path) -> None:
                 "Kept code by language (MB)", [k for k, _ in lang], [v["bytes"] / 1e6 for k, v in lang], "MB"
             )
         )
+    red = sorted(
+        ((k, v) for k, v in stats["redactions"].items() if k != "documents_redacted"), key=lambda kv: -kv[1]
+    )
+    if red:
+        imgs.append(
+            _barh("Secrets and PII redacted, by kind", [k for k, _ in red], [v for _, v in red], "values")
+        )
     h = stats.get("hist") or {}
     if h.get("size"):
         imgs.append(_hist_plot("File size of kept documents", h["size_bins"], h["size"], "bytes"))
@@ -243,10 +252,11 @@ class FinalizeStep(CurateStep):
     stage = "finalize"
 
     def __init__(self, out_dir: str, stats_dir: str, order: list[tuple[str, str]], recipe: dict[str, Any],
-                 tokens: dict[str, Any] | None = None):  # fmt: skip
+                 tokens: dict[str, Any] | None = None, cleanup: list[str] = ()):  # fmt: skip
         super().__init__(None)
         self.out_dir, self.order, self.recipe, self.tokens = out_dir, order, recipe, tokens
         self.stats_dir_ = stats_dir
+        self.cleanup = list(cleanup)
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         stats = merge_stats(self.stats_dir_, self.order, self.recipe)
@@ -261,5 +271,9 @@ class FinalizeStep(CurateStep):
                 **{s: v["num_tokens"] for s, v in meta["splits"].items()},
             }
         write_report(stats, Path(self.out_dir) / "report.html")
+        # Folders of raw text no later stage reads (the intermediate shards, clones and sdists under
+        # the output folder) go: only redacted text stays under a finished output folder.
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
         write_json_atomic(Path(self.out_dir) / "stats.json", stats)  # last: marks the folder finished
         yield from ()
