@@ -18,7 +18,7 @@ SERVE_ARGS ?=
 # The serving benchmark runs on the bundled model (512-token context: the keystroke replay fits in it).
 BENCH_ARGS ?= --model models/codecomplete-tiny-py --keystroke-tokens 400
 
-.PHONY: venv serve test lint format bench tiny-model clean
+.PHONY: venv serve test lint format bench tiny-model clean test-cluster
 
 venv: $(STAMP)
 
@@ -47,6 +47,15 @@ bench: venv
 	$(BIN)/python scripts/bench.py --out BENCHMARKS.md $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_train.py --append BENCHMARKS.md
 	$(BIN)/python scripts/bench_curate.py --mb 20 --workers 1 --append BENCHMARKS.md
+
+# Curation on Ray (a local cluster) and on a one-node Slurm, byte-identical to the local executor.
+# Installs ray into .cluster/site (outside the project venv) and Debian's slurm-wlm + munge (root).
+test-cluster: venv
+	test -d .cluster/site/ray || $(BIN)/python -m pip install -q --no-deps --target .cluster/site ray
+	test -d .cluster/site/jsonschema || $(BIN)/python -m pip install -q --target .cluster/site jsonschema
+	bash scripts/cluster/slurm_one_node.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/.cluster/site:$(CURDIR)/src" CODECOMPLETE_CLUSTER_TESTS=1 \
+		$(BIN)/python -m pytest -q -s -m cluster tests/data/test_cluster.py
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

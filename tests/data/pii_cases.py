@@ -68,6 +68,9 @@ def values_of_kind(rng: random.Random) -> dict[str, list[str]]:
             "hf_" + _rand(rng, 34),
             "npm_" + _rand(rng, 36),
             "SG." + _rand(rng, 22, url) + "." + _rand(rng, 43, url),
+            "SK" + _rand(rng, 32, "0123456789abcdef"),  # Twilio
+            _rand(rng, 32, "0123456789abcdef") + "-us14",  # Mailchimp
+            str(rng.randrange(10**8, 10**9)) + ":AA" + _rand(rng, 33, url),  # Telegram bot
         ],
         "jwt": jwts,
         "webhook_url": [

@@ -49,8 +49,10 @@ API_KEYS = re.compile(
     r"|\bsk-[A-Za-z0-9]{32,}\b|\bsk-[A-Za-z0-9_-]{8,}T3BlbkFJ[A-Za-z0-9_-]{8,}"  # OpenAI legacy
     r"|\bhf_[A-Za-z0-9]{30,}\b|\bnpm_[A-Za-z0-9]{36}\b|\bpypi-AgE[A-Za-z0-9_-]{50,}"  # HF, npm, PyPI
     r"|\bSG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}"  # SendGrid
+    r"|\bSK[0-9a-f]{32}\b|\b[0-9a-f]{32}-us\d{1,2}\b|\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b"  # Twilio, Mailchimp, Telegram
 )
-API_KEY_GATES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA", "gh", "github_pat_", "glpat-",
+API_KEY_GATES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA", "ghp_", "gho_", "ghu_", "ghs_",
+                 "ghr_", "github_pat_", "glpat-", "SK", "-us", ":AA",
                  "xox", "xapp-", "AIza", "ya29.", "k_live_", "k_test_", "sk-", "hf_", "npm_", "pypi-", "SG.")  # fmt: skip
 AWS_SECRET = re.compile(r"(?i)(aws_?secret_?(?:access_?)?key\s*[\"']?\s*[:=,]\s*[\"']?)([A-Za-z0-9/+=]{40})")
 JWT = re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*")
@@ -165,13 +167,13 @@ def _is_email(m: re.Match) -> bool:
 
 # --- IP addresses --------------------------------------------------------------------------------
 IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-IPV4_GATE = re.compile(r"\d\.\d+\.\d+\.\d")
+IPV4_GATE = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")  # starts with a literal: a fast scan
 IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4}"
     r"|(?::[0-9A-Fa-f]{1,4}){0,5}:?(?:\d{1,3}\.){3}\d{1,3})(?![\w:])"
     r"|(?<![\w:.])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])"
 )
-IPV6_GATE = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
+IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")  # starts with a literal: a fast scan
 VERSION_CONTEXT = re.compile(r"(?i)(?:version|ver|release|_v|rfc\s?\d+|section|§)\W{0,6}$")
 
 
@@ -222,11 +224,9 @@ KINDS = ("private_key", "api_key", "jwt", "webhook_url", "password", "secret", "
 # Mailchimp, ...). Its keyword plugin is replaced by SECRET_ASSIGN (it only sees `name = "literal"`).
 _PLUGINS = [
     "ArtifactoryDetector", "AzureStorageKeyDetector", "CloudantDetector", "DiscordBotTokenDetector",
-    "IbmCloudIamDetector", "IbmCosHmacDetector", "MailchimpDetector", "SoftlayerDetector", "SquareOAuthDetector",
-    "TelegramBotTokenDetector", "TwilioKeyDetector",
+    "IbmCloudIamDetector", "IbmCosHmacDetector", "SoftlayerDetector", "SquareOAuthDetector",
 ]  # fmt: skip
-_PLUGIN_LINE = re.compile(r"(?i)artifactory|AccountKey=|cloudant|discord|ibm|mailchimp|softlayer|sq0|twilio|telegram|"
-                          r"\bSK[0-9a-f]{32}\b|-us\d{1,2}\b|\bAKC[a-zA-Z0-9]{10,}|\d{8,10}:[\w-]{35}")  # fmt: skip
+DETECT_SECRETS_GATES = ("artifactory", "accountkey=", "cloudant", "discord", "ibm", "softlayer", "sq0")
 
 
 def _name_start(text: str, pos: int) -> int:
@@ -253,6 +253,37 @@ def _in_query(text: str, pos: int) -> bool:
     return text[pos - 1 : pos] in ("?", "&")
 
 
+def _finds(text: str, needles) -> list[int]:
+    """Positions of every occurrence of the needles (str.find: a C scan, unlike an alternation)."""
+    out = []
+    for needle in needles:
+        i = text.find(needle)
+        while i != -1:
+            out.append(i)
+            i = text.find(needle, i + 1)
+    return out
+
+
+def _on_lines(text: str, positions: list[int], fn) -> str:
+    """`fn` applied to each line holding one of `positions` (a line once), the rest untouched."""
+    if not positions:
+        return text
+    spans = []
+    for p in sorted(positions):
+        if spans and p < spans[-1][1]:
+            continue
+        start = text.rfind("\n", 0, p) + 1
+        end = text.find("\n", p)
+        spans.append((start, len(text) if end == -1 else end))
+    parts, last = [], 0
+    for start, end in spans:
+        parts.append(text[last:start])
+        parts.append(fn(text[start:end]))
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
 class Redactor:
     def __init__(
         self, emails: bool = True, ip_addresses: bool = True, secrets: bool = True, entropy: bool = False
@@ -271,57 +302,62 @@ class Redactor:
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         counts: dict[str, int] = {}
 
-        def sub(
-            pattern: re.Pattern, kind: str, placeholder: str, text: str, check=None, group: int = 0
-        ) -> str:
+        def sub(pattern: re.Pattern, kind: str, placeholder: str, check=None, group: int = 0):
             def repl(m: re.Match) -> str:
                 if check is not None and not check(m):
                     return m.group(0)
                 counts[kind] = counts.get(kind, 0) + 1
                 if group:
-                    return (
-                        m.group(0)[: m.start(group) - m.start(0)]
-                        + placeholder
-                        + m.group(0)[m.end(group) - m.start(0) :]
-                    )
+                    whole, at = m.group(0), m.start(0)
+                    return whole[: m.start(group) - at] + placeholder + whole[m.end(group) - at :]
                 return placeholder
 
-            return pattern.sub(repl, text)
+            return lambda part: pattern.sub(repl, part)
 
-        # Substring gates first: Python's re has no literal-prefix scan for alternations, and
-        # most files contain none of these, so the regexes run on few files.
+        # Cheap gates first (substrings, or a regex that starts with a literal), then each pattern
+        # runs only on the lines the gate hit: Python's re has no fast scan for an alternation or a
+        # character class, and running every pattern over every byte cost more than the rest of
+        # the pipeline together.
         lower = text.lower()
         if self.secrets:
-            if "private key" in lower:
-                text = sub(PRIVATE_KEY, "private_key", "<PRIVATE_KEY>", text)
+            if "private key" in lower:  # a block spans lines: the whole text
+                text = sub(PRIVATE_KEY, "private_key", "<PRIVATE_KEY>")(text)
             if "eyj" in lower:
-                text = sub(JWT, "jwt", "<JWT>", text)
+                text = _on_lines(text, _finds(text.lower(), ("eyj",)), sub(JWT, "jwt", "<JWT>"))
             if "://" in text and any(g in lower for g in WEBHOOK_GATES):
-                text = sub(WEBHOOK, "webhook_url", "<WEBHOOK_URL>", text)
-            if any(p in text for p in API_KEY_GATES):
-                text = sub(API_KEYS, "api_key", "<API_KEY>", text)
+                text = _on_lines(text, _finds(text, ("://",)), sub(WEBHOOK, "webhook_url", "<WEBHOOK_URL>"))
+            hits = _finds(text, API_KEY_GATES)
+            if hits:
+                text = _on_lines(text, hits, sub(API_KEYS, "api_key", "<API_KEY>"))
             if "secret" in lower:
-                text = sub(AWS_SECRET, "api_key", "<API_KEY>", text, group=2)
+                text = sub(AWS_SECRET, "api_key", "<API_KEY>", group=2)(text)
             if "authorization" in lower:
-                text = sub(AUTH_HEADER, "secret", "<SECRET>", text, group=2)
+                text = sub(AUTH_HEADER, "secret", "<SECRET>", group=2)(text)
             if "://" in text:  # credentials in a URL: before emails, `pw@host.io` is not an address
-                text = sub(CREDENTIAL_URL, "password", "<PASSWORD>@", text)
-            if any(k in lower for k in SECRET_GATES):
-                text = self._named_secrets(text, counts)
+                text = _on_lines(text, _finds(text, ("://",)), sub(CREDENTIAL_URL, "password", "<PASSWORD>@"))
+            hits = _finds(text.lower(), SECRET_GATES)
+            if hits:
+                text = _on_lines(text, hits, lambda part: self._named_secrets(part, counts))
         if self.emails and "@" in text:
-            text = sub(EMAIL, "email", "<EMAIL>", text, check=_is_email)
+            text = _on_lines(text, _finds(text, ("@",)), sub(EMAIL, "email", "<EMAIL>", check=_is_email))
         if self.ips:
-            if IPV4_GATE.search(text):
-                text = sub(IPV4, "ip_address", "<IP_ADDRESS>", text, check=lambda m: self._ip_ok(m, text))
-            if "::" in text or IPV6_GATE.search(text):
-                text = sub(IPV6, "ip_address", "<IP_ADDRESS>", text, check=lambda m: _public_ip(m.group(0)))
-        if self.secrets and (self.entropy or _PLUGIN_LINE.search(text)):
+            hits = [m.start() for m in IPV4_GATE.finditer(text)]
+            if hits:
+                text = _on_lines(text, hits, sub(IPV4, "ip_address", "<IP_ADDRESS>", check=self._ip_ok))
+            hits = [m.start() for m in IPV6_GATE.finditer(text)]
+            if hits:
+                text = _on_lines(
+                    text,
+                    hits,
+                    sub(IPV6, "ip_address", "<IP_ADDRESS>", check=lambda m: _public_ip(m.group(0))),
+                )
+        if self.secrets and (self.entropy or any(g in lower for g in DETECT_SECRETS_GATES)):
             text = self._detect_secrets(text, counts)
         return text, counts
 
     @staticmethod
-    def _ip_ok(m: re.Match, text: str) -> bool:
-        if VERSION_CONTEXT.search(text, max(0, m.start() - 24), m.start()):
+    def _ip_ok(m: re.Match) -> bool:
+        if VERSION_CONTEXT.search(m.string, max(0, m.start() - 24), m.start()):
             return False  # version = "1.2.3.4"
         return _public_ip(m.group(0))
 
@@ -362,7 +398,9 @@ class Redactor:
         changed = False
         with transient_settings(self._scan_settings()):
             for i, line in enumerate(lines):
-                if len(line) > 1000 or not (self.entropy or _PLUGIN_LINE.search(line)):
+                if len(line) > 1000 or not (
+                    self.entropy or any(g in line.lower() for g in DETECT_SECRETS_GATES)
+                ):
                     continue
                 for secret in scan_line(line):
                     value = secret.secret_value or ""
