@@ -13,8 +13,10 @@ HOST=$(hostname -s)
 CPUS=$(nproc)
 MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 
-if [[ "${1:-start}" == "stop" ]]; then
-    for d in slurmd slurmctld; do pkill -x "$d" 2>/dev/null || true; done
+if [[ "${1:-start}" == "stop" ]]; then  # by the daemons' own pid files
+    for f in /run/slurmd.pid /run/slurmctld.pid /run/munge/munged.pid; do
+        [[ -s "$f" ]] && kill "$(cat "$f")" 2>/dev/null || true
+    done
     exit 0
 fi
 
