@@ -17,6 +17,7 @@ vectorised numpy, and the LSH index datasketch's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -227,20 +228,30 @@ class DedupStep(CurateStep):
                         yield i, best
 
 
+@functools.lru_cache(maxsize=8)
+def _band_split(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's (bands, rows) for a threshold: hundreds of numerical integrations, so once."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
 def lsh_candidates(
     sig: np.ndarray, rows: list[int], threshold: float, num_perm: int
 ) -> list[tuple[int, int]]:
     """Pairs (i < j) of `rows` that share one LSH band: the candidates datasketch's `MinHashLSH`
     (same band split, from its `_optimal_param`) would return, found with numpy per band instead of
     one Python dict insert and query per file and band."""
-    from datasketch.lsh import _optimal_param
-
-    bands, width = _optimal_param(threshold, num_perm, 0.5, 0.5)
+    bands, width = _band_split(threshold, num_perm)
     idx = np.asarray(rows, dtype=np.int64)
+    rows_sig = sig[idx].astype(np.uint64)  # (len(rows), num_perm)
     pairs: set[tuple[int, int]] = set()
     for b in range(bands):
-        band = np.ascontiguousarray(sig[idx, b * width : (b + 1) * width])
-        keys = band.view(np.dtype((np.void, band.dtype.itemsize * width))).ravel()
+        # a band's values as one 64-bit key (a collision only adds a candidate: the Jaccard check decides)
+        keys = np.zeros(len(idx), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for k in range(b * width, (b + 1) * width):
+                keys = keys * np.uint64(0x100000001B3) + rows_sig[:, k]
         _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         shared = np.flatnonzero(counts[inverse] > 1)  # rows whose bucket holds another row
         if len(shared) == 0:
