@@ -144,6 +144,8 @@ POSITIONS = {
     "env_string": 'ENV_FILE = "DEBUG=1\\n{N}={v}\\nWORKERS=4\\n"\n',
     "fstring_query": 'url = f"https://api.service.io/v1/items?{n}={v}&page={{page}}"\n',
 }
+# A password also sits in a URL's credentials (the user name and the rest of the URL stay).
+URL_POSITIONS = {"url_credentials": 'DSN = "postgresql://app_user:{v}@db.internal:5432/app"\n'}
 # Kinds with a shape of their own are also found with no telling name near them.
 SHAPED_POSITIONS = {
     "bare_call_arg": 'send("{v}")\n',
@@ -181,6 +183,8 @@ def positives(seed: int = 0) -> list[Case]:
         positions = dict(POSITIONS)
         if kind not in ("password", "secret"):
             positions.update(SHAPED_POSITIONS)
+        if kind == "password":
+            positions.update(URL_POSITIONS)
         for where, template in positions.items():
             if kind == "private_key" and where not in _MULTILINE_OK:
                 continue
@@ -229,6 +233,12 @@ NEGATIVES = [
     'SHA = "0123456789abcdef0123456789abcdef01234567"\n', 'UUID = "123e4567-e89b-12d3-a456-426614174000"\n',
     'b64 = "SGVsbG8sIFdvcmxkIQ=="\n', 'key_id = "AKIAEXAMPLE"\n', 'PREFIX = "ghp_"\n',
     'ENDPOINT = "https://api.openai.com/v1/chat/completions"\n', 'model = "sk-large-v2"\n',
+    # seen on PyPI code: special tokens, pagination cursors, token counts, OIDs, section numbers
+    'tok = Tokenizer(mask_token="[MASK]", pad_token="[PAD]")\n', 'req = List(page_token="CiAKGjBpNDd2Nj")\n',
+    'usage = {"max_tokens_per_1_minute": "150000000"}\n', 'r = Resp(continuation_token="AbC123xYz")\n',
+    'output_tokens: "12345678"\n', "id_ce = univ.ObjectIdentifier('2.5.29.29')\n",
+    "OIDS = {'1.3.101.112': 'ed25519'}\n", "# see sections `5.3.2.1`_ and `5.5.1.1`_\n",
+
 ]  # fmt: skip
 
 

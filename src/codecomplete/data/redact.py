@@ -71,7 +71,7 @@ WEBHOOK_GATES = (
     "hooks.zapier.com",
     "api.telegram.org",
 )
-CREDENTIAL_URL = re.compile(r"(://[^/\s:@\"'<]+:)[^/\s@\"'<]+@")
+CREDENTIAL_URL = re.compile(r"(://[^/\s:@\"'<]+:)([^/\s@\"'<]+)@")
 
 # --- a literal given to a secret-like name -----------------------------------------------------
 # The name's core word, then the rest of the identifier, then a separator, then the value: quoted
@@ -97,7 +97,13 @@ NOT_A_SECRET_NAME = re.compile(
     r"schema|template|store|storage|backend|manager|handler|cache|source|getter|setter|field_name|input|"
     r"reset|change|confirm|confirmation|min|max|limit|strength|algorithm|algo|encoding|version)$"
 )
-TOKEN_WORDS = re.compile(r"(?i)tokeni[sz]|tokens?_?(?:count|ids?|type|stream|list|budget|usage|limit)")
+# Tokens that are no credentials: a model's special tokens, pagination cursors, token counts.
+TOKEN_WORDS = re.compile(
+    r"(?i)tokeni[sz]|tokens?_?(?:count|ids?|type|stream|list|budget|usage|limit)|tokens$|"
+    r"(?:mask|pad|bos|eos|unk|sep|cls|special|page|next|prev|previous|continuation|resume|sync|cursor|start|end|"
+    r"max|min|num|n|output|input|prompt|completion|total|cache|cached|reasoning|stop|image|audio|video|"
+    r"csrf|xsrf)_?tokens?"
+)
 DUMMY = re.compile(
     r"(?i)^(?:change_?me|changeit|password\d*|passw(?:or)?d|secret|token|test|testing|dummy|example|sample|"
     r"placeholder|redacted|hidden|none|null|nil|undefined|default|empty|foo|bar|foobar|your|my|mock|fake|"
@@ -166,15 +172,18 @@ def _is_email(m: re.Match) -> bool:
 
 
 # --- IP addresses --------------------------------------------------------------------------------
-IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+IPV4 = re.compile(r"(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")  # `::ffff:a.b.c.d` is IPv6's
 IPV4_GATE = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")  # starts with a literal: a fast scan
 IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4}"
     r"|(?::[0-9A-Fa-f]{1,4}){0,5}:?(?:\d{1,3}\.){3}\d{1,3})(?![\w:])"
-    r"|(?<![\w:.])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])"
+    r"|(?<![\w:.])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:.])"
+    r"|(?<![\w:.])::ffff:(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"  # IPv4-mapped
 )
 IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")  # starts with a literal: a fast scan
-VERSION_CONTEXT = re.compile(r"(?i)(?:version|ver|release|_v|rfc\s?\d+|section|§)\W{0,6}$")
+VERSION_CONTEXT = re.compile(
+    r"(?i)(?:version|ver|release|_v|rfc\s?\d+|sections?|§|oid|objectidentifier)\W{0,6}$"
+)
 
 
 # Addresses that stand for "an address" in tests and docs, like the documentation ranges.
@@ -182,14 +191,16 @@ DUMMY_IPV4 = {"1.2.3.4", "4.3.2.1", "5.6.7.8", "1.1.1.1", "2.2.2.2", "3.3.3.3", 
 
 
 def _public_ip(s: str) -> bool:
-    if s in DUMMY_IPV4 or s.endswith(".0"):
-        return False  # `1.2.3.4` in a test; `1.1.0.0` is a network, `1.2.3.0` a version
+    if s in DUMMY_IPV4 or s.endswith(".0") or ("." in s and ":" not in s and int(s.split(".", 1)[0]) <= 2):
+        return False  # `1.2.3.4` in a test; `1.1.0.0` a network, `1.2.3.0` a version; 0-2.x.y.z: ASN.1 OIDs
     if "." in s and any(len(o) > 1 and o.startswith("0") for o in s.rsplit(":", 1)[-1].split(".")):
         return False  # 01.02.03.04 is a version or a date, not an address
     try:
         ip = ipaddress.ip_address(s)
     except ValueError:
         return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return _public_ip(str(ip.ipv4_mapped))
     if ip.version == 6:
         groups = [g for g in s.split(":") if g]
         # `x[1::2]`-like slices and `a:b:c` are no addresses: a real one has 3+ groups, or all 8
@@ -205,8 +216,8 @@ def _secret_value_ok(value: str, bare: bool) -> bool:
         return False
     has_digit = any(c.isdigit() for c in value)
     has_alpha = any(c.isalpha() for c in value)
-    if not has_alpha and not bare:
-        return len(value) >= 8 and has_digit  # a numeric PIN or key
+    if not has_alpha:
+        return False  # a number: a count or an id far more often than a PIN
     if bare:
         symbols = any(c in "!@#$%^&*+/=~" for c in value)
         return has_alpha and (has_digit or symbols) and not re.fullmatch(r"[A-Za-z_]+\d?", value)
@@ -334,7 +345,9 @@ class Redactor:
             if "authorization" in lower:
                 text = sub(AUTH_HEADER, "secret", "<SECRET>", group=2)(text)
             if "://" in text:  # credentials in a URL: before emails, `pw@host.io` is not an address
-                text = _on_lines(text, _finds(text, ("://",)), sub(CREDENTIAL_URL, "password", "<PASSWORD>@"))
+                text = _on_lines(
+                    text, _finds(text, ("://",)), sub(CREDENTIAL_URL, "password", "<PASSWORD>", group=2)
+                )
             hits = _finds(text.lower(), SECRET_GATES)
             if hits:
                 text = _on_lines(text, hits, lambda part: self._named_secrets(part, counts))
@@ -371,11 +384,8 @@ class Redactor:
             if bare and "&" in value and _in_query(text, m.start()):
                 value, tail = value.split("&", 1)  # `?token=v&page=2`: the value ends at the next `&`
                 tail = "&" + tail
-            if (
-                not _NAME_REST.match(rest)
-                or NOT_A_SECRET_NAME.search(rest)
-                or TOKEN_WORDS.search(m.group("core") + rest)
-            ):
+            full = text[_name_start(text, m.start()) : m.end("rest")]
+            if not _NAME_REST.match(rest) or NOT_A_SECRET_NAME.search(rest) or TOKEN_WORDS.search(full):
                 return whole
             if "," in m.group("sep") and (
                 bare or not _ENV_NAME.match(text, _name_start(text, m.start()), m.end("rest"))
