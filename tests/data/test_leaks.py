@@ -143,6 +143,29 @@ def test_copies_of_held_out_code_are_found_and_look_alikes_kept():
     assert "pypi/typer/typer/main.py" in kept and "pypi/pip/pip/main.py" in kept
 
 
+def test_held_out_code_copied_under_another_module_name():
+    """`mylib/_http/` holds httpx under another name (edited files, its own `__init__`); `mylib`'s
+    own modules and a folder with one shared file stay."""
+    httpx = {
+        f"httpx/_{m}.py": clean_module(20 + i) for i, m in enumerate(("api", "client", "models", "urls"))
+    }
+    docs = {f"pypi/httpx/{p}": t for p, t in httpx.items()}
+    copied = {
+        f"pypi/mylib/mylib/_http/{p[7:]}": modified(t, 130 + i, 0.7, 0.5)
+        for i, (p, t) in enumerate(httpx.items())
+    }
+    docs |= copied | {"pypi/mylib/mylib/_http/__init__.py": clean_module(140)}
+    own = {f"pypi/mylib/mylib/m{i}.py": clean_module(150 + i) for i in range(6)}
+    docs |= own | {"pypi/other/other/net/x.py": modified(httpx["httpx/_api.py"], 160, 0.7, 0.5),
+                   **{f"pypi/other/other/net/y{i}.py": clean_module(170 + i) for i in range(3)}}  # fmt: skip
+    keys, sig = _keys(docs)
+    leaks = find_leaks(keys, sig, ["pypi/httpx"])
+    assert leaks == {
+        d: ["heldout_copied", "pypi/httpx"] for d in docs if d.startswith("pypi/mylib/mylib/_http/")
+    }
+    assert not set(own) & set(leaks)
+
+
 def test_without_signatures_only_exact_copies_are_evidence():
     original = clean_module(1)
     docs = {

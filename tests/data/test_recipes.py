@@ -48,3 +48,13 @@ def test_bad_recipes_say_what_to_fix(bad, message):
     raw = {"name": "x", "out": "/tmp/x", "sources": [{"kind": "local", "paths": ["."]}], **bad}
     with pytest.raises(ValueError, match=message):
         CurateConfig.from_dict(raw)
+
+
+def test_pypi_recipe_holds_out_what_the_local_one_does():
+    """A model trained on the PyPI corpus is evaluated on the same held-out packages."""
+    stems = [p.stem for p in RECIPES]
+    local = CurateConfig.from_yaml(RECIPES[stems.index("local-python")])
+    big = CurateConfig.from_yaml(RECIPES[stems.index("pypi-permissive")])
+    assert big.sources[0].kind == "pypi" and Path(big.sources[0].packages_file).is_file()
+    assert big.split.heldout_repos == local.split.heldout_repos and big.split.leak_check
+    assert big.license.keep == ["permissive"]

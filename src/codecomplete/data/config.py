@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-SourceKind = Literal["local", "git", "github", "python-env"]
+SourceKind = Literal["local", "git", "github", "python-env", "pypi"]
 LicenseClass = Literal["permissive", "no_license", "non_permissive"]
 
 
@@ -23,15 +23,17 @@ class SourceConfig:
 
     kind: SourceKind
     """local: folders on disk; git: repositories by URL or path; github: GitHub search;
-    python-env: the standard library and a venv's installed distributions."""
+    python-env: the standard library and a venv's installed distributions; pypi: source
+    distributions of PyPI packages by name."""
     paths: list[str] = field(default_factory=list)
     """local: folders, each one a repository (`.gitignore` respected)."""
     repos: list[str] = field(default_factory=list)
     """git: URLs or local paths of git repositories (optionally `url@ref`)."""
     clone_timeout_s: float = 300.0
-    """git/github: per-repository clone timeout; a repo that times out is skipped and counted."""
+    """git/github: per-repository clone timeout; pypi: per-request download timeout. A repository
+    that times out is skipped and counted (`clone_failed`, `download_failed`)."""
     clone_dir: str | None = None
-    """git/github: where clones go (default `<out>/work/clones`)."""
+    """git/github/pypi: where clones (and `pypi/` sdists) go (default `<out>/work/clones`)."""
     # --- github ---
     api_url: str = "https://api.github.com"
     """github: the REST API root (tests point it at a fake server on loopback)."""
@@ -57,15 +59,36 @@ class SourceConfig:
     site_packages: list[str] = field(default_factory=list)
     """python-env: site-packages folders; empty = those of the running interpreter."""
     exclude: list[str] = field(default_factory=list)
-    """python-env: distribution names (or repo names) to leave out."""
+    """python-env, pypi: distribution names (or repo names) to leave out."""
+    # --- pypi ---
+    packages: list[str] = field(default_factory=list)
+    """pypi: package names, `name==version` to pin one (else the newest release with an sdist)."""
+    packages_file: str | None = None
+    """pypi: a file of package names (one per line, or a TSV with a `rank...` column, read in rank
+    order), added after `packages`."""
+    top: int | None = None
+    """pypi: only the first `top` names of `packages_file`."""
+    index_url: str | None = "https://pypi.org/simple"
+    """pypi: the package index (PEP 503/691); null = only `find_links`."""
+    find_links: list[str] = field(default_factory=list)
+    """pypi: folders or pages of sdists, as pip's `--find-links` (tests use a local folder)."""
+    pure_python: bool = False
+    """pypi: keep only packages whose release has a `py3-none-any` wheel (no compiled code)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("local", "git", "github", "python-env"):
-            raise ValueError(f"source kind {self.kind!r}: use local, git, github or python-env")
+        if self.kind not in ("local", "git", "github", "python-env", "pypi"):
+            raise ValueError(f"source kind {self.kind!r}: use local, git, github, python-env or pypi")
         if self.kind == "local" and not self.paths:
             raise ValueError("a local source needs `paths:`")
         if self.kind == "git" and not self.repos:
             raise ValueError("a git source needs `repos:`")
+        if self.kind == "pypi":
+            if not self.packages and not self.packages_file:
+                raise ValueError("a pypi source needs `packages:` or `packages_file:`")
+            if self.index_url is None and not self.find_links:
+                raise ValueError("a pypi source needs `index_url:` or `find_links:`")
+            if self.top is not None and self.top < 1:
+                raise ValueError("sources.top must be >= 1")
 
 
 @dataclass

@@ -70,15 +70,23 @@ class Benchmark:
             for t in toks:
                 self.vocab.setdefault(t, len(self.vocab) + 1)
         get = self.vocab.get
-        return np.fromiter((get(t, 0) for t in toks), dtype=np.uint64, count=len(toks))
+        lut = {t: get(t, 0) for t in set(toks)}  # one dict lookup per distinct token, then a C-level map
+        return np.fromiter(map(lut.__getitem__, toks), dtype=np.uint64, count=len(toks))
 
     def _distinctive(self, toks: list[str]) -> np.ndarray:
+        """One flag per window: at least half of its tokens are words, and 8 of them different."""
         n = self.ngram
-        keep = np.zeros(max(len(toks) - n + 1, 0), dtype=bool)
-        for i in range(len(keep)):
-            words = [t for t in toks[i : i + n] if t[0].isalpha() or t[0] == "_"]
-            keep[i] = 2 * len(words) >= n and len(set(words)) >= 8
-        return keep
+        windows = len(toks) - n + 1
+        if windows <= 0:
+            return np.zeros(0, dtype=bool)
+        word_ids = np.array(
+            [self.vocab[t] if t[0].isalpha() or t[0] == "_" else 0 for t in toks], dtype=np.int64
+        )
+        is_word = np.concatenate([[0], np.cumsum(word_ids > 0)])
+        enough = 2 * (is_word[n:] - is_word[:-n]) >= n
+        view = np.sort(np.lib.stride_tricks.sliding_window_view(word_ids, n), axis=1)  # (windows, n)
+        distinct = ((np.diff(view, axis=1) != 0) & (view[:, 1:] > 0)).sum(axis=1) + (view[:, 0] > 0)
+        return enough & (distinct >= 8)
 
     def _ngram_hashes(self, ids: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
         """Polynomial hash of every window of `ngram` ids; windows with an unknown token are left out,

@@ -17,6 +17,7 @@ vectorised numpy, and the LSH index datasketch's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -36,8 +37,8 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 
 def normalized_hash(text: str) -> str:
     """Same hash for files that differ only in line endings, trailing spaces or blank lines."""
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return hashlib.sha256("\n".join(line for line in lines if line).encode("utf-8")).hexdigest()
+    lines = map(str.rstrip, text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return hashlib.sha256("\n".join(filter(None, lines)).encode("utf-8")).hexdigest()
 
 
 def shingles(text: str, n: int) -> set[bytes]:
@@ -67,7 +68,8 @@ def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
     permutation is a multiply-add-shift hash of it. The values go into datasketch's LSH unchanged.
     """
     toks = IDENTIFIER.findall(text)
-    ids = {t: zlib.crc32(t.encode()) for t in set(toks)}
+    distinct = list(set(toks))
+    ids = dict(zip(distinct, map(zlib.crc32, map(str.encode, distinct)), strict=True))
     th = np.fromiter(map(ids.__getitem__, toks), dtype=np.uint64, count=len(toks))
     if len(th) == 0:
         th = np.zeros(1, dtype=np.uint64)
@@ -199,14 +201,7 @@ class DedupStep(CurateStep):
                 decision.append(entry)
 
     def _near_clusters(self, sig: np.ndarray, alive: list[int], keys: list[list]):
-        from datasketch import MinHash, MinHashLSH
-
-        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
-        hashes = {}
-        for i in alive:
-            m = MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=sig[i], scheme=SCHEME)
-            hashes[i] = m
-            lsh.insert(i, m, check_duplication=False)
+        pairs = lsh_candidates(sig, alive, self.threshold, self.num_perm)
         parent = {i: i for i in alive}
 
         def find(i: int) -> int:
@@ -215,15 +210,12 @@ class DedupStep(CurateStep):
                 i = parent[i]
             return i
 
-        for i in alive:
-            for j in lsh.query(hashes[i]):
-                if j <= i:
-                    continue
-                # LSH gives candidates; the estimated Jaccard decides (fewer false positives).
-                if np.mean(sig[i] == sig[j]) >= self.threshold:
-                    a, b = find(i), find(j)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
+        for i, j in pairs:
+            # LSH gives candidates; the estimated Jaccard decides (fewer false positives).
+            if np.mean(sig[i] == sig[j]) >= self.threshold:
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
         clusters: dict[int, list[int]] = {}
         for i in alive:
             clusters.setdefault(find(i), []).append(i)
@@ -233,6 +225,42 @@ class DedupStep(CurateStep):
                 for i in members:
                     if i != best:
                         yield i, best
+
+
+@functools.lru_cache(maxsize=8)
+def _band_split(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's (bands, rows) for a threshold: hundreds of numerical integrations, so once."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+def lsh_candidates(
+    sig: np.ndarray, rows: list[int], threshold: float, num_perm: int
+) -> list[tuple[int, int]]:
+    """Pairs (i < j) of `rows` that share one LSH band: the candidates datasketch's `MinHashLSH`
+    (same band split, from its `_optimal_param`) would return, found with numpy per band instead of
+    one Python dict insert and query per file and band."""
+    bands, width = _band_split(threshold, num_perm)
+    idx = np.asarray(rows, dtype=np.int64)
+    rows_sig = sig[idx].astype(np.uint64)  # (len(rows), num_perm)
+    pairs: set[tuple[int, int]] = set()
+    for b in range(bands):
+        # a band's values as one 64-bit key (a collision only adds a candidate: the Jaccard check decides)
+        keys = np.zeros(len(idx), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for k in range(b * width, (b + 1) * width):
+                keys = keys * np.uint64(0x100000001B3) + rows_sig[:, k]
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        shared = np.flatnonzero(counts[inverse] > 1)  # rows whose bucket holds another row
+        if len(shared) == 0:
+            continue
+        order = shared[np.argsort(inverse[shared], kind="stable")]
+        buckets = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+        for bucket in buckets:
+            members = sorted(idx[bucket].tolist())
+            pairs.update((a, c) for k, a in enumerate(members) for c in members[k + 1 :])
+    return sorted(pairs)
 
 
 class DuplicateFilter(CodeFilter):

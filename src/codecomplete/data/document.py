@@ -80,12 +80,12 @@ class AtomicGzipJsonl:
     0 so the same documents always give the same bytes (resumed runs are byte-identical).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, compresslevel: int = 6):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self._raw = open(self.tmp, "wb")
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0, compresslevel=6)
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0, compresslevel=compresslevel)
         self._text = io.TextIOWrapper(self._gz, encoding="utf-8", newline="\n")
         self.count = 0
 

@@ -104,7 +104,10 @@ class MinifiedFilter(CodeFilter):
     def filter(self, doc):
         # A blob or minified line is a long line: look only at those (the regexes are slow on
         # whole files, and most files have no line over 256 characters).
-        for line in doc.text.splitlines():
+        lines = doc.text.splitlines()
+        if max(map(len, lines), default=0) < 256:
+            return True
+        for line in lines:
             if len(line) < 256:
                 continue
             if ENCODED_BLOB.search(line):
@@ -122,7 +125,7 @@ class LineLengthFilter(CodeFilter):
         self.max_line_length, self.max_mean = max_line_length, max_mean_line_length
 
     def filter(self, doc):
-        lengths = [len(line) for line in doc.text.splitlines()] or [0]
+        lengths = list(map(len, doc.text.splitlines())) or [0]
         if max(lengths) > self.max_line_length:
             return False, "max_line_length"
         if sum(lengths) / len(lengths) > self.max_mean:

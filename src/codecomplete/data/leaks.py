@@ -26,9 +26,12 @@ documents at once (the dedup stage), which documents of non-held-out repositorie
 lower than dedup's 0.7, because a modified copy still teaches the held-out code) with one held-out
 file, found with a MinHash LSH index of the held-out files only.
 
-Not caught: a copy under another name AND in a folder not named after the package AND making up
-less than `fork_overlap` of its repository (e.g. `mylib/_http/` holding a rewritten httpx), files
-rewritten below `similarity`, and import names that differ from the repository's name unless given
+- `heldout_copied`: a folder of any name in which at least `fork_overlap` of the files (and
+  `fork_min_files`) resemble files of one held-out repository (`mylib/_http/` holding httpx under
+  another module name): the fork rule applied folder by folder, path and names ignored.
+
+Not caught: copies of fewer than `fork_min_files` files or under half of every folder they are in
+(dedup still removes each file at >= 0.7), files rewritten below `similarity`, and import names that differ from the repository's name unless given
 as `split.heldout_aliases` (`pypi/pyyaml: [yaml]`).
 """
 
@@ -185,7 +188,35 @@ def find_leaks(
             if any(entry in similar.get(i, ()) for i in idx):
                 for i in idx:
                     leaks[keys[i][0]] = ["heldout_vendored", entry]
+        _copied_folders(keys, repo, [i for i in members if keys[i][0] not in leaks], similar, fork_overlap,
+                        fork_min_files, leaks)  # fmt: skip
     return leaks
+
+
+def _copied_folders(keys: list[list], repo: str, members: list[int], similar: dict[int, set[str]],
+                    overlap: float, min_files: int, leaks: dict[str, list[str]]) -> None:  # fmt: skip
+    """`heldout_copied`: a folder of the repository, whatever its name (`mylib/_http/` holding httpx),
+    in which at least `overlap` of the files, and `min_files` of them, resemble files of one held-out
+    repository: the fork rule applied to every folder instead of the whole repository. The topmost
+    such folder goes whole (its other files are the copy's glue: `__init__.py`, edited modules)."""
+    by_folder: dict[str, list[int]] = {}
+    for i in members:
+        parts = keys[i][0][len(repo) + 1 :].split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            by_folder.setdefault("/".join(parts[:depth]), []).append(i)
+    taken: list[str] = []
+    for folder in sorted(by_folder, key=lambda f: (f.count("/"), f)):  # topmost first
+        if any(folder.startswith(t + "/") for t in taken):
+            continue
+        idx = by_folder[folder]
+        counts = Counter(e for i in idx for e in similar.get(i, ()))
+        if not counts:
+            continue
+        entry, n = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n >= min_files and n >= overlap * len(idx):
+            taken.append(folder)
+            for i in idx:
+                leaks[keys[i][0]] = ["heldout_copied", entry]
 
 
 class HeldoutLeakStep(CurateStep):

@@ -210,8 +210,11 @@ def build_stages(cfg: CurateConfig, tokens_env: list[str] | None = None) -> list
             "tasks": tasks,
             "splits": splits,
         }
+    cleanup = [str(layout.work / "processed")]
+    if Path(clone_dir).resolve().is_relative_to(layout.out.resolve()):
+        cleanup.append(clone_dir)  # raw clones / sdists inside the output folder; elsewhere they are a cache
     stages.append(("finalize", [FinalizeStep(str(layout.out), stats, order, {"name": cfg.name, "fingerprint": cfg.fingerprint()},
-                                             tokens_info)], 1))  # fmt: skip
+                                             tokens_info, cleanup)], 1))  # fmt: skip
 
     built: list[tuple[str, Any]] = []
     prev = None

@@ -17,7 +17,7 @@ from datatrove.data import Document, DocumentsPipeline
 from codecomplete.data import licenses
 from codecomplete.data.config import SourceConfig
 from codecomplete.data.document import git_blob_sha, language_of, write_json_atomic
-from codecomplete.data.sources import assign, chunk_units, discover_source, git, local
+from codecomplete.data.sources import assign, chunk_units, discover_source, git, local, pypi
 from codecomplete.data.steps import CurateStep
 
 
@@ -81,7 +81,7 @@ def _unique_names(units: list[dict[str, Any]]) -> None:
     """Two folders both called `src` are two repositories: ids (`repo/path`) must not collide."""
     seen: dict[str, str] = {}
     for unit in units:
-        where = unit.get("root") or unit.get("url")
+        where = unit.get("root") or unit.get("url") or unit.get("sdist", {}).get("url")
         name = base = unit["repo"]["name"]
         k = 1
         while name in seen and seen[name] != where:
@@ -142,6 +142,17 @@ class RepoReader(CurateStep):
         repo = dict(unit["repo"])
         if unit.get("files") is not None:
             return Path(unit["root"]), [tuple(f) for f in unit["files"]], repo
+        if unit.get("sdist") is not None:
+            try:
+                root = pypi.fetch(unit, Path(self.clone_dir) / "pypi", self.clone_timeout_s)
+            except pypi.DownloadError as e:
+                from datatrove.utils.logging import logger
+
+                logger.warning(str(e))
+                self.tally.count("download_failed")
+                return None
+            repo["license"] = pypi.license_of(root)
+            return root, pypi.files_of(root), repo
         try:
             root = git.clone(unit["url"], Path(self.clone_dir), unit.get("ref"), self.clone_timeout_s)
         except git.CloneError as e:

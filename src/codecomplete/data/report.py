@@ -5,10 +5,9 @@ stats.json holds counts only (no timings), so two runs of the same recipe give t
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ def merge_stats(
             "bytes": read.get("in_bytes", 0),
             "repositories": discover.get("repositories", 0),
             "clone_failed": read.get("counts", {}).get("clone_failed", 0),
+            "download_failed": read.get("counts", {}).get("download_failed", 0),
         },  # fmt: skip
         "output": {
             "documents": docs.get("out_docs", 0),
@@ -132,47 +132,36 @@ def summary(stats: dict[str, Any], elapsed_s: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
+# Plots are inline SVG written here: matplotlib (import, layout, PNG encoding) cost more CPU than
+# curating 20 MB of code, and a bar chart needs none of it.
+def _svg(title: str, width: int, height: int, body: list[str]) -> str:
+    return (
+        f'<figure><figcaption>{html.escape(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" font-family="sans-serif" font-size="11">{"".join(body)}</svg></figure>'
+    )
 
 
 def _barh(title: str, labels: list[str], values: list[float], xlabel: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, max(2.0, 0.35 * len(labels) + 1)))
-    ax.barh(labels[::-1], values[::-1], color="#4c72b0")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    for y, v in enumerate(values[::-1]):
-        ax.text(v, y, f" {v:,.2f}" if isinstance(v, float) else f" {v:,}", va="center", fontsize=8)
-    uri = _png(fig)
-    plt.close(fig)
-    return uri
+    label_w, bar_w, row = 220, 560, 18
+    top = max(values, default=0) or 1
+    body = []
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        y = i * row
+        w = bar_w * v / top
+        text = f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
+        body.append(
+            f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{html.escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 5}" fill="#4c72b0"/>'
+            f'<text x="{label_w + w + 4:.1f}" y="{y + 13}">{text} {html.escape(xlabel)}</text>'
+        )
+    return _svg(title, label_w + bar_w + 120, row * len(labels) + 6, body)
 
 
 def _hist_plot(title: str, bins: list[int], counts: list[int], xlabel: str) -> str:
     labels = [
         f"{bins[k]}-{bins[k + 1]}" if bins[k + 1] < 10**8 else f">{bins[k]}" for k in range(len(counts))
     ]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    ax.bar(range(len(counts)), counts, color="#55a868")
-    ax.set_xticks(range(len(counts)), labels, rotation=35, ha="right", fontsize=8)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("documents")
-    uri = _png(fig)
-    plt.close(fig)
-    return uri
+    return _barh(f"{title} ({xlabel}, documents per bin)", labels, [int(c) for c in counts], "documents")
 
 
 def write_report(stats: dict[str, Any], path: str | Path) -> None:
@@ -204,6 +193,13 @@ def write_report(stats: dict[str, Any], path: str | Path) -> None:
                 "Kept code by language (MB)", [k for k, _ in lang], [v["bytes"] / 1e6 for k, v in lang], "MB"
             )
         )
+    red = sorted(
+        ((k, v) for k, v in stats["redactions"].items() if k != "documents_redacted"), key=lambda kv: -kv[1]
+    )
+    if red:
+        imgs.append(
+            _barh("Secrets and PII redacted, by kind", [k for k, _ in red], [v for _, v in red], "values")
+        )
     h = stats.get("hist") or {}
     if h.get("size"):
         imgs.append(_hist_plot("File size of kept documents", h["size_bins"], h["size"], "bytes"))
@@ -221,10 +217,10 @@ def write_report(stats: dict[str, Any], path: str | Path) -> None:
         f"<td>{html.escape(', '.join(f'{k}: {v}' for k, v in {**{r: d['docs'] for r, d in s['dropped'].items()}, **s['counts']}.items()))}</td></tr>"
         for s in stats["steps"]
     )
-    body = "\n".join(f'<img alt="plot" src="data:image/png;base64,{u}">' for u in imgs)
+    body = "\n".join(imgs)
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>curation report</title>
 <style>body{{font-family:sans-serif;max-width:980px;margin:2em auto}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}
-img{{display:block;margin:1em 0;max-width:100%}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>
+figure{{margin:1.5em 0}}figcaption{{font-weight:bold;margin-bottom:4px}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>Curation report: {html.escape(str(stats["recipe"].get("name", "")))}</h1>
 <pre>{html.escape(summary(stats))}</pre>
 <h2>Steps</h2><table><tr><th>stage</th><th>step</th><th>in</th><th>out</th><th>removed</th><th>details</th></tr>{rows}</table>
@@ -243,10 +239,11 @@ class FinalizeStep(CurateStep):
     stage = "finalize"
 
     def __init__(self, out_dir: str, stats_dir: str, order: list[tuple[str, str]], recipe: dict[str, Any],
-                 tokens: dict[str, Any] | None = None):  # fmt: skip
+                 tokens: dict[str, Any] | None = None, cleanup: list[str] = ()):  # fmt: skip
         super().__init__(None)
         self.out_dir, self.order, self.recipe, self.tokens = out_dir, order, recipe, tokens
         self.stats_dir_ = stats_dir
+        self.cleanup = list(cleanup)
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         stats = merge_stats(self.stats_dir_, self.order, self.recipe)
@@ -261,5 +258,9 @@ class FinalizeStep(CurateStep):
                 **{s: v["num_tokens"] for s, v in meta["splits"].items()},
             }
         write_report(stats, Path(self.out_dir) / "report.html")
+        # Folders of raw text no later stage reads (the intermediate shards, clones and sdists under
+        # the output folder) go: only redacted text stays under a finished output folder.
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
         write_json_atomic(Path(self.out_dir) / "stats.json", stats)  # last: marks the folder finished
         yield from ()

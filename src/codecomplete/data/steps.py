@@ -93,13 +93,19 @@ class DroppedWriter:
         self.folder = Path(folder) if folder else None
         self.rank = rank
         self.files: dict[str, AtomicGzipJsonl] = {}
+        self.redactor = None
 
     def write(self, doc: Document, reason: str) -> None:
         if self.folder is None:
             return
         if reason not in self.files:
             self.files[reason] = AtomicGzipJsonl(self.folder / reason / f"{self.rank:05d}.jsonl.gz")
+        if self.redactor is None:
+            from codecomplete.data.redact import Redactor  # redact.py imports this module
+
+            self.redactor = Redactor()
         rec = to_record(doc)
+        rec["code"] = self.redactor.redact(rec["code"])[0]  # an audit copy must not keep a secret either
         rec["filter_reason"] = reason
         self.files[reason].write(rec)
 

@@ -33,7 +33,8 @@ class IntermediateWriter(CurateStep):
         self.folder = folder
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with AtomicGzipJsonl(Path(self.folder) / f"{rank:05d}.jsonl.gz") as out:
+        # level 1: the intermediate shards are read once and deleted at the end of the run
+        with AtomicGzipJsonl(Path(self.folder) / f"{rank:05d}.jsonl.gz", compresslevel=1) as out:
             for doc in data:
                 rec = to_record(doc)
                 rec.update({k: v for k, v in doc.metadata.items() if k not in rec})
@@ -110,7 +111,7 @@ class SplitWriter(CurateStep):
             self.tally.seen(n)
             self.tally.kept(n)
             sizes.append(n)
-            lengths = [len(line) for line in doc.text.splitlines()] or [0]
+            lengths = list(map(len, doc.text.splitlines())) or [0]
             mean_lines.append(sum(lengths) / len(lengths))
             max_lines.append(max(lengths))
             for key, value in (("license", rec["license"] or "none"), ("language", rec["language"]),

@@ -14,7 +14,7 @@ from typing import Any
 
 from codecomplete.data import licenses
 from codecomplete.data.config import SourceConfig
-from codecomplete.data.sources import git, local, python_env
+from codecomplete.data.sources import git, local, pypi, python_env
 
 Unit = dict[str, Any]
 
@@ -53,6 +53,15 @@ def discover_source(
                     }
                 )
         return units
+    if cfg.kind == "pypi":
+        specs = list(cfg.packages)
+        if cfg.packages_file:
+            specs += pypi.read_package_list(cfg.packages_file, cfg.top)
+        excluded = {pypi.canonical(e.removeprefix("pypi/")) for e in cfg.exclude}
+        specs = [s for s in specs if pypi.canonical(pypi.parse_spec(s)[0]) not in excluded]
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return pypi.discover(specs, cfg.index_url, cfg.find_links, work_dir / "pypi-resolved.jsonl", log,
+                             pure_python=cfg.pure_python)  # fmt: skip
     if cfg.kind == "github":
         from codecomplete.data.sources.github import GitHubSearch
 
