@@ -125,8 +125,8 @@ def metric(base: str, name: str) -> float:
 
 
 def cache_counts(replicas: list[Replica]) -> tuple[float, float]:
-    hits = sum(metric(r.base, "codecomplete_engine_prefix_cache_hits_total") for r in replicas)
-    lookups = sum(metric(r.base, "codecomplete_engine_prefix_cache_lookups_total") for r in replicas)
+    hits = sum(metric(r.base, "codecomplete_prefix_cache_hits_total") for r in replicas)
+    lookups = sum(metric(r.base, "codecomplete_prefix_cache_lookups_total") for r in replicas)
     return hits, lookups
 
 

@@ -140,7 +140,7 @@ def prefix_cache_mib(base: str) -> float | None:
     except httpx.HTTPError:
         return None
     for line in text.splitlines():
-        if line.startswith("codecomplete_engine_prefix_cache_bytes "):
+        if line.startswith("codecomplete_prefix_cache_bytes "):
             return float(line.split()[1]) / 2**20
     return None
 

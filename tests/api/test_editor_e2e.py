@@ -101,7 +101,10 @@ def test_ten_keystrokes_one_apart_leave_at_most_one_running(server):
         async with httpx.AsyncClient(timeout=60) as client:
             tasks = []
             for i in range(10):
+                # Each would run for seconds (no stop, EOS or block end): only superseding ends them early, on
+                # a fast idle machine too.
                 body = COPILOT | {"prompt": lines + word[:i], "n": 1, "temperature": 0, "deadline_ms": 5000}
+                body |= {"stop": [], "ignore_eos": True, "extra": {"trim_by_indentation": False}}
                 tasks.append(
                     asyncio.ensure_future(client.post(server + "/v1/completions", json=body, headers=HEADERS))
                 )

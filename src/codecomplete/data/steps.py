@@ -16,6 +16,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from codecomplete.data.document import AtomicGzipJsonl, to_record, write_json_atomic
+from codecomplete.data.redactor import Redactor
 
 
 def doc_bytes(doc: Document) -> int:
@@ -101,8 +102,6 @@ class DroppedWriter:
         if reason not in self.files:
             self.files[reason] = AtomicGzipJsonl(self.folder / reason / f"{self.rank:05d}.jsonl.gz")
         if self.redactor is None:
-            from codecomplete.data.redact import Redactor  # redact.py imports this module
-
             self.redactor = Redactor()
         rec = to_record(doc)
         rec["code"] = self.redactor.redact(rec["code"])[0]  # an audit copy must not keep a secret either
