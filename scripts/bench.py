@@ -807,8 +807,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=os.cpu_count(),
-        help="CPU threads for our engine, the baseline and llama.cpp alike (default: all cores)",
+        default=max(1, (os.cpu_count() or 1) - 1),
+        help="CPU threads for our engine, the baseline and llama.cpp alike (default: all cores but "
+        "one, the server's own default: the event loop and the clients need the other)",
     )
     p.add_argument("--requests", type=int, default=32)
     p.add_argument("--prompt-tokens", type=int, default=128)
