@@ -10,13 +10,19 @@ request-level metrics. Each protocol's serving module frames the text in its own
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
+from starlette.requests import Request
+
+from codecomplete.api.completions.serving import ClientGone, until_disconnect
 from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.streams import Event, OutputStream
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.types import GenerationRequest, RequestOutput
+
+T = TypeVar("T")
 
 
 class Generation:
@@ -130,3 +136,23 @@ class Generation:
     async def close(self) -> None:
         """Abort whatever still runs (the client went away, or the protocol cut the text)."""
         await self.stream.close()
+
+    async def guard(self, raw: Request, work: Awaitable[T]) -> T:
+        """Await `work` while watching the client. If the client goes away (ClientGone) or `work`
+        raises, the request is closed and its outcome recorded ("cancelled" or "error") before the
+        exception goes on to the caller, which answers it in its protocol's way."""
+        try:
+            return await until_disconnect(raw, work)
+        except ClientGone:
+            await self.close()
+            self.outcome("cancelled")
+            raise
+        except BaseException:
+            await self.close()
+            self.outcome("error")
+            raise
+
+    async def done(self) -> None:
+        """A non-streamed answer is complete: close the request and count it as "ok"."""
+        await self.close()
+        self.outcome("ok")

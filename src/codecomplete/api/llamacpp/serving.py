@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from codecomplete import __version__
-from codecomplete.api.completions.serving import CLIENT_CLOSED, ClientGone, resolve_model, until_disconnect
+from codecomplete.api.completions.serving import CLIENT_CLOSED, ClientGone, resolve_model
 from codecomplete.api.deps import check_ready
 from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.generation import Generation
@@ -76,20 +76,13 @@ class InfillServing:
         check_ready(self.engine)
         gen = Generation(self.engine, self.metrics, self.build_request(req, fim=fim)).start()
         try:
-            await until_disconnect(raw, gen.first())
+            await gen.guard(raw, gen.first())
             if req.stream:
                 return SSEResponse(self._events(gen, req))
-            bodies = await until_disconnect(raw, self._collect(gen, req))
+            bodies = await gen.guard(raw, self._collect(gen, req))
         except ClientGone:
-            await gen.close()
-            gen.outcome("cancelled")
             return Response(status_code=CLIENT_CLOSED)
-        except BaseException:
-            await gen.close()
-            gen.outcome("error")
-            raise
-        await gen.close()
-        gen.outcome("ok")
+        await gen.done()
         selected = [select_fields(b, req.response_fields) for b in bodies]
         return JSONResponse(selected if req.n_cmpl > 1 else selected[0])
 

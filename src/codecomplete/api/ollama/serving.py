@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from codecomplete.api.completions.serving import CLIENT_CLOSED, ClientGone, resolve_model, until_disconnect
+from codecomplete.api.completions.serving import CLIENT_CLOSED, ClientGone, resolve_model
 from codecomplete.api.deps import check_ready
 from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.generation import Generation
@@ -90,20 +90,13 @@ class OllamaServing:
             return NDJSONResponse(self._one(body)) if req.stream else JSONResponse(body)
         gen = Generation(self.engine, self.metrics, self.build_request(req, model)).start()
         try:
-            await until_disconnect(raw, gen.first())
+            await gen.guard(raw, gen.first())
             if req.stream:
                 return NDJSONResponse(self._lines(gen, model))
-            text = await until_disconnect(raw, gen.text())
+            text = await gen.guard(raw, gen.text())
         except ClientGone:
-            await gen.close()
-            gen.outcome("cancelled")
             return Response(status_code=CLIENT_CLOSED)
-        except BaseException:
-            await gen.close()
-            gen.outcome("error")
-            raise
-        await gen.close()
-        gen.outcome("ok")
+        await gen.done()
         return JSONResponse(self._final(gen, model, text))
 
     @staticmethod

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from codecomplete import __version__
-from codecomplete.api.completions.serving import CLIENT_CLOSED, ClientGone, resolve_model, until_disconnect
+from codecomplete.api.completions.serving import CLIENT_CLOSED, ClientGone, resolve_model
 from codecomplete.api.deps import check_ready
 from codecomplete.api.errors import APIError
 from codecomplete.api.generation import Generation
@@ -74,18 +74,11 @@ class TabbyServing:
         engine_request, prompt = self.build_request(req, request_id)
         gen = Generation(self.engine, self.metrics, engine_request).start()
         try:
-            await until_disconnect(raw, gen.first())
-            text = await until_disconnect(raw, gen.text())
+            await gen.guard(raw, gen.first())
+            text = await gen.guard(raw, gen.text())
         except ClientGone:
-            await gen.close()
-            gen.outcome("cancelled")
             return Response(status_code=CLIENT_CLOSED)
-        except BaseException:
-            await gen.close()
-            gen.outcome("error")
-            raise
-        await gen.close()
-        gen.outcome("ok")
+        await gen.done()
         debug = None
         if req.debug_options and req.debug_options.return_prompt:
             debug = {"prompt": prompt}
