@@ -97,7 +97,7 @@ def test_health_tells_the_truth_when_every_step_fails(tiny_model_dir):
     async def main():
         engine = await _started(tiny_model_dir)
         try:
-            # The transformer body: every runner's forward pass goes through it.
+            # The transformer body: every prefill goes through it.
             model = engine.core.runner.model.base_model
 
             def broken(*a, **k):

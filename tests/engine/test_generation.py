@@ -186,7 +186,7 @@ def test_a_failing_step_errors_its_requests_and_the_loop_goes_on(tiny_model_dir)
     core = make_core(tiny_model_dir, prefix_cache_mb=0)
     ok_before = submit(core, "ok", greedy(3), PROMPT)
     run_until_idle(core)
-    model = core.runner.model.base_model  # the transformer body: every runner goes through it
+    model = core.runner.model.base_model  # the transformer body: every prefill goes through it
     real_forward = model.forward
 
     def broken(*args, **kwargs):

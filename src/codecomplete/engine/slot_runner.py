@@ -186,6 +186,10 @@ class SlotRunner:
 
         params = inspect.signature(self.base.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        from codecomplete.engine import fast_decode
+
+        # One-token steps without the model's forward where the family is written (fast_decode.py).
+        self.fast = fast_decode.build(model, self.cache)
 
     # --- forward passes ---------------------------------------------------------------------
 
@@ -229,9 +233,20 @@ class SlotRunner:
         n = len(rows)
         if n == 1 and batch.ghost:  # the same row twice: a two-row GEMM, as in any batch
             slots, ids, pos = slots.repeat(2), ids.repeat(2), pos.repeat(2)
+        if self.fast is not None:
+            return self._fast_decode(ids, slots, pos)[:n]
         keep = torch.zeros((slots.shape[0], 1), dtype=torch.long, device=self.device)
         logits = self._run(ids[:, None], slots, pos[:, None], keep)
         return logits[:n, 0]
+
+    def _fast_decode(self, ids, slots, pos) -> torch.Tensor:
+        """One token per row through fast_decode.py (no model forward). Logits (B, V)."""
+        c = self.cache
+        c.locate(slots, pos[:, None])
+        c.width = min(self.context, _round_up(int(pos.max()) + 1, WIDTH_STEP))
+        first = int(slots[0])
+        contiguous = torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
+        return self.fast(ids, pos, slots, first if contiguous else None)
 
     @torch.inference_mode()
     def probe(self, batch: SlotBatch, rows: list[int]) -> None:

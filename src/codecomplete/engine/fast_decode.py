@@ -1,0 +1,141 @@
+"""A lean one-token decode step for the slot cache: the model's own weights, plain tensor ops.
+
+On a small model the decode step is not arithmetic: a Hugging Face forward of the bundled 7M GPT-2
+at batch 1 spends most of its ~4.5 ms in module calls, config lookups, mask building and an SDPA
+call with a boolean mask that takes the slow path on the CPU (profiled: at batch 16 that SDPA call
+alone was a third of the step). This module runs the same computation for one new token per row
+as a straight sequence of tensor ops over the slot cache's tensors (engine/slot_runner.py):
+
+- the linear layers call exactly what the model's own modules call (`addmm` with the Conv1D
+  weights, `F.linear` with the LM head), so the GEMMs give the same bits as the model;
+- attention for one query is two batched matmuls over the first W cached columns of each row,
+  with the columns past a row's end masked to -inf (exact zeros after the softmax), so a row's
+  numbers do not depend on the other rows of the batch (tests/engine/test_generation.py);
+- the prompt's prefill still runs through the model's forward (it is arithmetic-bound).
+
+`build(model, cache)` returns a decoder for the families written here (GPT-2; GPTBigCode with
+multi-query attention, as StarCoder/SantaCoder use it), or None: the slot runner then decodes through the model's forward as
+before. `CODECOMPLETE_FAST_DECODE=0` turns it off (a debugging switch; the tests compare both).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+
+def enabled() -> bool:
+    return os.environ.get("CODECOMPLETE_FAST_DECODE", "1") not in ("0", "false", "no")
+
+
+def build(model, cache):
+    """A decoder for `model` over `cache` (a SlotCache), or None when this family is not written
+    here or its config asks for something this path does not do."""
+    if not enabled():
+        return None
+    cfg = model.config
+    kind = cfg.model_type
+    if kind not in ("gpt2", "gpt_bigcode"):
+        return None
+    if kind == "gpt2" and (cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn):
+        return None
+    if kind == "gpt_bigcode" and not cfg.multi_query:  # per-head interleaved QKV: not written here
+        return None
+    if getattr(cfg, "add_cross_attention", False):
+        return None
+    try:
+        return GPT2Decoder(model, cache)
+    except (AttributeError, ValueError) as exc:  # an unexpected module layout: keep the model's forward
+        log.info("fast decode off for %s: %s", kind, exc)
+        return None
+
+
+class GPT2Decoder:
+    """GPT-2 and GPTBigCode: learned positions, pre-LayerNorm blocks, fused QKV projection."""
+
+    def __init__(self, model, cache):
+        cfg = model.config
+        t = model.transformer
+        self.cache = cache
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
+        self.head = model.get_output_embeddings()
+        self.hidden = cfg.hidden_size if hasattr(cfg, "hidden_size") else cfg.n_embd
+        self.heads = cfg.num_attention_heads
+        self.head_dim = self.hidden // self.heads
+        self.kv_heads = 1 if getattr(cfg, "multi_query", False) else self.heads
+        self.scale = 1.0 / math.sqrt(self.head_dim) if getattr(cfg, "scale_attn_weights", True) else 1.0
+        self.layers = []
+        for block in t.h:
+            attn, mlp = block.attn, block.mlp
+            for lin in (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj):
+                if lin.weight.dim() != 2:
+                    raise ValueError("unexpected projection weights")
+            self.layers.append(
+                (
+                    (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+                    _projection(attn.c_attn),
+                    _projection(attn.c_proj),
+                    (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+                    _projection(mlp.c_fc),
+                    mlp.act,
+                    _projection(mlp.c_proj),
+                )
+            )
+        if len(self.layers) != len(cache.layers):
+            raise ValueError("the cache and the model have different numbers of layers")
+
+    @torch.inference_mode()
+    def __call__(
+        self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, first: int | None
+    ) -> torch.Tensor:
+        """ids, pos, slots: (B,) the token each row feeds, its position and its cache slot; first:
+        slots are first..first+B-1 (the cache is read as a view), or None (they are gathered: a
+        lone row and its ghost twin share one slot). The caller has set the cache's `flat_index`
+        and `width`. Returns logits (B, V)."""
+        c = self.cache
+        b = ids.shape[0]
+        width = c.width
+        hd, h, kvh = self.head_dim, self.heads, self.kv_heads
+        x = F.embedding(ids, self.wte) + F.embedding(pos, self.wpe)  # (B, C)
+        cols = torch.arange(width, device=ids.device)
+        hide = (cols[None, :] > pos[:, None])[:, None, None, :]  # (B, 1, 1, W): past the row's end
+        flat = c.flat_index
+        for (ln1, qkv_proj, out_proj, ln2, fc, act, fc_out), layer in zip(self.layers, c.layers, strict=True):
+            a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
+            qkv = qkv_proj(a)  # (B, (H + 2 * KVH) * D)
+            q, k, v = qkv.split((h * hd, kvh * hd, kvh * hd), dim=1)
+            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
+            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
+            if first is not None:
+                keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
+                values = layer.v[first : first + b, :, :width]
+            else:
+                keys, values = layer.k[slots, :, :width], layer.v[slots, :, :width]
+            q = q.view(b, kvh, h // kvh, hd)  # query heads grouped by the KV head they read
+            scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G, W)
+            scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
+            o = torch.matmul(scores, values).reshape(b, h * hd)  # (B, C)
+            x = out_proj(o) + x
+            m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
+            x = fc_out(act(fc(m))) + x
+        x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
+        return self.head(x)
+
+
+def _projection(module):
+    """x -> the module's output, with the call the module itself makes (Conv1D: addmm with its
+    (in, out) weight; nn.Linear: F.linear), so the GEMM kernels and their bits are the same."""
+    if isinstance(module, torch.nn.Linear):
+        weight, bias = module.weight, module.bias
+        return lambda x: F.linear(x, weight, bias)
+    weight, bias = module.weight, module.bias  # transformers' Conv1D: y = x @ W + b, W (in, out)
+    if weight.shape[0] != getattr(module, "nx", weight.shape[0]):
+        raise ValueError("unexpected Conv1D layout")
+    return lambda x: torch.addmm(bias, x, weight)
