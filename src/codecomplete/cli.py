@@ -56,7 +56,19 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--token-healing-max-chars", type=int, help="longest prompt tail token healing re-types (default 8)"
     )
-    p.add_argument("--num-threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--num-threads", type=int, help="CPU threads for torch (default: all cores but one on the CPU)"
+    )
+    p.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        help="torch.compile the decode step (default auto: on for CUDA with CUDA graphs, off on the CPU)",
+    )
+    p.add_argument(
+        "--kv-cache",
+        choices=["auto", "slots", "dynamic"],
+        help="static slot KV cache or the dynamic left-padded one (default auto: slots where supported)",
+    )
     p.add_argument("--max-body-bytes", type=int, help="largest request body, 413 beyond (default 2 MiB)")
     p.add_argument("--max-n", type=int, help="largest n / best_of (default 20)")
     p.add_argument("--max-choices", type=int, help="largest prompts x n in one request (default 64)")
@@ -138,6 +150,8 @@ _SERVE_FLAGS = (
     "token_healing",
     "token_healing_max_chars",
     "num_threads",
+    "compile",
+    "kv_cache",
     "max_body_bytes",
     "max_n",
     "max_tokens_limit",
@@ -263,6 +277,8 @@ def build_backend(settings, model: str):
         token_healing=settings.token_healing,
         token_healing_max_chars=settings.token_healing_max_chars,
         num_threads=settings.num_threads,
+        compile=settings.compile,
+        kv_cache=settings.kv_cache,
     )
     return build_engine(config)
 

@@ -75,7 +75,13 @@ class ServerSettings(BaseSettings):
     token_healing_max_chars: int = Field(8, ge=1)
     """Longest prompt tail (characters) that token healing may re-type."""
     num_threads: int | None = Field(None, ge=1)
-    """CPU threads for torch (process-wide); None keeps torch's default."""
+    """CPU threads for torch (process-wide); None: all cores but one on the CPU (the event loop
+    keeps one), torch's default on CUDA."""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """torch.compile the one-token decode step: auto = on for CUDA (CUDA graphs), off on the CPU."""
+    kv_cache: Literal["auto", "slots", "dynamic"] = "auto"
+    """KV cache layout: auto/slots = static slot cache where the family supports it (GPT-2,
+    GPTBigCode, Llama, Qwen2), dynamic = the left-padded cache for every family."""
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     """Log level of codecomplete and uvicorn."""
     shutdown_timeout: float = Field(30.0, ge=0, le=3600)

@@ -11,6 +11,8 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,6 +36,7 @@ class AsyncEngine(EngineClient):
         # Freed tensor memory goes back to the OS (engine/memory.py: RSS otherwise grows with
         # every batch shape seen).
         self.trimmer = MemoryTrimmer()
+        self._outboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def start(self) -> None:
         try:
@@ -100,12 +103,12 @@ class AsyncEngine(EngineClient):
             raise RuntimeError("the engine is not running")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[RequestOutput] = asyncio.Queue()
+        outbox = self._outboxes.get(loop)
+        if outbox is None:
+            outbox = self._outboxes[loop] = _Outbox(loop)
 
         def sink(out: RequestOutput) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, out)
-            except RuntimeError:  # the event loop is closed: nobody is listening any more
-                pass
+            outbox.put(queue, out)
 
         handle = self.core.submit(request, sink)
         return self._stream(handle, queue)
@@ -146,6 +149,37 @@ class AsyncEngine(EngineClient):
 
     def metrics(self) -> dict[str, float]:
         return self.core.metrics() if self.core is not None else {"queue_depth": 0, "running": 0}
+
+
+class _Outbox:
+    """Outputs from the engine thread to one event loop, one wake-up for all of them.
+
+    `call_soon_threadsafe` writes to the loop's self-pipe on every call (a system call on each
+    side); a step that produces an output for 16 streams made 16 of them. Here the engine thread
+    appends and schedules a flush only when none is pending, so one step's outputs reach the loop
+    together. The flag is cleared before draining, so an output appended meanwhile either is
+    drained by this flush or schedules the next one."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.items: deque = deque()
+        self.scheduled = False
+
+    def put(self, queue: asyncio.Queue, out: RequestOutput) -> None:
+        self.items.append((queue, out))
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self.flush)
+            except RuntimeError:  # the event loop is closed: nobody is listening any more
+                self.items.clear()
+
+    def flush(self) -> None:
+        self.scheduled = False
+        items = self.items
+        while items:
+            queue, out = items.popleft()
+            queue.put_nowait(out)
 
 
 def default_cpu_threads(device: str) -> int | None:

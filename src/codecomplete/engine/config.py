@@ -47,6 +47,11 @@ class EngineConfig:
     """"auto"/"slots": a static KV cache with one slot per batch row (engine/slot_runner.py) for
     the families that support it (GPT-2, GPTBigCode, Llama, Qwen2), the dynamic left-padded cache
     for the others; "dynamic" forces the dynamic cache for every family (docs/engine.md)."""
+    compile: str = "auto"
+    """The one-token decode step (engine/fast_decode.py) under torch.compile: "on", "off", or
+    "auto" (on for CUDA, where its graphs are captured as CUDA graphs; off on the CPU). Families
+    without a fast decode step are never compiled; a compilation that fails falls back to eager
+    with a log line (docs/engine.md)."""
     token_healing: bool = True
     """Heal text prompts that end mid-word: drop the prompt's last word-like token(s) and make the
     first generated token(s) re-type them (hidden from the client), so `    ret` continues as the
@@ -70,6 +75,8 @@ class EngineConfig:
             raise ValueError("batch_invariance must be auto, strict or off")
         if self.kv_cache not in ("auto", "slots", "dynamic"):
             raise ValueError("kv_cache must be auto, slots or dynamic (--kv-cache)")
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError("compile must be auto, on or off (--compile)")
         if self.prefix_min_tokens < 1:
             raise ValueError("prefix_min_tokens must be >= 1")
         if self.token_healing_max_chars < 1:

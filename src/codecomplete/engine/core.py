@@ -595,13 +595,25 @@ def _build_runner(model, device, config: EngineConfig, pad: int):
 
     auto = config.kv_cache == "auto" and config.attn_implementation in (None, "auto")
     if (auto or config.kv_cache == "slots") and slot_runner.supports(model):
-        runner = slot_runner.SlotRunner(model, device, config.max_batch_size, pad_id=pad)
+        compile = _wants_compile(config.compile, device)
+        runner = slot_runner.SlotRunner(model, device, config.max_batch_size, pad_id=pad, compile=compile)
         log.info(
-            "static KV cache: %d slots x %d positions, %.0f MiB",
+            "static KV cache: %d slots x %d positions, %.0f MiB; decode step: %s",
             config.max_batch_size,
             runner.context,
             runner.bytes / 2**20,
+            "the model's forward"
+            if runner.fast is None
+            else ("compiled (torch.compile)" if compile else "fast_decode.py, not compiled"),
         )
+        if compile and runner.fast is not None:
+            seconds = runner.fast.warm_up()
+            if runner.fast.failed is None:
+                log.info("decode step compiled and warm in %.1f s", seconds)
+        elif compile:
+            log.info(
+                "--compile: the %s family has no fast decode step; not compiled", model.config.model_type
+            )
         return runner
     if config.kv_cache == "slots":
         raise ValueError(
@@ -609,6 +621,17 @@ def _build_runner(model, device, config: EngineConfig, pad: int):
             f"(supported: {', '.join(slot_runner.SUPPORTED)})"
         )
     return ModelRunner(model, device, pad_id=pad)
+
+
+def _wants_compile(setting: str, device) -> bool:
+    """--compile auto|on|off. auto: on for CUDA (CUDA graphs remove the per-step launch
+    overhead), off on the CPU, where compiling takes a minute of a small machine's start (measured
+    in BENCHMARKS.md) and the eager fast path is used."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return str(device).startswith("cuda")
 
 
 def _requests_of(seqs) -> list[RequestState]:

@@ -34,9 +34,10 @@ def enabled() -> bool:
     return os.environ.get("CODECOMPLETE_FAST_DECODE", "1") not in ("0", "false", "no")
 
 
-def build(model, cache):
+def build(model, cache, compile: bool = False, max_rows: int = 1):
     """A decoder for `model` over `cache` (a SlotCache), or None when this family is not written
-    here or its config asks for something this path does not do."""
+    here or its config asks for something this path does not do. compile: wrap it in
+    CompiledDecoder (call its warm_up() before the first request)."""
     if not enabled():
         return None
     cfg = model.config
@@ -50,10 +51,13 @@ def build(model, cache):
     if getattr(cfg, "add_cross_attention", False):
         return None
     try:
-        return GPT2Decoder(model, cache)
+        decoder = GPT2Decoder(model, cache)
     except (AttributeError, ValueError) as exc:  # an unexpected module layout: keep the model's forward
         log.info("fast decode off for %s: %s", kind, exc)
         return None
+    if compile:
+        return CompiledDecoder(decoder, cache.layers[0].k.device, max_rows)
+    return decoder
 
 
 class GPT2Decoder:
@@ -84,7 +88,7 @@ class GPT2Decoder:
                     _projection(attn.c_proj),
                     (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
                     _projection(mlp.c_fc),
-                    mlp.act,
+                    _activation(mlp.act),
                     _projection(mlp.c_proj),
                 )
             )
@@ -100,14 +104,17 @@ class GPT2Decoder:
         lone row and its ghost twin share one slot). The caller has set the cache's `flat_index`
         and `width`. Returns logits (B, V)."""
         c = self.cache
+        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+
+    def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
         b = ids.shape[0]
-        width = c.width
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.wte) + F.embedding(pos, self.wpe)  # (B, C)
         cols = torch.arange(width, device=ids.device)
         hide = (cols[None, :] > pos[:, None])[:, None, None, :]  # (B, 1, 1, W): past the row's end
-        flat = c.flat_index
-        for (ln1, qkv_proj, out_proj, ln2, fc, act, fc_out), layer in zip(self.layers, c.layers, strict=True):
+        for (ln1, qkv_proj, out_proj, ln2, fc, act, fc_out), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
             a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
             qkv = qkv_proj(a)  # (B, (H + 2 * KVH) * D)
             q, k, v = qkv.split((h * hd, kvh * hd, kvh * hd), dim=1)
@@ -129,6 +136,16 @@ class GPT2Decoder:
         return self.head(x)
 
 
+def _activation(act):
+    """GPT-2's "gelu_new" is the tanh approximation written as seven tensor ops; torch's fused
+    kernel computes the same formula in one (equal to within float rounding, ~1e-7: greedy tokens
+    are compared with the model's own generate() in tests/engine/test_architectures.py). Any
+    other activation is called as the model calls it."""
+    if type(act).__name__ == "NewGELUActivation":
+        return lambda x: F.gelu(x, approximate="tanh")
+    return act
+
+
 def _projection(module):
     """x -> the module's output, with the call the module itself makes (Conv1D: addmm with its
     (in, out) weight; nn.Linear: F.linear), so the GEMM kernels and their bits are the same."""
@@ -139,3 +156,108 @@ def _projection(module):
     if weight.shape[0] != getattr(module, "nx", weight.shape[0]):
         raise ValueError("unexpected Conv1D layout")
     return lambda x: torch.addmm(bias, x, weight)
+
+
+class CompiledDecoder:
+    """The decoder's forward under `torch.compile` (issue 12's compiled decode step).
+
+    On the CPU, Inductor fuses the elementwise work between the GEMMs (LayerNorms, GELU, the
+    residual adds, the attention mask and softmax) into generated C++ loops and drops the
+    per-op dispatch; the GEMMs stay the same library calls. Shapes are dynamic (rows and attention
+    width), so one graph serves every batch size above one and one more serves a lone row;
+    `warm_up()` compiles both at startup. On CUDA the same graphs are captured as CUDA graphs
+    (mode "reduce-overhead") with the rows padded up to a bucket (1, 2, 4, ..., max), so only a
+    few graphs are recorded, as vLLM does with its capture sizes.
+
+    A lone row with its ghost twin (slots not consecutive) runs the eager decoder. When
+    compilation fails, for a family or a platform, the decoder falls back to eager for good and
+    says so in the log (`failed` holds why)."""
+
+    def __init__(self, decoder: GPT2Decoder, device: torch.device, max_rows: int):
+        self.decoder = decoder
+        self.cuda = device.type == "cuda"
+        self.max_rows = max_rows
+        self.failed: str | None = None
+        self.compiled = torch.compile(
+            decoder.forward, dynamic=not self.cuda, mode="reduce-overhead" if self.cuda else None
+        )
+
+    @property
+    def cache(self):
+        return self.decoder.cache
+
+    def __call__(self, ids, pos, slots, first):
+        if first is None or self.failed is not None:
+            return self.decoder(ids, pos, slots, first)
+        c = self.cache
+        b = ids.shape[0]
+        try:
+            with torch.inference_mode():
+                if self.cuda:
+                    return self._bucketed(ids, pos, slots, first)[:b]
+                return self.compiled(ids, pos, slots, first, c.width, c.flat_index)
+        except Exception as exc:
+            if not _is_compile_error(exc):
+                raise  # the model failed on these rows: the engine's isolation handles it
+            self._give_up(exc)
+            return self.decoder(ids, pos, slots, first)
+
+    def _bucketed(self, ids, pos, slots, first):
+        """CUDA graphs replay fixed shapes: pad the rows to the next bucket with copies of the
+        last row aimed at the slots after the batch (free at decode time: a prefill joining this
+        step writes those slots after the decode)."""
+        b = ids.shape[0]
+        bucket = min(_bucket(b), self.max_rows - first)
+        if bucket > b:
+            extra = bucket - b
+            ids = torch.cat([ids, ids[-1:].expand(extra)])
+            pos = torch.cat([pos, pos[-1:].expand(extra)])
+            slots = torch.arange(first, first + bucket, device=slots.device)
+            self.cache.locate(slots, pos[:, None])
+        return self.compiled(ids, pos, slots, first, self.cache.width, self.cache.flat_index)
+
+    def warm_up(self, width: int = 64) -> float:
+        """Compile (and on CUDA capture) before the first request. Writes garbage into the first
+        slots' columns, which every prefill overwrites before anything reads them, so it must run
+        before any request. Returns the seconds it took; 0 when compilation failed (logged)."""
+        import time
+
+        t0 = time.perf_counter()
+        sizes = sorted({1, 2, 3} if not self.cuda else {_bucket(n) for n in range(1, self.max_rows + 1)})
+        for n in sizes:
+            if n > self.max_rows:
+                continue
+            dev = self.cache.layers[0].k.device
+            with torch.inference_mode():  # the engine's tensors are inference tensors: same guards
+                ids = torch.zeros(n, dtype=torch.long, device=dev)
+                pos = torch.zeros(n, dtype=torch.long, device=dev)
+                slots = torch.arange(n, device=dev)
+                self.cache.locate(slots, pos[:, None])
+            self.cache.width = width
+            self(ids, pos, slots, 0)
+            if self.failed is not None:
+                return 0.0
+        return time.perf_counter() - t0
+
+    def _give_up(self, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.warning("compiled decode step failed, decoding without compilation from now on: %s", self.failed)
+
+
+def _bucket(n: int) -> int:
+    b = 1
+    while b < n:
+        b *= 2
+    return b
+
+
+def _is_compile_error(exc: Exception) -> bool:
+    """Errors of torch.compile itself (Dynamo, Inductor, a missing C++ compiler), as opposed
+    to errors of the computation, which the eager decoder would raise as well."""
+    mod = type(exc).__module__ or ""
+    if mod.startswith(("torch._dynamo", "torch._inductor", "torch.fx")):
+        return True
+    return (
+        isinstance(exc, (ImportError, OSError, NotImplementedError))
+        or "CppCompileError" in type(exc).__name__
+    )

@@ -139,6 +139,9 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
 def _unsamplable_rows(logits: torch.Tensor) -> dict[int, str]:
     """Rows with a NaN or without a single finite logit: no token can be drawn from them.
     One reduction over the batch; the per-row loop runs only when something is wrong."""
+    top = logits.amax(dim=-1)  # (B,): NaN where a row holds a NaN, -inf where nothing is finite
+    if bool(torch.isfinite(top).all()):  # the usual case: one pass over the logits
+        return {}
     bad = torch.isnan(logits).any(dim=-1) | ~torch.isfinite(logits).any(dim=-1)  # (B,)
     if not bool(bad.any()):
         return {}

@@ -152,7 +152,7 @@ class SlotBatch:
 class SlotRunner:
     """Same interface as runner.ModelRunner, over the static slot cache."""
 
-    def __init__(self, model, device, max_rows: int, pad_id: int = 0):
+    def __init__(self, model, device, max_rows: int, pad_id: int = 0, compile: bool = False):
         self.model = model
         self.device = torch.device(device)
         self.pad_id = pad_id
@@ -189,7 +189,7 @@ class SlotRunner:
         from codecomplete.engine import fast_decode
 
         # One-token steps without the model's forward where the family is written (fast_decode.py).
-        self.fast = fast_decode.build(model, self.cache)
+        self.fast = fast_decode.build(model, self.cache, compile=compile, max_rows=max_rows)
 
     # --- forward passes ---------------------------------------------------------------------
 
