@@ -14,7 +14,7 @@ as a straight sequence of tensor ops over the slot cache's tensors (engine/slot_
 - the prompt's prefill still runs through the model's forward (it is arithmetic-bound).
 
 `build(model, cache)` returns a decoder for the families written here (GPT-2; GPTBigCode with
-multi-query attention, as StarCoder/SantaCoder use it), or None: the slot runner then decodes through the model's forward as
+multi-query attention, as StarCoder/SantaCoder use it; Llama and Qwen2 without sliding windows), or None: the slot runner then decodes through the model's forward as
 before. `CODECOMPLETE_FAST_DECODE=0` turns it off (a debugging switch; the tests compare both).
 """
 
@@ -42,8 +42,17 @@ def build(model, cache, compile: bool = False, max_rows: int = 1):
         return None
     cfg = model.config
     kind = cfg.model_type
-    if kind not in ("gpt2", "gpt_bigcode"):
+    if kind not in ("gpt2", "gpt_bigcode", "llama", "qwen2"):
         return None
+    if kind in ("llama", "qwen2"):
+        if "sliding_attention" in (getattr(cfg, "layer_types", None) or ()):
+            return None  # Qwen2's sliding-window layers: not written here
+        try:
+            decoder = LlamaDecoder(model, cache)
+        except (AttributeError, ValueError) as exc:
+            log.info("fast decode off for %s: %s", kind, exc)
+            return None
+        return CompiledDecoder(decoder, cache.layers[0].k.device, max_rows) if compile else decoder
     if kind == "gpt2" and (cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn):
         return None
     if kind == "gpt_bigcode" and not cfg.multi_query:  # per-head interleaved QKV: not written here
@@ -134,6 +143,89 @@ class GPT2Decoder:
             x = fc_out(act(fc(m))) + x
         x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
         return self.head(x)
+
+
+class LlamaDecoder:
+    """Llama and Qwen2: rotary positions, RMSNorm, SwiGLU, grouped KV heads, separate q/k/v
+    projections (Qwen2's with biases). The norms, the rotary table and the activation are the
+    model's own modules and the rotation is Llama's formula, so the numbers are the model's."""
+
+    def __init__(self, model, cache):
+        cfg = model.config
+        inner = model.model
+        self.cache = cache
+        self.embed = inner.embed_tokens.weight
+        self.norm = inner.norm
+        self.rotary = inner.rotary_emb
+        self.head = model.get_output_embeddings()
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.scale = self.head_dim**-0.5
+        self.layers = []
+        for layer in inner.layers:
+            a, m = layer.self_attn, layer.mlp
+            if getattr(a, "sliding_window", None):
+                raise ValueError("sliding-window attention")
+            self.layers.append(
+                (
+                    layer.input_layernorm,
+                    _projection(a.q_proj),
+                    _projection(a.k_proj),
+                    _projection(a.v_proj),
+                    _projection(a.o_proj),
+                    layer.post_attention_layernorm,
+                    _projection(m.gate_proj),
+                    _projection(m.up_proj),
+                    m.act_fn,
+                    _projection(m.down_proj),
+                )
+            )
+        if len(self.layers) != len(cache.layers):
+            raise ValueError("the cache and the model have different numbers of layers")
+
+    @torch.inference_mode()
+    def __call__(self, ids, pos, slots, first):
+        c = self.cache
+        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+
+    def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
+        b = ids.shape[0]
+        hd, h, kvh = self.head_dim, self.heads, self.kv_heads
+        x = F.embedding(ids, self.embed)  # (B, C)
+        cos, sin = self.rotary(x[:, None], position_ids=pos[:, None])  # (B, 1, D)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        cols = torch.arange(width, device=ids.device)
+        hide = (cols[None, :] > pos[:, None])[:, None, None, :]  # (B, 1, 1, W)
+        for (ln1, q_proj, k_proj, v_proj, o_proj, ln2, gate, up, act, down), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
+            a = ln1(x)
+            q = _rotate(q_proj(a).view(b, h, hd), cos, sin)
+            k = _rotate(k_proj(a).view(b, kvh, hd), cos, sin)
+            v = v_proj(a)
+            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
+            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
+            if first is not None:
+                keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
+                values = layer.v[first : first + b, :, :width]
+            else:
+                keys, values = layer.k[slots, :, :width], layer.v[slots, :, :width]
+            q = q.view(b, kvh, h // kvh, hd)  # query head j reads KV head j // (H / KVH)
+            scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G, W)
+            scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
+            o = torch.matmul(scores, values).reshape(b, h * hd)
+            x = o_proj(o) + x
+            m = ln2(x)
+            x = down(act(gate(m)) * up(m)) + x
+        return self.head(self.norm(x))
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Llama's rotary embedding of x (B, heads, D) at each row's position (cos/sin (B, 1, D))."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos) + (rotated * sin)
 
 
 def _activation(act):
