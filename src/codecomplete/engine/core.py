@@ -111,6 +111,9 @@ class EngineCore:
             model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, None)
         if config.batch_invariance != "off" and str(device) == "cpu":
             attention.transpose_linear_weights(model)
+        from codecomplete.engine import fast_decode
+
+        fast_decode.fuse_activations(model)
         spec = ModelSpec.from_pretrained(model.config, tok, config.fim_template)
         core = cls(model, tok, spec, config, device)
         if config.token_healing:

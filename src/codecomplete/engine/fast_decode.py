@@ -228,6 +228,27 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return (x * cos) + (rotated * sin)
 
 
+class TanhGELU(torch.nn.Module):
+    """torch's fused tanh-approximation GELU, in place of transformers' NewGELUActivation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate="tanh")
+
+
+def fuse_activations(model) -> int:
+    """Replace every "gelu_new" activation module (GPT-2's, written as seven elementwise tensor
+    ops) with torch's fused kernel of the same formula. Profiled on the bundled model, those
+    seven passes over (tokens x 4C) were a third of a 16 x 128-token prefill. Returns how many
+    were replaced."""
+    count = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child).__name__ == "NewGELUActivation":
+                setattr(module, name, TanhGELU())
+                count += 1
+    return count
+
+
 def _activation(act):
     """GPT-2's "gelu_new" is the tanh approximation written as seven tensor ops; torch's fused
     kernel computes the same formula in one (equal to within float rounding, ~1e-7: greedy tokens
