@@ -182,7 +182,7 @@ class HttpRunner:
 class Server:
     """`codecomplete serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, model_dir: str, threads: int, prefix_cache_mb: int):
+    def __init__(self, model_dir: str, threads: int, prefix_cache_mb: int, compile: str = "auto"):
         import socket
 
         with socket.socket() as s:
@@ -196,6 +196,8 @@ class Server:
             str(prefix_cache_mb),
             "--log-level",
             "warning",
+            "--compile",
+            compile,
         ]
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         self.started = time.perf_counter()
@@ -434,7 +436,7 @@ async def bench(args) -> tuple[list[str], dict]:
 
     async def open_runner(prefix_cache_mb: int):
         if args.http:
-            server = Server(str(model_dir), args.threads, prefix_cache_mb)
+            server = Server(str(model_dir), args.threads, prefix_cache_mb, args.compile)
             await server.wait()
             results.setdefault("ready_s", time.perf_counter() - server.started)
             http = HttpRunner(server.url, tokenizer.eos_token_id)
@@ -692,7 +694,8 @@ def report(args, results: dict, elapsed: float) -> str:
         f"- machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
         f"at start/end: {results['load'][0]:.1f} / {results['load'][1]:.1f} (the benchmark itself runs the "
         "server and its clients on these cores; a load well above that means other work competed)",
-        f"- model: {results['model']}; device/dtype: {results['device']}",
+        f"- model: {results['model']}; device/dtype: {results['device']}; server `--compile {args.compile}` "
+        "(the one-token decode step of engine/fast_decode.py, under torch.compile when on)",
         f"- requests: {args.requests} distinct prompts of {args.prompt_tokens} tokens cut from the standard "
         f"library's source, {args.max_tokens} greedy tokens each (EOS ignored so every request makes the same work)",
         (
@@ -818,7 +821,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latency-reps", type=int, default=3)
     p.add_argument("--keystroke-tokens", type=int, default=1024)
     p.add_argument("--keystroke-max-tokens", type=int, default=8)
+    p.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the server's --compile (torch.compile of the decode step; auto: CUDA only)",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run: fewer requests, nothing written")
+    p.add_argument(
+        "--keep-other-sections",
+        action="store_true",
+        help="replace only this benchmark's part of --out and keep the sections the other benchmark "
+        "scripts appended after it (training, curation, editor, soak, ...); `make bench` rewrites them all",
+    )
     p.add_argument(
         "--llamacpp",
         action="store_true",
@@ -844,7 +859,20 @@ def main(argv: list[str] | None = None) -> None:
     text = report(args, results, time.perf_counter() - t0)
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        if args.keep_other_sections and out.exists():
+            text = text.rstrip("\n") + "\n\n" + other_sections(out.read_text())
+        out.write_text(text)
+
+
+# The first heading that the other `make bench` scripts append (scripts/bench_train.py first).
+OTHER_SECTIONS = ("## Training throughput",)
+
+
+def other_sections(old: str) -> str:
+    """What follows this benchmark's part in an existing BENCHMARKS.md."""
+    cut = min((i for i in (old.find(h) for h in OTHER_SECTIONS) if i >= 0), default=-1)
+    return old[cut:] if cut >= 0 else ""
 
 
 if __name__ == "__main__":
