@@ -211,7 +211,7 @@ class Server:
         async with httpx.AsyncClient() as client:
             while time.perf_counter() - t0 < timeout:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("server exited: " + self.proc.stderr.read().decode()[-2000:])
+                    raise RuntimeError("server exited: " + self.error_text())
                 try:
                     if (await client.get(self.url + "/health")).status_code == 200:
                         return
@@ -219,6 +219,9 @@ class Server:
                     pass
                 await asyncio.sleep(0.5)
         raise RuntimeError("server did not become healthy")
+
+    def error_text(self) -> str:
+        return self.proc.stderr.read().decode(errors="replace")[-2000:]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -241,11 +244,21 @@ class LlamaCppServer:
         cmd = [str(exe), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["-t", str(threads), "-tb", str(threads), "-np", str(slots), "-c", str(ctx * slots)]
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: llama-server logs every request, and a pipe nobody reads until
+        # the end fills up and blocks it (the benchmark's requests then hang).
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "codecomplete-bench-llama-server.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         self.url = f"http://127.0.0.1:{self.port}"
 
     wait = Server.wait
-    stop = Server.stop
+
+    def error_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        Server.stop(self)
+        self.log.close()
 
 
 class LlamaCppRunner:
@@ -313,16 +326,19 @@ async def bench_llamacpp(args, model_dir: str, tokenizer, prompts: list[str], re
             lat.append(r["end"] - r["start"])
         out["latency"] = statistics.median(lat)
         keys = {}
-        for label, cache in (("without prefix reuse", False), ("with prefix reuse", True)):
-            runner.cache_prompt = cache
-            await runner.one(prompts[1], 2)
-            lat = []
-            for p in replay:
-                r = await runner.one(p, args.keystroke_max_tokens)
-                lat.append(r["end"] - r["start"])
-            keys[label] = statistics.mean(lat)
-        keys["ratio"] = keys["with prefix reuse"] / keys["without prefix reuse"]
-        out["keystroke"] = keys
+        try:
+            for label, cache in (("without prefix reuse", False), ("with prefix reuse", True)):
+                runner.cache_prompt = cache
+                await runner.one(prompts[1], 2)
+                lat = []
+                for p in replay:
+                    r = await asyncio.wait_for(runner.one(p, args.keystroke_max_tokens), 120)
+                    lat.append(r["end"] - r["start"])
+                keys[label] = statistics.mean(lat)
+            keys["ratio"] = keys["with prefix reuse"] / keys["without prefix reuse"]
+            out["keystroke"] = keys
+        except Exception as exc:  # a timeout, an HTTP error: report it, keep the other numbers
+            out["keystroke_error"] = f"{type(exc).__name__}: {exc}"
     finally:
         await runner.client.aclose()
         server.stop()
@@ -576,7 +592,8 @@ async def bench(args) -> tuple[list[str], dict]:
                 f"llama.cpp, {c:>2} clients: {r['tps']:.1f} tok/s (ours / llama.cpp = {ours / r['tps']:.2f}x)"
             )
         say(
-            f"llama.cpp single client {ll['latency'] * 1e3:.0f} ms; keystroke {ll['keystroke']['ratio']:.2f}x; "
+            f"llama.cpp single client {ll['latency'] * 1e3:.0f} ms; keystroke "
+            f"{ll['keystroke']['ratio'] if 'keystroke' in ll else float('nan'):.2f}x; "
             f"ready in {ll['ready_s']:.1f} s"
         )
     gflops = matmul_gflops(args.threads)
@@ -799,13 +816,19 @@ def report(args, results: dict, elapsed: float) -> str:
         for conc, r in ll["throughput"].items():
             o = tp.get(conc, {}).get("tps", float("nan"))
             lines.append(f"| {conc} | {r['tps']:.1f} | {o:.1f} | {o / r['tps']:.2f}x |")
-        lk = ll["keystroke"]
+        lk = ll.get("keystroke")
+        keystroke = (
+            f"Keystroke replay: llama.cpp {lk['with prefix reuse'] * 1e3:.0f} ms with its prompt cache vs "
+            f"{lk['without prefix reuse'] * 1e3:.0f} ms without = {lk['ratio']:.2f}x."
+            if lk
+            else f"Keystroke replay against llama.cpp failed: {ll.get('keystroke_error')} (its log: "
+            "$TMPDIR/codecomplete-bench-llama-server.log)."
+        )
         lines += [
             "",
             f"Single client, {args.max_tokens} tokens: llama.cpp {ll['latency'] * 1e3:.0f} ms "
             f"({ll['latency'] / lat['generate']:.2f}x `model.generate`), ours {lat['engine'] * 1e3:.0f} ms. "
-            f"Keystroke replay: llama.cpp {lk['with prefix reuse'] * 1e3:.0f} ms with its prompt cache vs "
-            f"{lk['without prefix reuse'] * 1e3:.0f} ms without = {lk['ratio']:.2f}x. Ready in {ll['ready_s']:.1f} s.",
+            f"{keystroke} Ready in {ll['ready_s']:.1f} s.",
         ]
     if results.get("invariance"):
         lines += [
