@@ -12,7 +12,7 @@ from corpus import HUMANEVAL_0, MIT, clean_module
 
 from codecomplete.data import licenses
 from codecomplete.data.decontam import DecontaminationFilter
-from codecomplete.data.dedup import minhash
+from codecomplete.data.dedup import _band_split, minhash
 from codecomplete.data.document import Document
 from codecomplete.data.redact import Redactor
 from codecomplete.data.sources import git, local, python_env
@@ -104,6 +104,15 @@ def test_minhash_sees_renames_and_reformatting_as_near():
     )
     assert (a == minhash(base.replace("    ", "  "), 256, 5, 1)).all()
     assert (a == b).mean() >= 0.7 > (a == c).mean()
+
+
+@pytest.mark.parametrize("num_perm", [64, 128, 256])
+def test_lsh_band_split_is_datasketchs_choice(num_perm):
+    """The LSH (bands, rows) computed without scipy is the one datasketch's MinHashLSH would use."""
+    from datasketch.lsh import _optimal_param
+
+    for threshold in (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+        assert _band_split(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), threshold
 
 
 def test_git_source_shallow_clones_and_reads_the_licence(corpus, tmp_path):

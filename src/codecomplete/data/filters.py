@@ -133,6 +133,21 @@ class LineLengthFilter(CodeFilter):
         return True
 
 
+# The bytes that are alphanumeric ASCII: deleting them leaves the others (bytes.translate is a C loop,
+# `sum(map(str.isalnum, text))` a Python call per character).
+_ASCII_ALNUM = bytes(c for c in range(128) if chr(c).isalnum())
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def alnum_count(text: str) -> int:
+    """How many characters of `text` are alphanumeric (str.isalnum, Unicode letters and digits included)."""
+    raw = text.encode("utf-8", "surrogatepass")  # non-ASCII characters become bytes >= 0x80: never deleted
+    ascii_alnum = len(raw) - len(raw.translate(None, _ASCII_ALNUM))
+    if text.isascii():
+        return ascii_alnum
+    return ascii_alnum + sum(map(str.isalnum, _NON_ASCII.findall(text)))
+
+
 class AlphanumFilter(CodeFilter):
     name = "alphanum"
 
@@ -144,7 +159,7 @@ class AlphanumFilter(CodeFilter):
         text = doc.text
         if not text:
             return False, "alnum_fraction"
-        alnum = sum(map(str.isalnum, text))
+        alnum = alnum_count(text)
         return True if alnum / len(text) >= self.min_fraction else (False, "alnum_fraction")
 
 
