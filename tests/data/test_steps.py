@@ -11,7 +11,7 @@ import pytest
 from corpus import HUMANEVAL_0, MIT, clean_module
 
 from codecomplete.data import licenses
-from codecomplete.data.decontam import DecontaminationFilter
+from codecomplete.data.decontam import TOKEN, DecontaminationFilter, _string_hash, token_hashes
 from codecomplete.data.dedup import _band_split, minhash
 from codecomplete.data.document import Document
 from codecomplete.data.redact import Redactor
@@ -92,6 +92,24 @@ def test_decontamination_catches_reformatted_and_renamed_copies():
     for text in (renamed, reformatted, clean_module(1) + body):
         assert f.filter(Document(text, "x")) == (False, "decontam_humaneval"), text[:80]
     assert f.filter(Document(clean_module(2), "y")) is True
+
+
+def test_decontamination_on_bytes_matches_it_on_token_strings():
+    """ASCII text is matched on token hashes computed with numpy; the result is the string path's."""
+    import random
+
+    rnd = random.Random(0)
+    alphabet = "ab_Z09 \t\n\x0b\x0c\x1c.,(){}\x00"
+    for _ in range(500):  # the byte tokenizer splits exactly where TOKEN does (`0x1F` is `0`, `x1F`)
+        s = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+        assert token_hashes(s).tolist() == [_string_hash(t) for t in TOKEN.findall(s)], s
+    bench = DecontaminationFilter().benchmarks()[0]
+    body = HUMANEVAL_0.split('"""', 2)[2]
+    texts = [HUMANEVAL_0, HUMANEVAL_0.replace("numbers", "values"), clean_module(1) + body, clean_module(2),
+             "x = 1\n" + HUMANEVAL_0.replace("\n", "\n\n"), body[: len(body) // 2], ""]  # fmt: skip
+    results = [bench.match_ascii(t) for t in texts]
+    assert results == [bench.match_tokens(t) for t in texts]
+    assert results[0] == "substring" and results[3] is None
 
 
 def test_minhash_sees_renames_and_reformatting_as_near():

@@ -22,6 +22,77 @@ from codecomplete.data.steps import CodeFilter
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|[^\sA-Za-z0-9_]")
 _MASK = (1 << 64) - 1
 
+# TOKEN's classes of the ASCII bytes, read off the regex itself: a word start, a digit, a space
+# (`\s` is more than " \t\n\r" in Python), anything else a one-character token.
+_WORD, _DIGIT, _SPACE, _OTHER = 1, 2, 3, 4
+_CLASS = np.array(
+    [
+        _WORD if re.fullmatch(r"[A-Za-z_]", chr(c))
+        else _DIGIT if re.fullmatch(r"\d", chr(c))
+        else _SPACE if re.fullmatch(r"\s", chr(c))
+        else _OTHER
+        for c in range(256)
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+_P = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
+_POW = np.ones(1, dtype=np.uint64)
+_INV_POW = np.ones(1, dtype=np.uint64)
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**i and P**-i (mod 2**64) for i < n, grown on demand."""
+    if len(_POW) < n:
+        size = max(n, 2 * len(_POW), 1 << 17)
+        inv = np.uint64(pow(int(_P), -1, 1 << 64))
+        with np.errstate(over="ignore"):
+            for base, name in ((_P, "_POW"), (inv, "_INV_POW")):
+                steps = np.full(size, base, dtype=np.uint64)
+                steps[0] = 1
+                globals()[name] = np.cumprod(steps, dtype=np.uint64)
+    return _POW[:n], _INV_POW[:n]
+
+
+def token_hashes(text: str) -> np.ndarray:
+    """One 64-bit hash per TOKEN match of an ASCII `text`, in order, computed with numpy on the bytes
+    instead of a Python string per token (`TOKEN.findall` was the most expensive line of the
+    curation): the hash of a token is `sum((byte + 1) * P**j)` over its bytes, from prefix sums."""
+    raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    n = len(raw)
+    cls = _CLASS[raw]
+    word = cls == _WORD
+    wordish = word | (cls == _DIGIT)
+    # byte i continues the token of byte i - 1: both in a run of [A-Za-z0-9_] ...
+    cont = np.zeros(n + 1, dtype=bool)
+    np.logical_and(wordish[1:], wordish[:-1], out=cont[1:n])
+    # ... except the first letter after a run's leading digits (`0x1F` is `0`, `x1F`), rare enough
+    # to look at one by one
+    for i in np.flatnonzero(word[1:] & (cls[:-1] == _DIGIT)).tolist():
+        j = i  # the digit before the letter at i + 1
+        while j >= 0 and cls[j] == _DIGIT:
+            j -= 1
+        if j < 0 or not wordish[j]:
+            cont[i + 1] = False
+    token = cls != _SPACE
+    starts = np.flatnonzero(token & ~cont[:n])
+    ends = np.flatnonzero(token & ~cont[1:]) + 1
+    pw, inv = _powers(n + 1)
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        weighted = raw.astype(np.uint64)
+        weighted += np.uint64(1)
+        weighted *= pw[:n]
+        np.cumsum(weighted, out=prefix[1:])
+        return (prefix[ends] - prefix[starts]) * inv[starts]
+
+
+def _string_hash(token: str) -> int:
+    """`token_hashes`' hash of one ASCII token."""
+    h = 0
+    for j, byte in enumerate(token.encode("ascii")):
+        h = (h + (byte + 1) * pow(int(_P), j, 1 << 64)) & _MASK
+    return h
+
 
 def _read_jsonl(path: str | Path) -> list[dict]:
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -48,6 +119,7 @@ class Benchmark:
         self.ngram = ngram
         self.vocab: dict[str, int] = {}
         self.snippets: list[tuple[str, str]] = []  # (anchor token, token-joined snippet)
+        snippet_tokens: list[list[str]] = []
         hashes = []
         for prompt, solution in items:
             whole = prompt + solution
@@ -56,6 +128,7 @@ class Benchmark:
                 if len(part.strip()) >= min_chars and toks:
                     anchor = max((t for t in toks if t[0].isalpha() or t[0] == "_"), key=len, default=toks[0])
                     self.snippets.append((anchor, " ".join(toks)))
+                    snippet_tokens.append(toks)
             toks = TOKEN.findall(whole)
             ids = self._ids(toks, grow=True)
             # Only distinctive windows are kept: at least half words and 8 different ones. `0 , 1 , 2 ...`,
@@ -64,6 +137,28 @@ class Benchmark:
             hashes.append(self._ngram_hashes(ids, self._distinctive(toks)))
         self.hashes = np.unique(np.concatenate(hashes)) if hashes else np.zeros(0, dtype=np.uint64)
         self.anchors = {a for a, _ in self.snippets}
+        self._index_bytes(snippet_tokens)
+
+    def _index_bytes(self, snippet_tokens: list[list[str]]) -> None:
+        """The same benchmark for `match_ascii`: every token of the vocabulary and of the snippets
+        (a solution alone can tokenise differently at its start) by `token_hashes`' hash, the
+        snippets as id sequences. Ids above `len(vocab)` are snippet tokens, unknown to the n-grams."""
+        ext = dict(self.vocab)
+        for toks in snippet_tokens:
+            for t in toks:
+                ext.setdefault(t, len(ext) + 1)
+        self._n_known = len(self.vocab)
+        self._n_ext = len(ext)
+        self._levels = _DirectTable({_string_hash(t): i for t, i in ext.items() if t.isascii()})
+        self._snippet_ids = [
+            (ext[anchor], np.array([ext[t] for t in toks], dtype=np.uint32).tobytes())
+            for (anchor, _), toks in zip(self.snippets, snippet_tokens, strict=True)
+        ]
+        # every distinct token of every snippet, snippet after snippet: a snippet can be in a text
+        # only when all of its tokens are (one gather and one reduceat per text, not a loop)
+        distinct = [np.unique(np.array([ext[t] for t in toks], dtype=np.int64)) for toks in snippet_tokens]
+        self._snippet_tokens = np.concatenate(distinct) if distinct else np.zeros(0, dtype=np.int64)
+        self._snippet_offsets = np.cumsum([0] + [len(d) for d in distinct[:-1]]).astype(np.int64)
 
     def _ids(self, toks: list[str], grow: bool = False) -> np.ndarray:
         if grow:
@@ -90,38 +185,107 @@ class Benchmark:
 
     def _ngram_hashes(self, ids: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
         """Polynomial hash of every window of `ngram` ids; windows with an unknown token are left out,
-        and so are those `keep` (one flag per window) leaves out."""
+        and so are those `keep` (one flag per window) leaves out. Only the kept windows are hashed
+        (`sum(ids[s + k] * B**(n - 1 - k))`, Horner's value modulo 2**64): few windows are all known."""
         n = self.ngram
         if len(ids) < n:
             return np.zeros(0, dtype=np.uint64)
-        windows = len(ids) - n + 1
-        h = np.zeros(windows, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for k in range(n):
-                h = h * np.uint64(1_000_003) + ids[k : k + windows]
         unknown = np.concatenate([[0], np.cumsum(ids == 0)])
         ok = (unknown[n:] - unknown[:-n]) == 0
         if keep is not None:
             ok &= keep
-        return h[ok]
+        starts = np.flatnonzero(ok)
+        if not len(starts):
+            return np.zeros(0, dtype=np.uint64)
+        h = np.zeros(len(starts), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for k in range(n):
+                h = h * np.uint64(1_000_003) + ids[starts + k]
+        return h
+
+    def _ngram_hit(self, ids: np.ndarray) -> bool:
+        if not len(self.hashes):
+            return False
+        h = self._ngram_hashes(ids)
+        if not len(h):
+            return False
+        # sorted lookup: much faster than np.isin's hashing for one small and one big array
+        idx = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)
+        return bool((self.hashes[idx] == h).any())
 
     def match(self, text: str) -> str | None:
         """'substring' or 'ngram' when `text` contains this benchmark, else None."""
+        return self.match_ascii(text) if text.isascii() else self.match_tokens(text)
+
+    def match_tokens(self, text: str) -> str | None:
+        """`match` on token strings: any text."""
         toks = TOKEN.findall(text)
         present = self.anchors.intersection(toks)
         if present:
-            joined = " ".join(toks)
+            joined = f" {' '.join(toks)} "
             for anchor, snippet in self.snippets:
-                if anchor in present and f" {snippet} " in f" {joined} ":
+                if anchor in present and f" {snippet} " in joined:
                     return "substring"
-        if len(self.hashes):
-            h = self._ngram_hashes(self._ids(toks))
-            if len(h):
-                # sorted lookup: much faster than np.isin's hashing for one small and one big array
-                idx = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)
-                if (self.hashes[idx] == h).any():
-                    return "ngram"
-        return None
+        return "ngram" if self._ngram_hit(self._ids(toks)) else None
+
+    def match_ascii(self, text: str) -> str | None:
+        """`match` for an ASCII text (almost all code), on token hashes instead of token strings: a
+        token's id is its vocabulary entry's (0: none), and a snippet is in the text when its ids
+        are, consecutively (what `" ".join(tokens)` containment means, as no token holds a space)."""
+        th = token_hashes(text)
+        if not len(th):
+            return None
+        ids = self._levels.lookup(th)
+        if len(self._snippet_ids):
+            seen = np.bincount(ids, minlength=self._n_ext + 1) > 0
+            whole = np.logical_and.reduceat(seen[self._snippet_tokens], self._snippet_offsets)
+            hay = ids.tobytes()
+            for k in np.flatnonzero(whole).tolist():
+                needle = self._snippet_ids[k][1]
+                at = hay.find(needle)
+                while at != -1 and at % 4:  # only whole ids: 4-byte aligned
+                    at = hay.find(needle, at + 1)
+                if at != -1:
+                    return "substring"
+        known = np.where(ids <= self._n_known, ids, 0).astype(np.uint64)
+        return "ngram" if self._ngram_hit(known) else None
+
+
+class _DirectTable:
+    """uint64 key -> uint32 value (0: absent) for arrays of keys: a few direct-mapped levels, each
+    indexed by another 16 bits of the key, a key in the first level whose slot was free. Two gathers
+    per key and level instead of a binary search (`np.searchsorted` over 3M tokens cost 0.25 s)."""
+
+    BITS = 16
+
+    def __init__(self, items: dict[int, int]):
+        size, mask = 1 << self.BITS, (1 << self.BITS) - 1
+        self.levels: list[tuple[np.uint64, np.ndarray, np.ndarray]] = []
+        left, shift = dict(items), 0
+        while left:
+            if shift > 64 - self.BITS:
+                raise ValueError("keys that share every 16-bit slot: not hashes")
+            # an empty slot holds a key that cannot land in it (another slot's bits): no match
+            keys = (np.arange(size, dtype=np.uint64) ^ np.uint64(1)) << np.uint64(shift)
+            values = np.zeros(size, dtype=np.uint32)
+            rest = {}
+            for key, value in left.items():
+                slot = (key >> shift) & mask
+                if values[slot]:
+                    rest[key] = value
+                else:
+                    keys[slot], values[slot] = key, value
+            self.levels.append((np.uint64(shift), keys, values))
+            left, shift = rest, shift + self.BITS
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        out = None
+        mask = np.uint64((1 << self.BITS) - 1)
+        for shift, table_keys, values in self.levels:
+            slot = ((keys >> shift) & mask).astype(np.intp)
+            found = np.where(table_keys[slot] == keys, values[slot], 0)
+            out = found if out is None else np.maximum(out, found)  # a key is in one level at most
+        return np.zeros(len(keys), dtype=np.uint32) if out is None else out.astype(np.uint32, copy=False)
 
 
 class DecontaminationFilter(CodeFilter):
