@@ -12,7 +12,7 @@ from corpus import HUMANEVAL_0, MIT, clean_module
 
 from codecomplete.data import licenses
 from codecomplete.data.decontam import TOKEN, DecontaminationFilter, _string_hash, token_hashes
-from codecomplete.data.dedup import _band_split, minhash
+from codecomplete.data.dedup import IDENTIFIER, _band_split, identifier_tokens, minhash
 from codecomplete.data.document import Document
 from codecomplete.data.redact import Redactor
 from codecomplete.data.sources import git, local, python_env
@@ -122,6 +122,17 @@ def test_minhash_sees_renames_and_reformatting_as_near():
     )
     assert (a == minhash(base.replace("    ", "  "), 256, 5, 1)).all()
     assert (a == b).mean() >= 0.7 > (a == c).mean()
+
+
+def test_minhash_tokens_split_like_the_identifier_regex():
+    """The bytes path of the MinHash tokenizer gives IDENTIFIER's tokens (numbers before names)."""
+    import random
+
+    rnd = random.Random(1)
+    cases = ["0x1F 1e5 12 a1 _1 1_a", "9a", "a9b0c 00x", "x = 3.0e-5j  # é1x 2y"]
+    cases += ["".join(rnd.choice("ab_Z09 .,(\n\t-") for _ in range(rnd.randint(0, 30))) for _ in range(2000)]
+    for text in cases:
+        assert identifier_tokens(text) == [t.encode() for t in IDENTIFIER.findall(text)], text
 
 
 @pytest.mark.parametrize("num_perm", [64, 128, 256])

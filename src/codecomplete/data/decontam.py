@@ -10,6 +10,7 @@ file when the recipe gives one.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -288,6 +289,13 @@ class _DirectTable:
         return np.zeros(len(keys), dtype=np.uint32) if out is None else out.astype(np.uint32, copy=False)
 
 
+@functools.lru_cache(maxsize=4)
+def _benchmark(name: str, path: str | None, ngram: int, min_chars: int) -> Benchmark:
+    """One index per process, not one per task (tasks run one after another in a worker)."""
+    items = humaneval_items() if name == "humaneval" else mbpp_items(path)
+    return Benchmark(name, items, ngram, min_chars)
+
+
 class DecontaminationFilter(CodeFilter):
     name = "decontam"
 
@@ -302,11 +310,9 @@ class DecontaminationFilter(CodeFilter):
         if self._benchmarks is None:
             self._benchmarks = []
             if self.humaneval:
-                self._benchmarks.append(Benchmark("humaneval", humaneval_items(), self.ngram, self.min_chars))
+                self._benchmarks.append(_benchmark("humaneval", None, self.ngram, self.min_chars))
             if self.mbpp_path:
-                self._benchmarks.append(
-                    Benchmark("mbpp", mbpp_items(self.mbpp_path), self.ngram, self.min_chars)
-                )
+                self._benchmarks.append(_benchmark("mbpp", str(self.mbpp_path), self.ngram, self.min_chars))
         return self._benchmarks
 
     def filter(self, doc):
