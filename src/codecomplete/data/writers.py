@@ -33,8 +33,9 @@ class IntermediateWriter(CurateStep):
         self.folder = folder
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        # level 1: the intermediate shards are read once and deleted at the end of the run
-        with AtomicGzipJsonl(Path(self.folder) / f"{rank:05d}.jsonl.gz", compresslevel=1) as out:
+        # level 0 (stored, still gzip): the intermediate shards are read once and deleted at the end of
+        # the run; level 1 cost more CPU than the rest of this step and the reading together
+        with AtomicGzipJsonl(Path(self.folder) / f"{rank:05d}.jsonl.gz", compresslevel=0) as out:
             for doc in data:
                 rec = to_record(doc)
                 rec.update({k: v for k, v in doc.metadata.items() if k not in rec})
