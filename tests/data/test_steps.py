@@ -11,7 +11,7 @@ import pytest
 from corpus import HUMANEVAL_0, MIT, clean_module
 
 from codecomplete.data import licenses
-from codecomplete.data.decontam import TOKEN, DecontaminationFilter, _string_hash, token_hashes
+from codecomplete.data.decontam import TOKEN, DecontaminationFilter, _DirectTable, _string_hash, token_hashes
 from codecomplete.data.dedup import IDENTIFIER, _band_split, identifier_tokens, minhash
 from codecomplete.data.document import Document
 from codecomplete.data.redact import Redactor
@@ -110,6 +110,17 @@ def test_decontamination_on_bytes_matches_it_on_token_strings():
     results = [bench.match_ascii(t) for t in texts]
     assert results == [bench.match_tokens(t) for t in texts]
     assert results[0] == "substring" and results[3] is None
+
+
+def test_vocabulary_table_finds_every_key_and_only_those():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**64, size=5000, dtype=np.uint64)  # many share a 16-bit slot
+    table = _DirectTable({int(k): i + 1 for i, k in enumerate(keys)})
+    others = rng.integers(0, 2**64, size=5000, dtype=np.uint64)
+    assert table.lookup(keys).tolist() == list(range(1, 5001))
+    assert not table.lookup(others).any() and len(table.levels) > 1
 
 
 def test_minhash_sees_renames_and_reformatting_as_near():

@@ -14,6 +14,8 @@ import functools
 import gzip
 import json
 import re
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +265,9 @@ class _DirectTable:
         size, mask = 1 << self.BITS, (1 << self.BITS) - 1
         self.levels: list[tuple[np.uint64, np.ndarray, np.ndarray]] = []
         left, shift = dict(items), 0
+        self.crowded = np.zeros(size, dtype=bool)  # first-level slots that more than one key wanted
+        wanted = Counter(key & mask for key in items)
+        self.crowded[[slot for slot, n in wanted.items() if n > 1]] = True
         while left:
             if shift > 64 - self.BITS:
                 raise ValueError("keys that share every 16-bit slot: not hashes")
@@ -280,13 +285,22 @@ class _DirectTable:
             left, shift = rest, shift + self.BITS
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        out = None
-        mask = np.uint64((1 << self.BITS) - 1)
-        for shift, table_keys, values in self.levels:
-            slot = ((keys >> shift) & mask).astype(np.intp)
-            found = np.where(table_keys[slot] == keys, values[slot], 0)
-            out = found if out is None else np.maximum(out, found)  # a key is in one level at most
-        return np.zeros(len(keys), dtype=np.uint32) if out is None else out.astype(np.uint32, copy=False)
+        _, table_keys, values = self.levels[0]
+        slot = (
+            keys.view(np.uint16)[::4] if sys.byteorder == "little" else keys & np.uint64(0xFFFF)
+        )  # low 16 bits
+        out = np.where(table_keys[slot] == keys, values[slot], 0).astype(np.uint32)
+        if len(self.levels) > 1:  # the keys that missed a slot where several keys landed
+            todo = np.flatnonzero(self.crowded[slot] & (out == 0))
+            if len(todo):
+                mask = np.uint64((1 << self.BITS) - 1)
+                rest = keys[todo]
+                found = np.zeros(len(todo), dtype=np.uint32)
+                for shift, table_keys, values in self.levels[1:]:
+                    slot = ((rest >> shift) & mask).astype(np.intp)
+                    found = np.maximum(found, np.where(table_keys[slot] == rest, values[slot], 0))
+                out[todo] = found
+        return out
 
 
 @functools.lru_cache(maxsize=4)

@@ -56,12 +56,17 @@ def git_blob_sha(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def utf8_len(text: str) -> int:
+    """`len(text.encode("utf-8"))` without the copy for ASCII text (`isascii` is a flag of the str)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def to_record(doc: Document) -> dict[str, Any]:
     rec: dict[str, Any] = {"code": doc.text}
     meta = doc.metadata
     for key in RECORD_FIELDS:
         rec[key] = meta.get(key)
-    rec["size"] = len(doc.text.encode("utf-8"))
+    rec["size"] = utf8_len(doc.text)
     for key in ("redactions", "filter_reason", "duplicate_of", "heldout_of"):
         if meta.get(key):
             rec[key] = meta[key]

@@ -11,6 +11,7 @@ import re
 
 from datatrove.data import Document
 
+from codecomplete.data.document import utf8_len
 from codecomplete.data.steps import CodeFilter
 
 AUTOGEN = re.compile(
@@ -76,7 +77,7 @@ class SizeFilter(CodeFilter):
         self.min_size, self.max_size = min_size, max_size
 
     def filter(self, doc):
-        size = doc.metadata.get("size") or len(doc.text.encode("utf-8"))
+        size = doc.metadata.get("size") or utf8_len(doc.text)
         if size > self.max_size:
             return False, "too_large"
         if size < self.min_size:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 
-from codecomplete.data.document import AtomicGzipJsonl, from_record, read_jsonl_gz, to_record
+from codecomplete.data.document import AtomicGzipJsonl, from_record, read_jsonl_gz, to_record, utf8_len
 from codecomplete.data.steps import CurateStep
 
 SIZE_BINS = [0, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 10**12]
@@ -179,9 +179,9 @@ class FormatStep(CurateStep):
     def _flush(self, batch: list[Document]) -> None:
         py = [d for d in batch if d.metadata.get("language") == "python"]
         for d in batch:
-            self.tally.seen(len(d.text.encode("utf-8")))
+            self.tally.seen(utf8_len(d.text))
         if py:
             with self.track_time("batch"):
                 self._format(py)
         for d in batch:
-            self.tally.kept(len(d.text.encode("utf-8")))
+            self.tally.kept(utf8_len(d.text))
