@@ -294,14 +294,18 @@ class _Gates:
                 self.first.setdefault(code, []).append(needle)
 
     def find(self, text: str) -> list[int]:
+        return [i for i, _ in self.find_needles(text)]
+
+    def find_needles(self, text: str) -> list[tuple[int, str]]:
+        """(position, needle) of every occurrence."""
         if len(text) < 2 or not text.isascii():
-            return _finds(text, self.needles)
+            return [(i, needle) for needle in self.needles for i in _finds(text, (needle,))]
         raw = np.frombuffer(text.encode("ascii") + b"\0", dtype=np.uint8).astype(np.uint32)
         codes = (raw[:-2] << 14) | (raw[1:-1] << 7) | raw[2:]
         at = np.flatnonzero(self.table[codes])
         out = []
         for i, code in zip(at.tolist(), codes[at].tolist(), strict=True):
-            out.extend(i for needle in self.first[code] if text.startswith(needle, i))
+            out.extend((i, needle) for needle in self.first[code] if text.startswith(needle, i))
         return out
 
 
@@ -328,6 +332,7 @@ def _on_lines(text: str, positions: list[int], fn) -> str:
 _API_KEY_GATES = _Gates(API_KEY_GATES)
 _SECRET_GATES = _Gates(SECRET_GATES)
 _DETECT_SECRETS_GATES = _Gates(DETECT_SECRETS_GATES)
+_LOWER_GATES = _Gates(SECRET_GATES + DETECT_SECRETS_GATES)
 
 
 class Redactor:
@@ -365,6 +370,9 @@ class Redactor:
         # character class, and running every pattern over every byte cost more than the rest of
         # the pipeline together.
         lower = text.lower()
+        original = text
+        # the secret-name and detect-secrets gates in one pass over the lower-case text
+        lower_hits = _LOWER_GATES.find_needles(lower) if self.secrets else []
         if self.secrets:
             if "private key" in lower:  # a block spans lines: the whole text
                 text = sub(PRIVATE_KEY, "private_key", "<PRIVATE_KEY>")(text)
@@ -383,7 +391,10 @@ class Redactor:
                 text = _on_lines(
                     text, _finds(text, ("://",)), sub(CREDENTIAL_URL, "password", "<PASSWORD>", group=2)
                 )
-            hits = _SECRET_GATES.find(text.lower())
+            if text is original:
+                hits = [i for i, needle in lower_hits if needle in SECRET_GATES]
+            else:  # an earlier pattern changed the text
+                hits = _SECRET_GATES.find(text.lower())
             if hits:
                 text = _on_lines(text, hits, lambda part: self._named_secrets(part, counts))
         if self.emails and "@" in text:
@@ -399,7 +410,7 @@ class Redactor:
                     hits,
                     sub(IPV6, "ip_address", "<IP_ADDRESS>", check=lambda m: _public_ip(m.group(0))),
                 )
-        if self.secrets and (self.entropy or _DETECT_SECRETS_GATES.find(lower)):
+        if self.secrets and (self.entropy or any(n in DETECT_SECRETS_GATES for _, n in lower_hits)):
             text = self._detect_secrets(text, counts)
         return text, counts
 
