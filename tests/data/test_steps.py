@@ -110,6 +110,11 @@ def test_decontamination_on_bytes_matches_it_on_token_strings():
     results = [bench.match_ascii(t) for t in texts]
     assert results == [bench.match_tokens(t) for t in texts]
     assert results[0] == "substring" and results[3] is None
+    # a few non-ASCII characters: matched on an ASCII stand-in, or on token strings when it holds a
+    # non-ASCII digit or a character of the benchmark (HumanEval has `≤`)
+    odd = [HUMANEVAL_0 + "\n# café\u00a0ok", "# caf\u00e9\n" + body, "x = '\u0661\u0662'\n" + HUMANEVAL_0,
+           "# a ≤ b\n" + clean_module(2), "\u2028".join(HUMANEVAL_0.split("\n"))]  # fmt: skip
+    assert [bench.match(t) for t in odd] == [bench.match_tokens(t) for t in odd]
 
 
 def test_vocabulary_table_finds_every_key_and_only_those():
@@ -141,7 +146,10 @@ def test_minhash_tokens_split_like_the_identifier_regex():
 
     rnd = random.Random(1)
     cases = ["0x1F 1e5 12 a1 _1 1_a", "9a", "a9b0c 00x", "x = 3.0e-5j  # é1x 2y"]
-    cases += ["".join(rnd.choice("ab_Z09 .,(\n\t-") for _ in range(rnd.randint(0, 30))) for _ in range(2000)]
+    cases += [
+        "".join(rnd.choice("ab_Z09 .,(\n\t-é\u00a0\u0661") for _ in range(rnd.randint(0, 30)))
+        for _ in range(3000)
+    ]
     for text in cases:
         assert identifier_tokens(text) == [t.encode() for t in IDENTIFIER.findall(text)], text
 

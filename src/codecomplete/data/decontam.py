@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codecomplete.data.document import ascii_proxy
 from codecomplete.data.steps import CodeFilter
 
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|[^\sA-Za-z0-9_]")
@@ -151,6 +152,8 @@ class Benchmark:
             for t in toks:
                 ext.setdefault(t, len(ext) + 1)
         self._n_known = len(self.vocab)
+        self._non_ascii = {c for t in ext for c in t if not c.isascii()}  # a text with one: token strings
+        assert "\x01" not in ext, "the ASCII proxy's stand-in character must be unknown"
         self._n_ext = len(ext)
         self._levels = _DirectTable({_string_hash(t): i for t, i in ext.items() if t.isascii()})
         self._snippet_ids = [
@@ -218,7 +221,12 @@ class Benchmark:
 
     def match(self, text: str) -> str | None:
         """'substring' or 'ngram' when `text` contains this benchmark, else None."""
-        return self.match_ascii(text) if text.isascii() else self.match_tokens(text)
+        if text.isascii():
+            return self.match_ascii(text)
+        proxy, same = ascii_proxy(text)  # unknown non-ASCII tokens become `\x01`, unknown as well
+        if same and not any(c in text for c in self._non_ascii):
+            return self.match_ascii(proxy)
+        return self.match_tokens(text)
 
     def match_tokens(self, text: str) -> str | None:
         """`match` on token strings: any text."""

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import DocumentsPipeline
 
-from codecomplete.data.document import write_json_atomic
+from codecomplete.data.document import ascii_proxy, write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
 from codecomplete.data.writers import heldout_entry
 
@@ -51,9 +51,10 @@ def identifier_tokens(text: str) -> list[bytes]:
     every byte that is not `[A-Za-z0-9_]` becomes a space and `bytes.split` cuts there; then a run
     that starts with digits and goes on with a letter (`0x1F`, `1e5`: the number and the name are
     two tokens) is cut after its digits, found with numpy (the regex cost twice as much)."""
-    if not text.isascii():
+    proxy, same = ascii_proxy(text)  # a non-ASCII character is no part of an identifier: a space
+    if not same:
         return [t.encode() for t in IDENTIFIER.findall(text)]
-    raw = text.encode("ascii")
+    raw = proxy.encode("ascii")
     spaced = raw.translate(_SPACED)
     shape = raw.translate(_SHAPE)
     if b"0a" in shape:

@@ -8,6 +8,7 @@ object per line of a `.jsonl.gz` shard with at least
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
@@ -59,6 +60,33 @@ def git_blob_sha(data: bytes) -> str:
 def utf8_len(text: str) -> int:
     """`len(text.encode("utf-8"))` without the copy for ASCII text (`isascii` is a flag of the str)."""
     return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _proxy_errors(err: UnicodeEncodeError) -> tuple[str, int]:
+    chunk = err.object[err.start : err.end]
+    if any(c.isdecimal() for c in chunk):
+        _PROXY[2] = False  # `\\d` matches it: a digit run would change
+    return "".join(" " if c.isspace() else "\x01" for c in chunk), err.end
+
+
+codecs.register_error("codecomplete-ascii-proxy", _proxy_errors)
+_PROXY: list = [None, "", True]  # the last text, its proxy, whether the proxy tokenises like it
+
+
+def ascii_proxy(text: str) -> tuple[str, bool]:
+    """An ASCII stand-in for `text`, one character for one: a non-ASCII whitespace character (`\\s`)
+    becomes a space, any other non-ASCII character `\\x01` (a control character, a one-character
+    token that no benchmark and no needle holds), so the numpy tokenizers and gates, which read bytes,
+    work on the ~10% of files with a few non-ASCII characters. The flag is False when the text holds a
+    non-ASCII decimal digit (`\\d+` would run on through it): tokenise the text itself then. The last
+    text's proxy is kept (several steps ask for the same document one after the other)."""
+    if text.isascii():
+        return text, True
+    if _PROXY[0] is not text:
+        _PROXY[2] = True
+        proxy = text.encode("ascii", "codecomplete-ascii-proxy").decode("ascii")
+        _PROXY[0], _PROXY[1] = text, proxy
+    return _PROXY[1], _PROXY[2]
 
 
 def to_record(doc: Document) -> dict[str, Any]:

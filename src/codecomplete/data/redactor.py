@@ -34,6 +34,8 @@ import re
 
 import numpy as np
 
+from codecomplete.data.document import ascii_proxy
+
 PRIVATE_KEY = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----.*?-----END ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----",
     re.S,
@@ -298,8 +300,9 @@ class _Gates:
 
     def find_needles(self, text: str) -> list[tuple[int, str]]:
         """(position, needle) of every occurrence."""
-        if len(text) < 2 or not text.isascii():
-            return [(i, needle) for needle in self.needles for i in _finds(text, (needle,))]
+        if len(text) < 2:
+            return []
+        text = ascii_proxy(text)[0]  # same positions; no needle holds a non-ASCII character
         raw = np.frombuffer(text.encode("ascii") + b"\0", dtype=np.uint8).astype(np.uint32)
         codes = (raw[:-2] << 14) | (raw[1:-1] << 7) | raw[2:]
         at = np.flatnonzero(self.table[codes])
