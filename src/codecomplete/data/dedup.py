@@ -105,9 +105,9 @@ def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
     values go into the LSH unchanged.
     """
     toks = identifier_tokens(text)
-    distinct = list(set(toks))
-    ids = dict(zip(distinct, map(zlib.crc32, distinct), strict=True))
-    th = np.fromiter(map(ids.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    th = np.fromiter(
+        map(zlib.crc32, toks), dtype=np.uint64, count=len(toks)
+    )  # cheaper than a dict of distinct
     if len(th) == 0:
         th = np.zeros(1, dtype=np.uint64)
     k = min(n, len(th))
