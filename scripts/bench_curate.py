@@ -82,18 +82,43 @@ def _same_files(a: Path, b: Path) -> list[str]:
     )
 
 
+# What a run spends its CPU on, as cumulative time of the functions that do each part (from the
+# profile: a function's calls, callees included). Imports inside a part count in both.
+COMPONENTS = [
+    ("MinHash signatures", "data/dedup.py", ("minhash",)),
+    ("decontamination", "data/decontam.py", ("filter",)),
+    ("redaction", "data/redactor.py", ("redact",)),
+    ("writing shards (JSON + gzip)", "data/document.py", ("write", "close")),
+    ("imports", "<frozen importlib._bootstrap>", ("_find_and_load",)),
+    ("filters", "data/filters.py", ("filter",)),
+    ("reading intermediate shards", "data/document.py", ("read_jsonl_gz",)),
+    ("reading files", "data/readers.py", ("read_file",)),
+    ("exact-dedup hash", "data/dedup.py", ("normalized_hash",)),
+    ("near dedup + held-out leaks (one task)", "data/dedup.py", ("_near_clusters",)),
+]
+
+
 def top_costs(stats_path: Path, n: int = 5) -> list[str]:
-    """The `n` functions with the most own time in a cProfile dump, as "function (file): s, %"."""
+    """The `n` parts of the run (COMPONENTS) with the most CPU time in a cProfile dump, then the
+    `n` functions with the most own time, as "name: s, % of the profiled run"."""
     import pstats
 
     st = pstats.Stats(str(stats_path))
     total = st.total_tt or 1.0
+    parts = []
+    for name, file, funcs in COMPONENTS:
+        ct = sum(v[3] for (f, _line, fn), v in st.stats.items() if f.endswith(file) and fn in funcs)
+        parts.append((ct, name))
+    out = [f"{name} {ct:.2f} s ({100 * ct / total:.0f}%)" for ct, name in sorted(parts, reverse=True)[:n]]
     rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]
-    out = []
+    own = []
     for (file, line, func), (_cc, _nc, tt, _ct, _callers) in rows:
         where = "built-in" if file == "~" else f"{Path(file).parent.name}/{Path(file).name}:{line}"
-        out.append(f"{func} ({where}): {tt:.2f} s, {100 * tt / total:.0f}%")
-    return out
+        own.append(f"{func} ({where}) {tt:.2f} s")
+    return [
+        f"by part: {'; '.join(out)} of {total:.2f} s profiled",
+        f"by function (own time): {'; '.join(own)}",
+    ]
 
 
 def _median(rs: list[dict], key: str) -> float:
@@ -146,7 +171,7 @@ def main() -> None:
             print(json.dumps({"tree": name, **best, "median_mb_per_cpu_s": _median(rs, "mb_per_cpu_s"),
                               "top_costs": costs.get(name, [])}))  # fmt: skip
     for name, top in costs.items():
-        lines.append(f"top {len(top)} own-time costs under cProfile ({name}): " + "; ".join(top))
+        lines += [f"top {args.profile} costs under cProfile ({name}), {ln}" for ln in top]
     if not args.json:
         print("\n".join(lines))
     load = f"{min(loads):.1f}-{max(loads):.1f}"
