@@ -39,6 +39,7 @@ _CLASS = np.array(
     ],
     dtype=np.uint8,
 )  # fmt: skip
+_CLASS_BYTES = bytes(_CLASS.tolist())
 _P = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
 _POW = np.ones(1, dtype=np.uint64)
 _INV_POW = np.ones(1, dtype=np.uint64)
@@ -61,9 +62,10 @@ def token_hashes(text: str) -> np.ndarray:
     """One 64-bit hash per TOKEN match of an ASCII `text`, in order, computed with numpy on the bytes
     instead of a Python string per token (`TOKEN.findall` was the most expensive line of the
     curation): the hash of a token is `sum((byte + 1) * P**j)` over its bytes, from prefix sums."""
-    raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    data = text.encode("ascii")
+    raw = np.frombuffer(data, dtype=np.uint8)
     n = len(raw)
-    cls = _CLASS[raw]
+    cls = np.frombuffer(data.translate(_CLASS_BYTES), dtype=np.uint8)  # _CLASS[raw], ~4x faster
     word = cls == _WORD
     wordish = word | (cls == _DIGIT)
     # byte i continues the token of byte i - 1: both in a run of [A-Za-z0-9_] ...
