@@ -41,21 +41,23 @@ _CLASS = np.array(
 )  # fmt: skip
 _CLASS_BYTES = bytes(_CLASS.tolist())
 _P = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
-_POW = np.ones(1, dtype=np.uint64)
-_INV_POW = np.ones(1, dtype=np.uint64)
+_POWERS = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
 
 
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """P**i and P**-i (mod 2**64) for i < n, grown on demand."""
-    if len(_POW) < n:
-        size = max(n, 2 * len(_POW), 1 << 17)
-        inv = np.uint64(pow(int(_P), -1, 1 << 64))
+    """P**i and P**-i (mod 2**64) for i < n, grown on demand (both replaced at once)."""
+    global _POWERS
+    pw, inv = _POWERS
+    if len(pw) < n:
+        size = max(n, 2 * len(pw), 1 << 17)
+        grown = []
         with np.errstate(over="ignore"):
-            for base, name in ((_P, "_POW"), (inv, "_INV_POW")):
+            for base in (_P, np.uint64(pow(int(_P), -1, 1 << 64))):
                 steps = np.full(size, base, dtype=np.uint64)
                 steps[0] = 1
-                globals()[name] = np.cumprod(steps, dtype=np.uint64)
-    return _POW[:n], _INV_POW[:n]
+                grown.append(np.cumprod(steps, dtype=np.uint64))
+        _POWERS = pw, inv = grown[0], grown[1]
+    return pw[:n], inv[:n]
 
 
 def token_hashes(text: str) -> np.ndarray:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,15 +63,18 @@ def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+_PROXY_DIGIT = threading.local()  # set by the error handler when it meets a non-ASCII digit
+
+
 def _proxy_errors(err: UnicodeEncodeError) -> tuple[str, int]:
     chunk = err.object[err.start : err.end]
     if any(c.isdecimal() for c in chunk):
-        _PROXY[2] = False  # `\\d` matches it: a digit run would change
+        _PROXY_DIGIT.seen = True  # `\\d` matches it: a digit run would change
     return "".join(" " if c.isspace() else "\x01" for c in chunk), err.end
 
 
 codecs.register_error("codecomplete-ascii-proxy", _proxy_errors)
-_PROXY: list = [None, "", True]  # the last text, its proxy, whether the proxy tokenises like it
+_LAST_PROXY: tuple = (None, "", True)  # the last text, its proxy, whether the proxy tokenises like it
 
 
 def ascii_proxy(text: str) -> tuple[str, bool]:
@@ -80,13 +84,17 @@ def ascii_proxy(text: str) -> tuple[str, bool]:
     work on the ~10% of files with a few non-ASCII characters. The flag is False when the text holds a
     non-ASCII decimal digit (`\\d+` would run on through it): tokenise the text itself then. The last
     text's proxy is kept (several steps ask for the same document one after the other)."""
+    global _LAST_PROXY
     if text.isascii():
         return text, True
-    if _PROXY[0] is not text:
-        _PROXY[2] = True
-        proxy = text.encode("ascii", "codecomplete-ascii-proxy").decode("ascii")
-        _PROXY[0], _PROXY[1] = text, proxy
-    return _PROXY[1], _PROXY[2]
+    last = _LAST_PROXY
+    if last[0] is text:
+        return last[1], last[2]
+    _PROXY_DIGIT.seen = False
+    proxy = text.encode("ascii", "codecomplete-ascii-proxy").decode("ascii")
+    entry = (text, proxy, not _PROXY_DIGIT.seen)
+    _LAST_PROXY = entry  # one assignment: another thread reads one document's entry, never a mix
+    return entry[1], entry[2]
 
 
 def to_record(doc: Document) -> dict[str, Any]:
