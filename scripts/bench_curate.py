@@ -1,31 +1,39 @@
 """Curation throughput: MB/s of input through the default recipe, per worker and per core (CPU time).
 
     python scripts/bench_curate.py --mb 20 --workers 1
-    python scripts/bench_curate.py --mb 20 --workers 1 --baseline-src /path/to/older/src --rounds 3
+    python scripts/bench_curate.py --mb 20 --workers 1 --baseline-src /path/to/older/src --rounds 3 --check-identical
 
 `--baseline-src` runs the same benchmark with another checkout's `src` (before/after side by side:
-rounds alternate, each in a fresh interpreter, so both see the same machine load). `make bench`
-runs it with `--append BENCHMARKS.md`.
+rounds alternate, each in a fresh interpreter, so both see the same machine load);
+`--check-identical` then compares the curated shards of both trees byte for byte (exit 1 if they
+differ). One more run of each tree under cProfile gives the top costs by own time (`--profile N`,
+0 for none; with one worker every task runs in the profiled process). `make bench` runs it with
+`--append BENCHMARKS.md`.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "data" / "local-python.yaml"
 
 
-def _run(src: Path, mb: float, workers: int) -> dict:
-    """One benchmark in a fresh interpreter with `src` first on the path."""
+def _run(src: Path, mb: float, workers: int, keep: Path | None = None, profile: Path | None = None) -> dict:
+    """One benchmark in a fresh interpreter with `src` first on the path; `keep`: where the run's
+    curated documents are copied (before its temporary folder goes); `profile`: where cProfile's
+    stats of the run go (this process only: with one worker, every task)."""
     # CPU time is taken here, not by the tree's own bench (an older tree's does not report it)
     code = (
         "import json, resource\n"
+        "from pathlib import Path\n"
         "import codecomplete.data.bench as b\n"
         "def cpu():\n"
         "    a, k = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)\n"
@@ -33,7 +41,16 @@ def _run(src: Path, mb: float, workers: int) -> dict:
         "spent = []\n"
         "run = b.run_curate\n"
         "def timed(*a, **k):\n"
-        "    c0 = cpu(); out = run(*a, **k); spent.append(cpu() - c0); return out\n"
+        f"    prof = {str(profile) if profile else None!r}\n"
+        "    if prof:\n"
+        "        import cProfile; p = cProfile.Profile(); p.enable()\n"
+        "    c0 = cpu(); out = run(*a, **k); spent.append(cpu() - c0)\n"
+        "    if prof:\n"
+        "        p.disable(); p.dump_stats(prof)\n"
+        f"    keep = {str(keep) if keep else None!r}\n"
+        "    if keep:\n"
+        "        import shutil; shutil.copytree(Path(a[0].out) / 'documents', keep, dirs_exist_ok=True)\n"
+        "    return out\n"
         "b.run_curate = timed  # the same window as the wall-clock time: the run, not the sampling\n"
         f"r = b.bench_curate({mb}, {workers}, {str(RECIPE)!r})\n"
         "r['cpu_seconds'] = round(spent[0], 2)\n"
@@ -53,6 +70,57 @@ def _line(r: dict) -> str:
     )
 
 
+def _same_files(a: Path, b: Path) -> list[str]:
+    """Relative paths whose bytes differ between two folders (or that one of them lacks)."""
+    names = {p.relative_to(a) for p in a.rglob("*") if p.is_file()} | {
+        p.relative_to(b) for p in b.rglob("*") if p.is_file()
+    }
+    return sorted(
+        str(n)
+        for n in names
+        if not ((a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, False))
+    )
+
+
+# What a run spends its CPU on, as cumulative time of the functions that do each part (from the
+# profile: a function's calls, callees included). Imports inside a part count in both.
+COMPONENTS = [
+    ("MinHash signatures", "data/dedup.py", ("minhash",)),
+    ("decontamination", "data/decontam.py", ("filter",)),
+    ("redaction", "data/redactor.py", ("redact",)),
+    ("writing shards (JSON + gzip)", "data/document.py", ("write", "close")),
+    ("imports", "<frozen importlib._bootstrap>", ("_find_and_load",)),
+    ("filters", "data/filters.py", ("filter",)),
+    ("reading intermediate shards", "data/document.py", ("read_jsonl_gz",)),
+    ("reading files", "data/readers.py", ("read_file",)),
+    ("exact-dedup hash", "data/dedup.py", ("normalized_hash",)),
+    ("near dedup + held-out leaks (one task)", "data/dedup.py", ("_near_clusters",)),
+]
+
+
+def top_costs(stats_path: Path, n: int = 5) -> list[str]:
+    """The `n` parts of the run (COMPONENTS) with the most CPU time in a cProfile dump, then the
+    `n` functions with the most own time, as "name: s, % of the profiled run"."""
+    import pstats
+
+    st = pstats.Stats(str(stats_path))
+    total = st.total_tt or 1.0
+    parts = []
+    for name, file, funcs in COMPONENTS:
+        ct = sum(v[3] for (f, _line, fn), v in st.stats.items() if f.endswith(file) and fn in funcs)
+        parts.append((ct, name))
+    out = [f"{name} {ct:.2f} s ({100 * ct / total:.0f}%)" for ct, name in sorted(parts, reverse=True)[:n]]
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]
+    own = []
+    for (file, line, func), (_cc, _nc, tt, _ct, _callers) in rows:
+        where = "built-in" if file == "~" else f"{Path(file).parent.name}/{Path(file).name}:{line}"
+        own.append(f"{func} ({where}) {tt:.2f} s")
+    return [
+        f"by part: {'; '.join(out)} of {total:.2f} s profiled",
+        f"by function (own time): {'; '.join(own)}",
+    ]
+
+
 def _median(rs: list[dict], key: str) -> float:
     return sorted(r[key] for r in rs)[len(rs) // 2]
 
@@ -64,21 +132,46 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="runs of each tree (the median is reported)")
     p.add_argument("--baseline-src", default=None, help="another checkout's src/ to compare against")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--check-identical",
+        action="store_true",
+        help="with --baseline-src: fail unless both trees write byte-identical curated shards",
+    )
+    p.add_argument("--profile", type=int, default=5, help="top costs of one extra profiled run (0: none)")
     p.add_argument("--append", default=None, help="append the result as a section of this Markdown file")
     args = p.parse_args()
     trees = [("this tree", SRC)] + ([("baseline", Path(args.baseline_src))] if args.baseline_src else [])
     results: dict[str, list[dict]] = {name: [] for name, _ in trees}
     loads = []
-    for _ in range(args.rounds):
-        for name, src in trees:
-            loads.append(os.getloadavg()[0])
-            results[name].append(_run(src, args.mb, args.workers))
-    lines = []
+    lines, costs = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for name, src in trees:
+                loads.append(os.getloadavg()[0])
+                keep = Path(tmp) / name.replace(" ", "_") if args.check_identical and r == 0 else None
+                results[name].append(_run(src, args.mb, args.workers, keep=keep))
+        if args.check_identical and len(trees) == 2:
+            diff = _same_files(Path(tmp) / "this_tree", Path(tmp) / "baseline")
+            shards = sum(1 for p in (Path(tmp) / "this_tree").rglob("*") if p.is_file())
+            lines.append(
+                f"curated shards of both trees byte-identical: {'yes' if not diff else 'NO'} "
+                f"({shards} shards compared{'; differ: ' + ', '.join(diff) if diff else ''})"
+            )
+        if args.profile:
+            for name, src in trees:
+                prof = Path(tmp) / f"{name.replace(' ', '_')}.prof"
+                _run(src, args.mb, args.workers, profile=prof)
+                costs[name] = top_costs(prof, args.profile)
     for name, rs in results.items():
         best = sorted(rs, key=lambda r: r["mb_per_cpu_s"])[len(rs) // 2]
-        lines.append(f"curate ({name}): {_line(best)}")
+        lines.insert(
+            len([ln for ln in lines if ln.startswith("curate (")]), f"curate ({name}): {_line(best)}"
+        )
         if args.json:
-            print(json.dumps({"tree": name, **best, "median_mb_per_cpu_s": _median(rs, "mb_per_cpu_s")}))
+            print(json.dumps({"tree": name, **best, "median_mb_per_cpu_s": _median(rs, "mb_per_cpu_s"),
+                              "top_costs": costs.get(name, [])}))  # fmt: skip
+    for name, top in costs.items():
+        lines += [f"top {args.profile} costs under cProfile ({name}), {ln}" for ln in top]
     if not args.json:
         print("\n".join(lines))
     load = f"{min(loads):.1f}-{max(loads):.1f}"
@@ -96,6 +189,8 @@ def main() -> None:
                 f"load average {load}; per core = MB / CPU seconds of the run (user + system, workers included)\n\n"
                 f"{body}\n"
             )
+    if args.check_identical and any("byte-identical: NO" in ln for ln in lines):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

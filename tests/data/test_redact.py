@@ -63,3 +63,33 @@ def test_no_secret_left_under_the_output_folder(curated):
     assert not found, found
     for kind in ("api_key", "email", "ip_address", "webhook_url", "jwt", "password"):
         assert stats["redactions"].get(kind, 0) >= 1, (kind, stats["redactions"])
+
+
+def test_gates_find_every_needle_like_str_find():
+    """The numpy gate search gives str.find's positions, non-ASCII text included."""
+    import random
+
+    from codecomplete.data.redactor import API_KEY_GATES, SECRET_GATES, _finds, _Gates
+
+    rnd = random.Random(2)
+    pieces = [
+        "key",
+        "SK",
+        "sk-",
+        "AKIA",
+        "ghp_",
+        "token",
+        "é",
+        "\u00a0",
+        "\u0661",
+        "x",
+        " ",
+        "\n",
+        "-us",
+        "pwd",
+    ]
+    for needles in (API_KEY_GATES, SECRET_GATES):
+        gates = _Gates(needles)
+        for _ in range(2000):
+            text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 12)))
+            assert sorted(gates.find(text)) == sorted(_finds(text, needles)), text

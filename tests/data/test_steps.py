@@ -11,8 +11,8 @@ import pytest
 from corpus import HUMANEVAL_0, MIT, clean_module
 
 from codecomplete.data import licenses
-from codecomplete.data.decontam import DecontaminationFilter
-from codecomplete.data.dedup import minhash
+from codecomplete.data.decontam import TOKEN, DecontaminationFilter, _DirectTable, _string_hash, token_hashes
+from codecomplete.data.dedup import IDENTIFIER, _band_split, identifier_tokens, minhash
 from codecomplete.data.document import Document
 from codecomplete.data.redact import Redactor
 from codecomplete.data.sources import git, local, python_env
@@ -94,6 +94,40 @@ def test_decontamination_catches_reformatted_and_renamed_copies():
     assert f.filter(Document(clean_module(2), "y")) is True
 
 
+def test_decontamination_on_bytes_matches_it_on_token_strings():
+    """ASCII text is matched on token hashes computed with numpy; the result is the string path's."""
+    import random
+
+    rnd = random.Random(0)
+    alphabet = "ab_Z09 \t\n\x0b\x0c\x1c.,(){}\x00"
+    for _ in range(500):  # the byte tokenizer splits exactly where TOKEN does (`0x1F` is `0`, `x1F`)
+        s = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+        assert token_hashes(s).tolist() == [_string_hash(t) for t in TOKEN.findall(s)], s
+    bench = DecontaminationFilter().benchmarks()[0]
+    body = HUMANEVAL_0.split('"""', 2)[2]
+    texts = [HUMANEVAL_0, HUMANEVAL_0.replace("numbers", "values"), clean_module(1) + body, clean_module(2),
+             "x = 1\n" + HUMANEVAL_0.replace("\n", "\n\n"), body[: len(body) // 2], ""]  # fmt: skip
+    results = [bench.match_ascii(t) for t in texts]
+    assert results == [bench.match_tokens(t) for t in texts]
+    assert results[0] == "substring" and results[3] is None
+    # a few non-ASCII characters: matched on an ASCII stand-in, or on token strings when it holds a
+    # non-ASCII digit or a character of the benchmark (HumanEval has `≤`)
+    odd = [HUMANEVAL_0 + "\n# café\u00a0ok", "# caf\u00e9\n" + body, "x = '\u0661\u0662'\n" + HUMANEVAL_0,
+           "# a ≤ b\n" + clean_module(2), "\u2028".join(HUMANEVAL_0.split("\n"))]  # fmt: skip
+    assert [bench.match(t) for t in odd] == [bench.match_tokens(t) for t in odd]
+
+
+def test_vocabulary_table_finds_every_key_and_only_those():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**64, size=5000, dtype=np.uint64)  # many share a 16-bit slot
+    table = _DirectTable({int(k): i + 1 for i, k in enumerate(keys)})
+    others = rng.integers(0, 2**64, size=5000, dtype=np.uint64)
+    assert table.lookup(keys).tolist() == list(range(1, 5001))
+    assert not table.lookup(others).any() and len(table.levels) > 1
+
+
 def test_minhash_sees_renames_and_reformatting_as_near():
     base = clean_module(3)
     fn = base.split("def ", 1)[1].split("(", 1)[0]
@@ -104,6 +138,29 @@ def test_minhash_sees_renames_and_reformatting_as_near():
     )
     assert (a == minhash(base.replace("    ", "  "), 256, 5, 1)).all()
     assert (a == b).mean() >= 0.7 > (a == c).mean()
+
+
+def test_minhash_tokens_split_like_the_identifier_regex():
+    """The bytes path of the MinHash tokenizer gives IDENTIFIER's tokens (numbers before names)."""
+    import random
+
+    rnd = random.Random(1)
+    cases = ["0x1F 1e5 12 a1 _1 1_a", "9a", "a9b0c 00x", "x = 3.0e-5j  # é1x 2y"]
+    cases += [
+        "".join(rnd.choice("ab_Z09 .,(\n\t-é\u00a0\u0661") for _ in range(rnd.randint(0, 30)))
+        for _ in range(3000)
+    ]
+    for text in cases:
+        assert identifier_tokens(text) == [t.encode() for t in IDENTIFIER.findall(text)], text
+
+
+@pytest.mark.parametrize("num_perm", [64, 128, 256])
+def test_lsh_band_split_is_datasketchs_choice(num_perm):
+    """The LSH (bands, rows) computed without scipy is the one datasketch's MinHashLSH would use."""
+    from datasketch.lsh import _optimal_param
+
+    for threshold in (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+        assert _band_split(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), threshold
 
 
 def test_git_source_shallow_clones_and_reads_the_licence(corpus, tmp_path):

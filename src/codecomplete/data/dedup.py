@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import DocumentsPipeline
 
-from codecomplete.data.document import write_json_atomic
+from codecomplete.data.document import ascii_proxy, write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
 from codecomplete.data.writers import heldout_entry
 
@@ -41,6 +41,37 @@ def normalized_hash(text: str) -> str:
     return hashlib.sha256("\n".join(filter(None, lines)).encode("utf-8")).hexdigest()
 
 
+_WORD_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+_SPACED = bytes(c if c in _WORD_BYTES else 32 for c in range(256))  # a non-word byte becomes a space
+_SHAPE = bytes(48 if 48 <= c <= 57 else 97 if c in _WORD_BYTES else 32 for c in range(256))  # 0, a, space
+
+
+def identifier_tokens(text: str) -> list[bytes]:
+    """`IDENTIFIER.findall(text)`, encoded. An ASCII text (almost all code) is split by C loops:
+    every byte that is not `[A-Za-z0-9_]` becomes a space and `bytes.split` cuts there; then a run
+    that starts with digits and goes on with a letter (`0x1F`, `1e5`: the number and the name are
+    two tokens) is cut after its digits, found with numpy (the regex cost twice as much)."""
+    proxy, same = ascii_proxy(text)  # a non-ASCII character is no part of an identifier: a space
+    if not same:
+        return [t.encode() for t in IDENTIFIER.findall(text)]
+    raw = proxy.encode("ascii")
+    spaced = raw.translate(_SPACED)
+    shape = raw.translate(_SHAPE)
+    if b"0a" in shape:
+        s = np.frombuffer(shape, dtype=np.uint8)
+        cuts = []
+        for i in (np.flatnonzero((s[1:] == 97) & (s[:-1] == 48)) + 1).tolist():
+            j = i - 1
+            while j >= 0 and s[j] == 48:
+                j -= 1
+            if j < 0 or s[j] == 32:  # the run started with these digits
+                cuts.append(i)
+        if cuts:
+            bounds = [0, *cuts, len(spaced)]
+            spaced = b" ".join(spaced[a:b] for a, b in zip(bounds, bounds[1:], strict=False))
+    return spaced.split()
+
+
 def shingles(text: str, n: int) -> set[bytes]:
     tokens = IDENTIFIER.findall(text)
     if len(tokens) < n:
@@ -52,12 +83,16 @@ _PERMS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _perms(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (num_perm,) multipliers and offsets of the permutations (a row each: shingles go down)."""
     if (num_perm, seed) not in _PERMS:
         rng = np.random.default_rng(seed)
         a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
         b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-        _PERMS[(num_perm, seed)] = (a[:, None], b[:, None])
+        _PERMS[(num_perm, seed)] = (a, b)
     return _PERMS[(num_perm, seed)]
+
+
+_STEP = 256  # shingles per block: a (256, num_perm) uint64 block stays in the L2 cache
 
 
 def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
@@ -65,12 +100,14 @@ def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
 
     Vectorised (datasketch's `update_batch` hashes each shingle with sha1 in Python, ~5x slower):
     tokens are hashed with crc32, a shingle is a polynomial of its n token hashes, and each
-    permutation is a multiply-add-shift hash of it. The values go into datasketch's LSH unchanged.
+    permutation is a multiply-add-shift hash of it, `((a * x + b) mod 2**64) >> 32`. The shift is
+    monotonic, so it is taken once on each permutation's minimum instead of on every product. The
+    values go into the LSH unchanged.
     """
-    toks = IDENTIFIER.findall(text)
-    distinct = list(set(toks))
-    ids = dict(zip(distinct, map(zlib.crc32, map(str.encode, distinct)), strict=True))
-    th = np.fromiter(map(ids.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    toks = identifier_tokens(text)
+    th = np.fromiter(
+        map(zlib.crc32, toks), dtype=np.uint64, count=len(toks)
+    )  # cheaper than a dict of distinct
     if len(th) == 0:
         th = np.zeros(1, dtype=np.uint64)
     k = min(n, len(th))
@@ -79,18 +116,18 @@ def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         for j in range(k):
             sh = sh * np.uint64(0x100000001B3) + th[j : j + windows]
-        sh = np.unique(sh)
+        # a repeated shingle changes no minimum: no np.unique (a sort costs more than the repeats)
         a, b = _perms(num_perm, seed)
-        out = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint64)
-        step = 1024  # (num_perm, 1024) uint64 temporaries stay in cache
-        tmp = np.empty((num_perm, step), dtype=np.uint64)
-        for start in range(0, len(sh), step):
-            chunk = sh[start : start + step]
-            t = tmp[:, : len(chunk)]
-            np.multiply(a, chunk[None, :], out=t)
+        tmp = np.empty((min(_STEP, len(sh)), num_perm), dtype=np.uint64)
+        out = None
+        for start in range(0, len(sh), _STEP):
+            chunk = sh[start : start + _STEP]
+            t = tmp[: len(chunk)]
+            np.multiply(chunk[:, None], a[None, :], out=t)
             t += b
-            t >>= np.uint64(32)
-            np.minimum(out, t.min(axis=1), out=out)
+            low = t.min(axis=0)
+            out = low if out is None else np.minimum(out, low, out=out)
+    out >>= np.uint64(32)
     return out.astype(np.uint32)
 
 
@@ -229,10 +266,23 @@ class DedupStep(CurateStep):
 
 @functools.lru_cache(maxsize=8)
 def _band_split(threshold: float, num_perm: int) -> tuple[int, int]:
-    """datasketch's (bands, rows) for a threshold: hundreds of numerical integrations, so once."""
-    from datasketch.lsh import _optimal_param
+    """datasketch's (bands, rows) for a threshold (`datasketch.lsh._optimal_param` with equal weights):
+    the (b, r), b * r <= num_perm, that minimises the false-positive area under the S-curve below the
+    threshold plus the false-negative area above it, first in datasketch's (b, then r) order.
 
-    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+    The integrands are polynomials of degree b * r <= num_perm, so Gauss-Legendre with num_perm // 2 + 1
+    nodes integrates them exactly, all pairs at once in numpy; datasketch integrates each pair with
+    scipy's `quad` and importing scipy.integrate alone cost ~0.9 CPU s per run. Equality with
+    datasketch's choice over a grid of thresholds is tested (tests/data/test_steps.py)."""
+    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    bands = np.array([b for b, _ in pairs], dtype=np.float64)[:, None]
+    rows = np.array([r for _, r in pairs], dtype=np.float64)[:, None]
+    x, w = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+    lo, lo_w = (x + 1) / 2 * threshold, w / 2 * threshold  # nodes on [0, threshold]
+    hi, hi_w = threshold + (x + 1) / 2 * (1 - threshold), w / 2 * (1 - threshold)  # on [threshold, 1]
+    false_pos = ((1 - (1 - lo[None, :] ** rows) ** bands) * lo_w).sum(axis=1)
+    false_neg = (((1 - hi[None, :] ** rows) ** bands) * hi_w).sum(axis=1)
+    return pairs[int(np.argmin(0.5 * false_pos + 0.5 * false_neg))]
 
 
 def lsh_candidates(

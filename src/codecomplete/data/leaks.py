@@ -112,8 +112,6 @@ def resemblance(
     seed: int,
 ) -> dict[int, set[str]]:
     """Document index -> the held-out entries it has a resembling file in (non-held-out documents)."""
-    from datasketch import MinHash, MinHashLSH
-
     by_hash: dict[str, set[str]] = {}
     for i, entry in held.items():
         by_hash.setdefault(keys[i][1], set()).add(entry)
@@ -123,6 +121,8 @@ def resemblance(
             out[i] = set(by_hash[key[1]])
     if sig is None or len(sig) != len(keys) or not held:
         return out
+    from datasketch import MinHash, MinHashLSH  # here: importing it costs ~1 CPU s (scipy)
+
     lsh = MinHashLSH(threshold=similarity, num_perm=num_perm)
     for i in held:
         lsh.insert(i, MinHash(num_perm=num_perm, seed=seed, hashvalues=sig[i], scheme=SCHEME), check_duplication=False)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from codecomplete.data.document import utf8_len
 from codecomplete.data.redactor import Redactor
 from codecomplete.data.steps import CurateStep
 
@@ -24,7 +25,7 @@ class RedactStep(CurateStep):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         for doc in data:
-            n = len(doc.text.encode("utf-8"))
+            n = utf8_len(doc.text)
             self.tally.seen(n)
             with self.track_time():
                 text, counts = self.redactor.redact(doc.text)
@@ -35,6 +36,6 @@ class RedactStep(CurateStep):
                 for kind, c in counts.items():
                     self.tally.count(kind, c)
                     self.stat_update(f"redacted_{kind}", value=c)
-            self.tally.kept(len(doc.text.encode("utf-8")))
+            self.tally.kept(utf8_len(doc.text))
             yield doc
         self.save_tally(rank)

@@ -15,13 +15,13 @@ from typing import Any
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from codecomplete.data.document import AtomicGzipJsonl, to_record, write_json_atomic
+from codecomplete.data.document import AtomicGzipJsonl, to_record, utf8_len, write_json_atomic
 from codecomplete.data.redactor import Redactor
 
 
 def doc_bytes(doc: Document) -> int:
     size = doc.metadata.get("size")
-    return int(size) if size is not None and not doc.text else len(doc.text.encode("utf-8"))
+    return int(size) if size is not None and not doc.text else utf8_len(doc.text)
 
 
 class Tally:

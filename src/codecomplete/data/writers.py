@@ -16,7 +16,14 @@ from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 
-from codecomplete.data.document import AtomicGzipJsonl, from_record, read_jsonl_gz, to_record
+from codecomplete.data.document import (
+    AtomicGzipJsonl,
+    AtomicRecordFile,
+    from_record,
+    read_records,
+    to_record,
+    utf8_len,
+)
 from codecomplete.data.steps import CurateStep
 
 SIZE_BINS = [0, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 10**12]
@@ -33,8 +40,8 @@ class IntermediateWriter(CurateStep):
         self.folder = folder
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        # level 1: the intermediate shards are read once and deleted at the end of the run
-        with AtomicGzipJsonl(Path(self.folder) / f"{rank:05d}.jsonl.gz", compresslevel=1) as out:
+        # not compressed, code not JSON-escaped: read once by the write stage, deleted at the end of the run
+        with AtomicRecordFile(Path(self.folder) / f"{rank:05d}.rec") as out:
             for doc in data:
                 rec = to_record(doc)
                 rec.update({k: v for k, v in doc.metadata.items() if k not in rec})
@@ -52,7 +59,7 @@ class IntermediateReader(CurateStep):
         self.folder = folder
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for rec in read_jsonl_gz(Path(self.folder) / f"{rank:05d}.jsonl.gz"):
+        for rec in read_records(Path(self.folder) / f"{rank:05d}.rec"):
             yield from_record(rec)
 
 
@@ -178,9 +185,9 @@ class FormatStep(CurateStep):
     def _flush(self, batch: list[Document]) -> None:
         py = [d for d in batch if d.metadata.get("language") == "python"]
         for d in batch:
-            self.tally.seen(len(d.text.encode("utf-8")))
+            self.tally.seen(utf8_len(d.text))
         if py:
             with self.track_time("batch"):
                 self._format(py)
         for d in batch:
-            self.tally.kept(len(d.text.encode("utf-8")))
+            self.tally.kept(utf8_len(d.text))
