@@ -50,3 +50,30 @@ def finish_of(outs: list[RequestOutput], index: int = 0) -> str | None:
     reasons = [c.finish_reason for o in outs for c in o.choices if c.index == index and c.finish_reason]
     assert len(reasons) <= 1, "a choice finishes once"
     return reasons[0] if reasons else None
+
+
+def wrap_forward(core, wrapper):
+    """Route every forward pass of `core` through `wrapper(fn, ids, *args, **kw)`, where `ids` is
+    the batch's input token ids: the model's own forward (the transformer body) and the slot
+    runner's own decode and prompt steps (engine/fast_decode.py), which skip it. Returns a
+    function that undoes it. Used to make the model fail on some inputs or on all of them."""
+    runner = core.runner
+    body = runner.model.base_model
+    saved = [(body, "forward", body.forward)]
+
+    def model_forward(*args, real=body.forward, **kw):
+        ids = kw.get("input_ids", args[0] if args else None)
+        return wrapper(real, ids, *args, **kw)
+
+    body.forward = model_forward
+    for name in ("fast", "_fast_prefill"):
+        fn = getattr(runner, name, None)
+        if fn is not None:
+            saved.append((runner, name, fn))
+            setattr(runner, name, lambda ids, *a, real=fn, **kw: wrapper(real, ids, ids, *a, **kw))
+
+    def undo():
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+
+    return undo

@@ -97,20 +97,19 @@ def test_health_tells_the_truth_when_every_step_fails(tiny_model_dir):
     async def main():
         engine = await _started(tiny_model_dir)
         try:
-            # The transformer body: every prefill goes through it.
-            model = engine.core.runner.model.base_model
+            from engine_helpers import wrap_forward
 
             def broken(*a, **k):
                 raise RuntimeError("device lost")
 
-            real, model.forward = model.forward, broken
+            undo = wrap_forward(engine.core, broken)  # every forward pass of the engine fails
             params = SamplingParams(max_tokens=4, temperature=0)
             for i in range(3):
                 events = [o async for o in engine.generate(GenerationRequest(f"e{i}", params, prompt="x"))]
                 assert events[-1].error is not None and "device lost" in events[-1].error.message
             health = engine.health()
             assert not health.ok and "device lost" in health.detail
-            model.forward = real
+            undo()
             events = [o async for o in engine.generate(GenerationRequest("ok", params, prompt="x"))]
             assert events[-1].error is None and engine.health().ok
         finally:

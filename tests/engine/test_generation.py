@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_helpers import finish_of, greedy, ids_of, make_core, run_until_idle, submit, text_of
+from engine_helpers import (
+    finish_of,
+    greedy,
+    ids_of,
+    make_core,
+    run_until_idle,
+    submit,
+    text_of,
+    wrap_forward,
+)
 
 from codecomplete.engine.client import QueueFullError
 from codecomplete.engine.detokenizer import IncrementalDetokenizer
@@ -186,16 +195,14 @@ def test_a_failing_step_errors_its_requests_and_the_loop_goes_on(tiny_model_dir)
     core = make_core(tiny_model_dir, prefix_cache_mb=0)
     ok_before = submit(core, "ok", greedy(3), PROMPT)
     run_until_idle(core)
-    model = core.runner.model.base_model  # the transformer body: every prefill goes through it
-    real_forward = model.forward
 
-    def broken(*args, **kwargs):
+    def broken(real, ids, *args, **kwargs):
         raise RuntimeError("simulated device failure")
 
-    model.forward = broken
+    undo = wrap_forward(core, broken)  # every forward pass of the engine fails
     victims = [submit(core, f"v{i}", greedy(5), PROMPT) for i in range(3)]
     core.step()
-    model.forward = real_forward
+    undo()
     for v in victims:
         assert len(v) == 1 and v[0].finished and "simulated device failure" in v[0].error.message
     assert core.consecutive_failures == 1

@@ -73,28 +73,16 @@ MARKER = 7
 
 def _poison(core) -> None:
     """From now on a forward pass whose input holds MARKER raises (a request that crashes the
-    model: a bad token, a kernel bug on some input), as a whole batched step would. Patched on
-    the transformer body, which every runner's forward goes through, and on the slot runner's
-    one-token decoder (engine/fast_decode.py), which decode steps take instead where it exists."""
-    body = core.runner.model.base_model
-    real = body.forward
+    model: a bad token, a kernel bug on some input), as a whole batched step would: the model's
+    forward and the slot runner's own decode and prompt steps alike (engine_helpers.wrap_forward)."""
+    from engine_helpers import wrap_forward
 
-    def forward(*args, **kw):
-        ids = kw.get("input_ids", args[0] if args else None)
+    def poisoned(real, ids, *args, **kw):
         if ids is not None and bool((ids == MARKER).any()):
             raise RuntimeError("poisoned input")
         return real(*args, **kw)
 
-    body.forward = forward
-    fast = getattr(core.runner, "fast", None)
-    if fast is not None:
-
-        def decode(ids, *args):
-            if bool((ids == MARKER).any()):
-                raise RuntimeError("poisoned input")
-            return fast(ids, *args)
-
-        core.runner.fast = decode
+    wrap_forward(core, poisoned)
 
 
 def test_a_forward_that_fails_is_pinned_on_its_rows(tiny_model_dir):
@@ -138,10 +126,10 @@ def test_a_model_that_fails_for_everyone_still_counts_against_health(tiny_model_
     def broken(*args, **kw):
         raise RuntimeError("the model is broken")
 
+    from engine_helpers import wrap_forward
+
     outs = [submit(core, f"r{i}", greedy(4), PROMPT + " " * i) for i in range(3)]
-    core.runner.model.base_model.forward = broken
-    if getattr(core.runner, "fast", None) is not None:
-        core.runner.fast = broken
+    wrap_forward(core, lambda real, ids, *a, **kw: broken())
     run_until_idle(core)
     for o in outs:
         assert o[-1].error is not None and "broken" in o[-1].error.message

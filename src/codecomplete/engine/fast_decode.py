@@ -145,6 +145,50 @@ class GPT2Decoder:
         return self.head(x)
 
 
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor, first: int, context: int):
+        """Several tokens per row at once (a prompt, or the few new tokens of a keystroke whose
+        prefix came from the cache). ids, pos: (B, q), padding at position `context` (the cache's
+        trash column); rows in slots first..first+B-1; the caller has set the cache's `flat_index`
+        (B, H, q order) and `width`. keep: (B, k) the input positions whose logits are wanted.
+        Returns logits (B, k, V)."""
+        c = self.cache
+        b, q = ids.shape
+        width, flat = c.width, c.flat_index
+        hd, h, kvh = self.head_dim, self.heads, self.kv_heads
+        g = h // kvh
+        x = F.embedding(ids, self.wte) + F.embedding(pos.clamp(max=context - 1), self.wpe)  # (B, q, C)
+        x = x.view(b * q, -1)
+        cols = torch.arange(width, device=ids.device)
+        hide = (cols[None, None, :] > pos[:, :, None])[:, None]  # (B, 1, q, W)
+        if g > 1:
+            hide = hide.repeat(1, 1, g, 1)  # query rows are (head in group, position)
+        for (ln1, qkv_proj, out_proj, ln2, fc, act, fc_out), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
+            a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
+            qkv = qkv_proj(a)  # (B * q, (H + 2 * KVH) * D)
+            qs, k, v = qkv.split((h * hd, kvh * hd, kvh * hd), dim=1)
+            k = k.reshape(b, q, kvh, hd).transpose(1, 2)  # (B, KVH, q, D): the flat index's order
+            v = v.reshape(b, q, kvh, hd).transpose(1, 2)
+            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
+            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
+            keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
+            values = layer.v[first : first + b, :, :width]
+            qs = qs.reshape(b, q, kvh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kvh, g * q, hd)
+            scores = torch.matmul(qs, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G * q, W)
+            scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
+            o = torch.matmul(scores, values)  # (B, KVH, G * q, D)
+            o = o.view(b, kvh, g, q, hd).permute(0, 3, 1, 2, 4).reshape(b * q, h * hd)
+            x = out_proj(o) + x
+            m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
+            x = fc_out(act(fc(m))) + x
+        x = x.view(b, q, -1)
+        picked = x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, k, C)
+        picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
+        return self.head(picked.contiguous())
+
+
 class LlamaDecoder:
     """Llama and Qwen2: rotary positions, RMSNorm, SwiGLU, grouped KV heads, separate q/k/v
     projections (Qwen2's with biases). The norms, the rotary table and the activation are the

@@ -190,6 +190,9 @@ class SlotRunner:
 
         # One-token steps without the model's forward where the family is written (fast_decode.py).
         self.fast = fast_decode.build(model, self.cache, compile=compile, max_rows=max_rows)
+        # Prompts too, where the family's decoder has a multi-token step (GPT-2, GPTBigCode MQA).
+        decoder = getattr(self.fast, "decoder", self.fast)
+        self._fast_prefill = getattr(decoder, "prefill", None)
 
     # --- forward passes ---------------------------------------------------------------------
 
@@ -238,6 +241,18 @@ class SlotRunner:
         keep = torch.zeros((slots.shape[0], 1), dtype=torch.long, device=self.device)
         logits = self._run(ids[:, None], slots, pos[:, None], keep)
         return logits[:n, 0]
+
+    def _consecutive(self, slots) -> bool:
+        first = int(slots[0])
+        return torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
+
+    def _fast_prefill_run(self, ids, slots, pos, keep) -> torch.Tensor:
+        """Prompt tokens through fast_decode.py's multi-token step (GPT-2 family)."""
+        c = self.cache
+        real = pos[pos < self.context]
+        c.width = min(self.context, _round_up(int(real.max()) + 1 if real.numel() else 1, WIDTH_STEP))
+        c.locate(slots, pos)
+        return self._fast_prefill(ids, pos, keep, int(slots[0]), self.context)
 
     def _fast_decode(self, ids, slots, pos) -> torch.Tensor:
         """One token per row through fast_decode.py (no model forward). Logits (B, V)."""
@@ -290,7 +305,10 @@ class SlotRunner:
             else:
                 keep[i] = torch.arange(n - keep_n, n).clamp(min=0)
         ids, pos, keep = ids.to(self.device), pos.to(self.device), keep.to(self.device)
-        logits = self._run(ids, slots, pos, keep)  # (R, k, V)
+        if self._fast_prefill is not None and not full and self._consecutive(slots):
+            logits = self._fast_prefill_run(ids, slots, pos, keep)
+        else:
+            logits = self._run(ids, slots, pos, keep)  # (R, k, V)
         last = torch.tensor([len(p) - s - 1 for p, s in zip(prompts, starts, strict=True)])
         if full:
             out = logits[torch.arange(r), last.to(self.device)]
