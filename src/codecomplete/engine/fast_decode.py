@@ -116,7 +116,6 @@ class GPT2Decoder:
         return self.forward(ids, pos, slots, first, c.width, c.flat_index)
 
     def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
-        b = ids.shape[0]
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.wte) + F.embedding(pos, self.wpe)  # (B, C)
         cols = torch.arange(width, device=ids.device)
@@ -127,23 +126,12 @@ class GPT2Decoder:
             a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
             qkv = qkv_proj(a)  # (B, (H + 2 * KVH) * D)
             q, k, v = qkv.split((h * hd, kvh * hd, kvh * hd), dim=1)
-            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
-            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
-            if first is not None:
-                keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
-                values = layer.v[first : first + b, :, :width]
-            else:
-                keys, values = layer.k[slots, :, :width], layer.v[slots, :, :width]
-            q = q.view(b, kvh, h // kvh, hd)  # query heads grouped by the KV head they read
-            scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G, W)
-            scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
-            o = torch.matmul(scores, values).reshape(b, h * hd)  # (B, C)
+            o = _attend_one(layer, q, k, v, flat, slots, first, width, hide, self.scale, h, kvh, hd)
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = fc_out(act(fc(m))) + x
         x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
         return self.head(x)
-
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor, first: int, context: int):
@@ -247,22 +235,30 @@ class LlamaDecoder:
             a = ln1(x)
             q = _rotate(q_proj(a).view(b, h, hd), cos, sin)
             k = _rotate(k_proj(a).view(b, kvh, hd), cos, sin)
-            v = v_proj(a)
-            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
-            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
-            if first is not None:
-                keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
-                values = layer.v[first : first + b, :, :width]
-            else:
-                keys, values = layer.k[slots, :, :width], layer.v[slots, :, :width]
-            q = q.view(b, kvh, h // kvh, hd)  # query head j reads KV head j // (H / KVH)
-            scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G, W)
-            scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
-            o = torch.matmul(scores, values).reshape(b, h * hd)
+            o = _attend_one(layer, q, k, v_proj(a), flat, slots, first, width, hide, self.scale, h, kvh, hd)
             x = o_proj(o) + x
             m = ln2(x)
             x = down(act(gate(m)) * up(m)) + x
         return self.head(self.norm(x))
+
+
+def _attend_one(layer, q, k, v, flat, slots, first, width, hide, scale, h, kvh, hd) -> torch.Tensor:
+    """One new token per row: write its key/value into the slot cache at the row's position
+    (`flat`), then attend over the first `width` columns of the row's slot. q (B, H*D) or
+    (B, H, D); k, v (B, KVH*D) or (B, KVH, D); hide (B, 1, 1, W) marks the columns past each
+    row's end. Query head j reads KV head j // (H / KVH). Returns (B, H*D)."""
+    b = q.shape[0]
+    layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
+    layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
+    if first is not None:
+        keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D): a view
+        values = layer.v[first : first + b, :, :width]
+    else:
+        keys, values = layer.k[slots, :, :width], layer.v[slots, :, :width]
+    q = q.reshape(b, kvh, h // kvh, hd)
+    scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, KVH, G, W)
+    scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
+    return torch.matmul(scores, values).reshape(b, h * hd)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
