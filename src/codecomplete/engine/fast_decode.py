@@ -118,8 +118,7 @@ class GPT2Decoder:
     def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.wte) + F.embedding(pos, self.wpe)  # (B, C)
-        cols = torch.arange(width, device=ids.device)
-        hide = (cols[None, :] > pos[:, None])[:, None, None, :]  # (B, 1, 1, W): past the row's end
+        hide = _hidden_columns(pos, width)
         for (ln1, qkv_proj, out_proj, ln2, fc, act, fc_out), layer in zip(
             self.layers, self.cache.layers, strict=True
         ):
@@ -227,8 +226,7 @@ class LlamaDecoder:
         x = F.embedding(ids, self.embed)  # (B, C)
         cos, sin = self.rotary(x[:, None], position_ids=pos[:, None])  # (B, 1, D)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        cols = torch.arange(width, device=ids.device)
-        hide = (cols[None, :] > pos[:, None])[:, None, None, :]  # (B, 1, 1, W)
+        hide = _hidden_columns(pos, width)
         for (ln1, q_proj, k_proj, v_proj, o_proj, ln2, gate, up, act, down), layer in zip(
             self.layers, self.cache.layers, strict=True
         ):
@@ -242,11 +240,21 @@ class LlamaDecoder:
         return self.head(self.norm(x))
 
 
+def _hidden_columns(pos: torch.Tensor, width: int) -> torch.Tensor | None:
+    """(B, 1, 1, W): the cached columns past each row's end, which its query must not see. None
+    for a lone row, which the runner reads to exactly its own length."""
+    if pos.shape[0] == 1:
+        return None
+    cols = torch.arange(width, device=pos.device)
+    return (cols[None, :] > pos[:, None])[:, None, None, :]
+
+
 def _attend_one(layer, q, k, v, flat, slots, first, width, hide, scale, h, kvh, hd) -> torch.Tensor:
     """One new token per row: write its key/value into the slot cache at the row's position
     (`flat`), then attend over the first `width` columns of the row's slot. q (B, H*D) or
     (B, H, D); k, v (B, KVH*D) or (B, KVH, D); hide (B, 1, 1, W) marks the columns past each
-    row's end. Query head j reads KV head j // (H / KVH). Returns (B, H*D)."""
+    row's end, or is None when every column is the row's own (a lone row read to its exact
+    length). Query head j reads KV head j // (H / KVH). Returns (B, H*D)."""
     b = q.shape[0]
     layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
     layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
@@ -257,8 +265,9 @@ def _attend_one(layer, q, k, v, flat, slots, first, width, hide, scale, h, kvh, 
         keys, values = layer.k[slots, :, :width], layer.v[slots, :, :width]
     q = q.reshape(b, kvh, h // kvh, hd)
     scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, KVH, G, W)
-    scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
-    return torch.matmul(scores, values).reshape(b, h * hd)
+    if hide is not None:
+        scores = scores.masked_fill_(hide, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1), values).reshape(b, h * hd)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -41,15 +41,18 @@ def _apply_penalties_and_bias(logits: torch.Tensor, seqs: list[Sequence]) -> tor
             counts = torch.bincount(ids, minlength=vocab)[:vocab].to(logits.dtype)  # (V,)
             logits[i] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(logits.dtype)
         if p.logit_bias:
-            ids = torch.tensor(
-                [t for t in p.logit_bias if 0 <= t < vocab], device=logits.device, dtype=torch.long
-            )
-            vals = torch.tensor(
-                [v for t, v in p.logit_bias.items() if 0 <= t < vocab],
-                device=logits.device,
-                dtype=logits.dtype,
-            )
-            logits[i].index_add_(0, ids, vals)
+            if seq.bias is None:  # once per sequence, not every step
+                seq.bias = (
+                    torch.tensor(
+                        [t for t in p.logit_bias if 0 <= t < vocab], device=logits.device, dtype=torch.long
+                    ),
+                    torch.tensor(
+                        [v for t, v in p.logit_bias.items() if 0 <= t < vocab],
+                        device=logits.device,
+                        dtype=logits.dtype,
+                    ),
+                )
+            logits[i].index_add_(0, *seq.bias)
     return logits
 
 

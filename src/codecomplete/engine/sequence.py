@@ -34,6 +34,7 @@ class Sequence:
     detok: Any = None  # IncrementalDetokenizer
     stopper: Any = None  # StopChecker
     generator: Any = None  # torch.Generator, made by the sampler on first use
+    bias: Any = None  # (token ids, values) tensors of the request's logit_bias, made on first use
     healing: Any = None  # HealingState while the prompt's healed tail is re-typed (engine/healing.py)
 
     @property

@@ -258,7 +258,10 @@ class SlotRunner:
         """One token per row through fast_decode.py (no model forward). Logits (B, V)."""
         c = self.cache
         c.locate(slots, pos[:, None])
-        c.width = min(self.context, _round_up(int(pos.max()) + 1, WIDTH_STEP))
+        if slots.shape[0] == 1:  # a lone row (no ghost twin): its own columns exactly, no mask
+            c.width = int(pos[0]) + 1
+        else:
+            c.width = min(self.context, _round_up(int(pos.max()) + 1, WIDTH_STEP))
         first = int(slots[0])
         contiguous = torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
         return self.fast(ids, pos, slots, first if contiguous else None)
