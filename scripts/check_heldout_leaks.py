@@ -42,13 +42,22 @@ def shingles(code: str) -> set[int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--eval", required=True, type=Path, help="evaluation documents (.jsonl.gz)")
+    ap.add_argument(
+        "--eval",
+        required=True,
+        type=Path,
+        help="evaluation documents (.jsonl.gz), or a curated folder (its test split)",
+    )
     ap.add_argument("--corpus", required=True, nargs="+", type=Path, help="curated output folders")
     ap.add_argument("--splits", nargs="+", default=["train", "valid"])
     ap.add_argument("--overlap", type=float, default=0.5, help="near copy: share of a file's shingles")
     args = ap.parse_args(argv)
 
-    evald = list(read_jsonl(args.eval))
+    # a .jsonl(.gz) file, or a curated folder: its held-out split
+    files = sorted((args.eval / "documents" / "test").glob("*.jsonl*")) if args.eval.is_dir() else [args.eval]
+    evald = [d for f in files for d in read_jsonl(f)]
+    if not evald:
+        raise SystemExit(f"{args.eval}: no evaluation documents")
     repos = {d["repo"] for d in evald}
     by_sha = {d["sha"]: d for d in evald}
     by_norm = {norm_hash(d["code"]): d for d in evald}
