@@ -85,4 +85,4 @@ $CC eval --model "$OUT" --task line-completion --data "$HELDOUT" --n "$EVAL_N" -
 $CC eval --model "$OUT" --task line-completion --data "$HELDOUT" --n "$EVAL_N" --out "$OUT/eval/line-completion.json"
 $CC eval --model "$OUT" --task fim --data "$HELDOUT" --n "$EVAL_N" --out "$OUT/eval/fim.json"
 $CC eval --model "$OUT" --task humaneval --samples 1 --out "$OUT/eval/humaneval.json"
-.venv/bin/python scripts/model_card.py --model "$OUT" --eval "$OUT"/eval/*.json --corpus "$WORK/corpus"
+.venv/bin/python scripts/model_card.py --model "$OUT" --eval "$OUT"/eval/*.json --corpus "${CORPORA[@]}"

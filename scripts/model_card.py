@@ -90,7 +90,7 @@ def corpus_section(corpus: Path) -> list[str]:
     if not stats_path.exists():
         return []
     stats = json.loads(stats_path.read_text())
-    lines = ["## Corpus (`codecomplete curate`)", "", "```json"]
+    lines = [f"## Corpus `{shown_path(corpus)}` (`codecomplete curate`)", "", "```json"]
     summary = {k: v for k, v in stats.items() if not isinstance(v, (list, dict)) or len(json.dumps(v)) < 2000}
     lines += [json.dumps(summary, indent=2), "```", ""]
     return lines
@@ -100,15 +100,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--eval", nargs="*", default=[])
-    p.add_argument("--corpus")
+    p.add_argument("--corpus", nargs="*", default=[], help="curated folders the model trained on")
     p.add_argument("--note", help="a Markdown file to add (e.g. what differs from the recipe)")
     args = p.parse_args()
     card_path = Path(args.model) / "README.md"
     card = card_path.read_text().split(MARK)[0].rstrip() + "\n\n" + MARK + "\n\n"
     results = [json.loads(Path(f).read_text()) for f in args.eval]
     lines = eval_section(results) if results else []
-    if args.corpus:
-        lines += corpus_section(Path(args.corpus))
+    for corpus in args.corpus:
+        lines += corpus_section(Path(corpus))
     if args.note:
         lines += [Path(args.note).read_text().rstrip(), ""]
     card_path.write_text(card + "\n".join(lines))
