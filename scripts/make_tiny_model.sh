@@ -11,6 +11,13 @@
 #   FROM=... SEED=<last run's seed> START=<its last sample> make tiny-model
 #                                            # ... on the samples that run would have seen next
 #                                            # (the card's "Training history" gives both numbers)
+#   FROM=models/codecomplete-tiny-py EXTRA=configs/data/pypi-permissive.yaml SEED=6006 STEPS=2400 \
+#       LR=4.0e-4 WARMUP=50 EVAL_EVERY=200 make tiny-model
+#                                            # ... on more data: each curate recipe in EXTRA is curated
+#                                            # into data/<its name> (EXTRA_DIR), tokenised with the same
+#                                            # tokenizer and trained on together with the local corpus
+#                                            # (data.path=a,b); the held-out files are checked against
+#                                            # every corpus first (scripts/check_heldout_leaks.py)
 #
 # Each stage resumes: curate picks up finished tasks, train continues from its newest complete
 # checkpoint (--resume auto), so the same command after an interruption carries on.
@@ -26,6 +33,9 @@ SEED=${SEED:-1234}
 LR=${LR:-1.0e-3}
 WARMUP=${WARMUP:-60}
 START=${START:-0}
+EVAL_EVERY=${EVAL_EVERY:-100}
+EXTRA=${EXTRA:-}          # more curate recipes (space-separated), e.g. configs/data/pypi-permissive.yaml
+EXTRA_DIR=${EXTRA_DIR:-data}
 EVAL_N=${EVAL_N:-200}
 # Line completion and FIM are scored on the committed held-out files (evalsets/heldout-python), so
 # every version of the model is scored on the same cuts; HELDOUT=$WORK/corpus scores the new
@@ -46,11 +56,23 @@ else
 fi
 $CC curate --config configs/data/local-python.yaml --out "$WORK/corpus" --workers 2 --no-progress \
   --tokenizer "$TOKENIZER"
+DATA=$WORK/corpus/tokens
+CORPORA=("$WORK/corpus")
+for recipe in $EXTRA; do
+  # A recipe's sdists/clones are cached outside its output folder (its clone_dir), so a rerun
+  # resumes: finished stages are skipped, only the token stage runs for a new tokenizer.
+  extra_out=$EXTRA_DIR/$(basename "$recipe" .yaml)
+  $CC curate --config "$recipe" --out "$extra_out" --workers 2 --no-progress --tokenizer "$TOKENIZER"
+  DATA=$DATA,$extra_out/tokens
+  CORPORA+=("$extra_out")
+done
+# No file of the held-out evaluation set may be in any corpus's train or valid split.
+.venv/bin/python scripts/check_heldout_leaks.py --eval "$HELDOUT" --corpus "${CORPORA[@]}"
 $CC train --config configs/train/tiny-cpu.yaml --num-gpus 2 --resume auto "${MODEL[@]}" \
-  --set data.path="$WORK/corpus/tokens" --set model.tokenizer="$TOKENIZER" \
+  --set data.path="$DATA" --set model.tokenizer="$TOKENIZER" \
   --set run.out_dir="$RUN" --set run.max_steps="$STEPS" --set run.seed="$SEED" \
   --set optim.lr="$LR" --set optim.warmup_steps="$WARMUP" --set run.save_every=100 \
-  --set data.start_sample="$START"
+  --set run.eval_every="$EVAL_EVERY" --set data.start_sample="$START"
 # Export beside the output first: OUT may be the folder this run started from.
 $CC export "$RUN" "$WORK/export" --overwrite --name "$(basename "$OUT")"
 rm -rf "$OUT" && cp -r "$WORK/export" "$OUT"
@@ -63,4 +85,4 @@ $CC eval --model "$OUT" --task line-completion --data "$HELDOUT" --n "$EVAL_N" -
 $CC eval --model "$OUT" --task line-completion --data "$HELDOUT" --n "$EVAL_N" --out "$OUT/eval/line-completion.json"
 $CC eval --model "$OUT" --task fim --data "$HELDOUT" --n "$EVAL_N" --out "$OUT/eval/fim.json"
 $CC eval --model "$OUT" --task humaneval --samples 1 --out "$OUT/eval/humaneval.json"
-.venv/bin/python scripts/model_card.py --model "$OUT" --eval "$OUT"/eval/*.json --corpus "$WORK/corpus"
+.venv/bin/python scripts/model_card.py --model "$OUT" --eval "$OUT"/eval/*.json --corpus "${CORPORA[@]}"

@@ -39,9 +39,31 @@ def eval_command(result: dict) -> str:
             continue
         if name not in ("task", "model", "base_url", "data") and value == defaults[name]:
             continue
+        if (
+            name in ("model", "data")
+            and Path(str(value)).is_absolute()
+            and Path(value).is_relative_to(Path.cwd())
+        ):
+            value = Path(value).relative_to(Path.cwd())  # the command runs from the repository
         flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
         parts.append(flag if value is True else f"{flag} {value}")
     return " ".join(parts)
+
+
+def shown_path(data) -> str:
+    """A result's data as the card shows it: relative to the repository when inside it, from the
+    package on for an installed package's file (HumanEval's problems), else as recorded."""
+    if not data:
+        return str(data)
+    path = Path(str(data).split(" (")[0])
+    rest = str(data)[len(str(path)) :]
+    if path.is_absolute():
+        if path.is_relative_to(Path.cwd()):
+            return str(path.relative_to(Path.cwd())) + rest
+        if "site-packages" in path.parts:
+            parts = path.parts[path.parts.index("site-packages") + 1 :]
+            return f"{Path(*parts)} (installed package){rest}"
+    return str(data)
 
 
 def eval_section(results: list[dict]) -> list[str]:
@@ -52,7 +74,7 @@ def eval_section(results: list[dict]) -> list[str]:
         label = f"{r['task']} (prompt ends {ends})" if ends and r["task"] == "line-completion" else r["task"]
         for name, value in r.get("metrics", {}).items():
             if isinstance(value, (int, float)):
-                lines.append(f"| {label} | `{r.get('data')}` | {name} | {_fmt(value)} |")
+                lines.append(f"| {label} | `{shown_path(r.get('data'))}` | {name} | {_fmt(value)} |")
     lines.append("")
     for r in results:
         settings = ", ".join(f"{k}={v}" for k, v in (r.get("settings") or {}).items())
@@ -68,7 +90,7 @@ def corpus_section(corpus: Path) -> list[str]:
     if not stats_path.exists():
         return []
     stats = json.loads(stats_path.read_text())
-    lines = ["## Corpus (`codecomplete curate`)", "", "```json"]
+    lines = [f"## Corpus `{shown_path(corpus)}` (`codecomplete curate`)", "", "```json"]
     summary = {k: v for k, v in stats.items() if not isinstance(v, (list, dict)) or len(json.dumps(v)) < 2000}
     lines += [json.dumps(summary, indent=2), "```", ""]
     return lines
@@ -78,15 +100,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--eval", nargs="*", default=[])
-    p.add_argument("--corpus")
+    p.add_argument("--corpus", nargs="*", default=[], help="curated folders the model trained on")
     p.add_argument("--note", help="a Markdown file to add (e.g. what differs from the recipe)")
     args = p.parse_args()
     card_path = Path(args.model) / "README.md"
     card = card_path.read_text().split(MARK)[0].rstrip() + "\n\n" + MARK + "\n\n"
     results = [json.loads(Path(f).read_text()) for f in args.eval]
     lines = eval_section(results) if results else []
-    if args.corpus:
-        lines += corpus_section(Path(args.corpus))
+    for corpus in args.corpus:
+        lines += corpus_section(Path(corpus))
     if args.note:
         lines += [Path(args.note).read_text().rstrip(), ""]
     card_path.write_text(card + "\n".join(lines))

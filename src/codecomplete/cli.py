@@ -578,6 +578,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
     p.add_argument("--name", default=None, help="the model's name in its card (default: the folder's name)")
+    p.add_argument(
+        "--relocate",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="rewrite the path prefix OLD as NEW in the card and the recorded history (repeatable; e.g. "
+        "where earlier runs kept their data outside the repository); paths under the current folder "
+        "are always written relative to it",
+    )
     p.set_defaults(handler=_run_export)
 
 
@@ -590,6 +599,12 @@ def _run_export(args: argparse.Namespace, extra: list[str]) -> int:
     from codecomplete.training.export import export
 
     evals = json.loads(open(args.eval_json).read()) if args.eval_json else None
+    relocate = []
+    for pair in args.relocate:
+        old, sep, new = pair.partition("=")
+        if not sep or not old:
+            raise SystemExit(f"codecomplete export: --relocate takes OLD=NEW, got {pair!r}")
+        relocate.append((old, new))
     try:
         out = export(
             args.checkpoint,
@@ -598,6 +613,7 @@ def _run_export(args: argparse.Namespace, extra: list[str]) -> int:
             eval_results=evals,
             overwrite=args.overwrite,
             name=args.name,
+            relocate=relocate,
         )
     except (FileNotFoundError, FileExistsError) as e:
         raise SystemExit(f"codecomplete export: {e}") from None

@@ -193,3 +193,38 @@ def test_each_step_covers_its_own_slice_of_sample_indices(world, micro, accum):
             for k in step_indices(step, m, r, world, micro, accum)
         ]
         assert sorted(seen) == list(range(step * batch, (step + 1) * batch))
+
+
+def _small_dataset(root, splits: dict[str, list[int]], eos_id=0, vocab_size=512):
+    meta = {"format": "codecomplete-tokens-v1", "dtype": "uint16", "eos_id": eos_id, "vocab_size": vocab_size,
+            "splits": {}}  # fmt: skip
+    for split, ids in splits.items():
+        (root / split).mkdir(parents=True)
+        np.asarray(ids, dtype=np.uint16).tofile(root / split / "shard-00000.bin")
+        meta["splits"][split] = {"num_documents": ids.count(eos_id), "num_tokens": len(ids),
+                                 "shards": ["shard-00000.bin"]}  # fmt: skip
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_several_datasets_read_as_one_stream_in_the_order_given(token_dataset, tmp_path):
+    # data.path=a,b trains on both corpora: b's tokens follow a's, and a split only one has counts once.
+    vocab = json.loads((token_dataset / "meta.json").read_text())["vocab_size"]
+    extra = _small_dataset(tmp_path / "extra", {"train": [5, 6, 0, 7, 8, 9, 0]}, vocab_size=vocab)
+    both = TokenShards(f"{token_dataset},{extra}", "train")
+    a = _stream(token_dataset, "train")
+    assert both.num_tokens == len(a) + 7 == both.info["num_tokens"]
+    assert np.array_equal(both.read(len(a) - 3, 10), np.concatenate([a[-3:], [5, 6, 0, 7, 8, 9, 0]]))
+    assert both.info["num_documents"] == TokenShards(token_dataset, "train").info["num_documents"] + 2
+    assert set(both.meta["splits"]) == {"train", "valid"} and both.meta["sources"] == [
+        str(token_dataset),
+        str(extra),
+    ]
+    valid = TokenShards([token_dataset, extra], "valid")  # extra has no valid split: a's alone
+    assert np.array_equal(valid.read(0, valid.num_tokens), _stream(token_dataset, "valid"))
+
+
+def test_datasets_of_different_tokenizers_are_not_mixed(token_dataset, tmp_path):
+    other = _small_dataset(tmp_path / "other", {"train": [5, 6, 2]}, eos_id=2)
+    with pytest.raises(ValueError, match="eos_id .* same tokenizer"):
+        TokenShards(f"{token_dataset},{other}", "train")

@@ -132,3 +132,27 @@ def test_curve_is_valid_svg_with_a_boundary_per_continued_run():
     valid = [p for p in lines if p.get("stroke") == "#1f5fbf"]
     assert len(valid) == 1 and len(valid[0].get("points").split()) == 3
     assert history.svg_curve([]) is None
+
+
+def test_card_commands_name_repository_relative_paths(tmp_path, monkeypatch):
+    # Earlier runs kept their data outside the repository: `export --relocate OLD=NEW` rewrites
+    # those prefixes, and paths under the current folder (the repository) become relative.
+    from codecomplete.training.export import model_card, relocate_paths
+
+    monkeypatch.chdir(tmp_path)
+    old = _state(
+        800, None, 1, [(800, 4.9)], command="codecomplete train --set data.path=/art/corpus/tokens,/art/x"
+    )
+    old["data"] = {"path": "/art/corpus/tokens", "tokenizer": f"{tmp_path}/models/m"}
+    new = _state(
+        100, f"{tmp_path}/models/m", 2, [], command="codecomplete train --set run.out_dir=/artifacts/r"
+    )
+    state, runs = relocate_paths([new, [history.run_record(old)]], [("/art", "data/tiny-py")], root=tmp_path)
+    assert (
+        runs[0]["command"] == "codecomplete train --set data.path=data/tiny-py/corpus/tokens,data/tiny-py/x"
+    )
+    assert runs[0]["data"] == "data/tiny-py/corpus/tokens"
+    assert state["recipe"]["model"]["name_or_path"] == "models/m"
+    assert "/artifacts/r" in state["command"]  # /art matches whole path components only
+    card = model_card(state, None, state["command"], runs=runs, relocated=[("/art", "data/tiny-py")])
+    assert str(tmp_path) not in card and "`/art` -> `data/tiny-py`" in card

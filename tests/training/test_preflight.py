@@ -33,6 +33,13 @@ def test_a_good_recipe_passes(good, capsys, monkeypatch):
     assert "deepspeed.launcher.runner" in capsys.readouterr().out
 
 
+def test_several_token_datasets_pass_as_one(token_dataset, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    two = f"data.path={token_dataset},{token_dataset}"
+    assert train("--set", two, "--set", f"model.tokenizer={tiny_model_dir}", "--num-gpus", "2") == 0
+    assert "deepspeed.launcher.runner" in capsys.readouterr().out
+
+
 def _bad_cases(tmp: Path, token_dataset: Path, tiny_model_dir: Path) -> list[tuple[list[str], str]]:
     empty = tmp / "empty"
     empty.mkdir(exist_ok=True)
@@ -45,6 +52,7 @@ def _bad_cases(tmp: Path, token_dataset: Path, tiny_model_dir: Path) -> list[tup
         (["--set", "data.path=/no/such/dir", *tok], "data.path"),
         (["--set", f"data.path={empty}", *tok], "data.path"),
         (["--set", f"data.path={broken}", *tok], "data.path"),
+        (["--set", f"data.path={token_dataset},/no/such/dir", *tok], "data.path"),  # each folder checked
         (["--set", "data.train_split=training", *data, *tok], "data.train_split"),
         ([*data, "--set", "model.tokenizer=/no/such/tokenizer"], "model.tokenizer"),
         ([*data, "--set", f"model.tokenizer={empty}"], "model.tokenizer"),

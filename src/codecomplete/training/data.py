@@ -21,39 +21,85 @@ from codecomplete.models.fim import FimTemplate
 FORMAT = "codecomplete-tokens-v1"
 
 
-class TokenShards:
-    """One split of a token dataset (the token shard contract in HELPERS.md), as one flat stream."""
+def data_paths(path: str | Path | list) -> list[Path]:
+    """The token dataset folders of `data.path`: one folder, or several separated by commas
+    (`data/tiny-py/corpus/tokens,data/pypi-permissive/tokens`), read as one dataset."""
+    parts = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path).split(",")
+    roots = [Path(p.strip()).expanduser() for p in parts if p.strip()]
+    if not roots:
+        raise ValueError("data.path names no token dataset folder")
+    return roots
 
-    def __init__(self, root: str | Path, split: str):
-        self.root = Path(root)
-        meta_path = self.root / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(
-                f"{self.root} has no meta.json: not a token dataset, or its writer has not finished"
-            )
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
-        if split not in self.meta["splits"]:
-            raise ValueError(f"{self.root}: no split {split!r} (has {', '.join(self.meta['splits'])})")
+
+class TokenShards:
+    """One split of a token dataset (the token shard contract in HELPERS.md), as one flat stream.
+
+    `root` may name several datasets (`data_paths`): their shards are read one after the other, in
+    the order given, as one stream (and one split). They must share dtype, eos id and vocabulary
+    size (token datasets written with one tokenizer); a dataset without the split adds nothing."""
+
+    def __init__(self, root: str | Path | list, split: str):
+        roots = data_paths(root)
+        self.root = roots[0] if len(roots) == 1 else roots
+        metas = [self._read_meta(r) for r in roots]
+        first = metas[0]
+        for r, m in zip(roots[1:], metas[1:], strict=True):
+            for key in ("dtype", "eos_id", "vocab_size"):
+                if m.get(key) != first.get(key):
+                    raise ValueError(
+                        f"{r}: {key} {m.get(key)!r} differs from {roots[0]}'s {first.get(key)!r}: "
+                        "token datasets read together must be written with the same tokenizer"
+                    )
+        have = [(r, m) for r, m in zip(roots, metas, strict=True) if split in m["splits"]]
+        if not have:
+            names = sorted({s for m in metas for s in m["splits"]})
+            raise ValueError(f"{self.root}: no split {split!r} (has {', '.join(names)})")
+        if len(roots) == 1:
+            self.meta = first
+        else:  # one meta.json for the lot: the splits summed, shards as paths
+            splits: dict = {}
+            for r, m in zip(roots, metas, strict=True):
+                for name, info in m["splits"].items():
+                    s = splits.setdefault(name, {"num_documents": 0, "num_tokens": 0, "shards": []})
+                    s["num_documents"] += int(info.get("num_documents", 0))
+                    s["num_tokens"] += int(info.get("num_tokens", 0))
+                    s["shards"] += [str(self._shard_path(r, name, n)) for n in info["shards"]]
+            self.meta = {**first, "splits": splits, "sources": [str(r) for r in roots]}
         self.split = split
         self.info = self.meta["splits"][split]
-        self.eos_id = int(self.meta["eos_id"])
-        self.vocab_size = int(self.meta["vocab_size"])
-        dtype = np.dtype(self.meta["dtype"])
+        self.eos_id = int(first["eos_id"])
+        self.vocab_size = int(first["vocab_size"])
+        dtype = np.dtype(first["dtype"])
         self._shards: list[np.ndarray] = []
-        for name in self.info["shards"]:
-            path = self.root / split / name if not Path(name).is_absolute() else Path(name)
-            if not path.suffix:
-                path = path.with_suffix(".bin")
-            if not path.exists() and (self.root / name).exists():
-                path = self.root / name
-            self._shards.append(np.memmap(path, dtype=dtype, mode="r"))
+        for r, m in have:
+            for name in m["splits"][split]["shards"]:
+                self._shards.append(np.memmap(self._shard_path(r, split, name), dtype=dtype, mode="r"))
         sizes = np.array([len(s) for s in self._shards], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(sizes)])
         self.num_tokens = int(self._starts[-1])
         if self.num_tokens == 0:
             raise ValueError(f"{self.root}: split {split!r} has no tokens")
+
+    @staticmethod
+    def _read_meta(root: Path) -> dict:
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"{root} has no meta.json: not a token dataset, or its writer has not finished"
+            )
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        return meta
+
+    @staticmethod
+    def _shard_path(root: Path, split: str, name: str) -> Path:
+        path = root / split / name if not Path(name).is_absolute() else Path(name)
+        if not path.suffix:
+            path = path.with_suffix(".bin")
+        if not path.exists() and (root / name).exists():
+            path = root / name
+        return path
 
     def read(self, start: int, length: int) -> np.ndarray:
         """`length` tokens from position `start` of the stream, wrapping around at its end."""

@@ -66,6 +66,41 @@ def load_model_from_checkpoint(checkpoint: Path):
     return model
 
 
+def relocate_paths(obj: Any, pairs: list[tuple[str, str]], root: str | Path | None = None) -> Any:
+    """`obj` (JSON-like) with each path prefix OLD of `pairs` rewritten as NEW, and absolute paths
+    under `root` made relative to it: the card's commands then run from the repository, whatever
+    folders the runs were started in. A prefix matches whole path components only."""
+    import re
+
+    rules = [
+        (str(old).rstrip("/"), str(new).rstrip("/") or ".") for old, new in pairs if str(old).rstrip("/")
+    ]
+    if root is not None:
+        rules.append((str(Path(root).resolve()), "."))
+
+    def rewrite(text: str, old: str, new: str) -> str:
+        def sub(m: re.Match) -> str:
+            if m.group(1) and new == ".":
+                return ""  # OLD/rest -> rest
+            return new + m.group(1)
+
+        # OLD as a whole path or the start of one: followed by /, or by what ends a path.
+        return re.sub(re.escape(old) + r"(/|(?=[\s\"',:;)\]=]|$))", sub, text)
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, str):
+            for old, new in rules:
+                x = rewrite(x, old, new)
+            return x
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        return x
+
+    return walk(obj)
+
+
 def model_card(
     state: dict[str, Any],
     eval_results: dict[str, Any] | None,
@@ -74,6 +109,7 @@ def model_card(
     name: str = "model",
     runs: list[dict[str, Any]] | None = None,
     curve_file: str | None = None,
+    relocated: list[tuple[str, str]] | None = None,
 ) -> str:
     recipe = state.get("recipe", {})
     runs = runs or []
@@ -109,6 +145,12 @@ def model_card(
     ]
     if command:
         lines += ["", "Commands:", "", "```", command, *([export_command] if export_command else []), "```"]
+    if relocated:
+        moved = ", ".join(f"`{old}` -> `{new}`" for old, new in relocated)
+        lines += [
+            "",
+            f"Paths in this card are repository-relative; rewritten from where the runs kept them: {moved}.",
+        ]
     lines += [
         "",
         "Recipe (resolved):",
@@ -161,8 +203,12 @@ def export(
     eval_results: dict[str, Any] | None = None,
     overwrite: bool = False,
     name: str | None = None,
+    relocate: list[tuple[str, str]] | None = None,
 ) -> Path:
-    """Write a Hugging Face model folder to `out` from a complete checkpoint (or a run directory)."""
+    """Write a Hugging Face model folder to `out` from a complete checkpoint (or a run directory).
+
+    The card and the recorded history name paths relative to the current folder (run it from the
+    repository), after rewriting each `relocate` prefix (OLD, NEW)."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -199,6 +245,10 @@ def export(
     runs = history.parent_history(state) + [
         history.run_record(state, history.read_metrics(run_dir, state.get("step")) if run_dir else [])
     ]
+    relocate = list(relocate or [])
+    state, runs, command, export_command = relocate_paths(
+        [state, runs, command, export_command], relocate, root=Path.cwd()
+    )
     svg = history.svg_curve(runs)
     if svg:
         (tmp / "training_curve.svg").write_text(svg)
@@ -210,6 +260,7 @@ def export(
         name=name or out.name,
         runs=runs,
         curve_file="training_curve.svg" if svg else None,
+        relocated=relocate,
     )
     (tmp / "README.md").write_text(card)
     kept = {k: v for k, v in state.items() if k not in ("recipe", "parent_history")}

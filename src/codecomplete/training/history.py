@@ -169,14 +169,14 @@ def markdown(history: list[dict[str, Any]], curve_file: str | None = None) -> li
         valid = f"{r['final_valid_loss']:.3f}" if r.get("final_valid_loss") is not None else "-"
         train = f"{r['final_train_loss']:.3f}" if r.get("final_train_loss") is not None else "-"
         seconds = _duration(r.get("seconds")) + (
-            "*" if r.get("seconds_kind", "").startswith("optimizer") else ""
+            "*" if (r.get("seconds_kind") or "").startswith("optimizer") else ""
         )
         lines.append(
             f"| {i} | `{r.get('start')}` | {r.get('steps') or 0:,} | {r.get('tokens') or 0:,} | "
             f"{r.get('global_batch')} x {r.get('seq_len')} | {r.get('lr')} ({r.get('warmup_steps')}, "
             f"{r.get('schedule')}) | {r.get('seed')} | {seconds} | {train} / {valid} |"
         )
-    if any(r.get("seconds_kind", "").startswith("optimizer") for r in history):
+    if any((r.get("seconds_kind") or "").startswith("optimizer") for r in history):
         lines += [
             "",
             "\\* time in optimizer steps only (no evaluation or checkpoints), from the run's metrics log.",

@@ -26,40 +26,49 @@ def _looks_local(name: str) -> bool:
 
 
 def check_data(cfg: TrainConfig) -> dict:
-    """data.path is a finished token dataset with the train split; returns its meta.json."""
-    from codecomplete.training.data import FORMAT, TokenShards
+    """data.path is a finished token dataset with the train split (or several, separated by
+    commas, written with one tokenizer); returns its meta.json (theirs, merged)."""
+    from codecomplete.training.data import FORMAT, TokenShards, data_paths
 
-    root = Path(cfg.data.path).expanduser()
-    if not root.is_dir():
-        raise _fail("data.path", f"no directory {str(root)!r}", "<token dataset dir>")
-    meta_path = root / "meta.json"
-    if not meta_path.is_file():
-        raise _fail(
-            "data.path",
-            f"{str(root)!r} has no meta.json: not a token dataset, or `codecomplete curate` has not finished",
-            "<token dataset dir>",
-        )
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise _fail("data.path", f"{meta_path} is not readable JSON ({e})", "<token dataset dir>") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else None
-        raise _fail("data.path", f"{meta_path}: format {got!r}, expected {FORMAT!r}", "<token dataset dir>")
-    splits = meta.get("splits") or {}
-    if cfg.data.train_split not in splits:
-        raise _fail(
-            "data.train_split",
-            f"{str(root)!r} has no split {cfg.data.train_split!r} (it has {', '.join(splits) or 'none'})",
-            next(iter(splits), "train"),
-        )
+        roots = data_paths(cfg.data.path)
+    except ValueError as e:
+        raise _fail("data.path", str(e), "<token dataset dir>") from None
+    for root in roots:
+        if not root.is_dir():
+            raise _fail("data.path", f"no directory {str(root)!r}", "<token dataset dir>")
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise _fail(
+                "data.path",
+                f"{str(root)!r} has no meta.json: not a token dataset, or `codecomplete curate` has not finished",
+                "<token dataset dir>",
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise _fail(
+                "data.path", f"{meta_path} is not readable JSON ({e})", "<token dataset dir>"
+            ) from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            got = meta.get("format") if isinstance(meta, dict) else None
+            raise _fail(
+                "data.path", f"{meta_path}: format {got!r}, expected {FORMAT!r}", "<token dataset dir>"
+            )
+        splits = meta.get("splits") or {}
+        if cfg.data.train_split not in splits:
+            raise _fail(
+                "data.train_split",
+                f"{str(root)!r} has no split {cfg.data.train_split!r} (it has {', '.join(splits) or 'none'})",
+                next(iter(splits), "train"),
+            )
     try:
-        TokenShards(root, cfg.data.train_split)  # every shard file there, and not empty
+        shards = TokenShards(roots, cfg.data.train_split)  # every shard file there, not empty, one tokenizer
     except (OSError, ValueError, KeyError) as e:
         raise _fail(
             "data.path", f"split {cfg.data.train_split!r} is unreadable: {e}", "<token dataset dir>"
         ) from None
-    return meta
+    return shards.meta
 
 
 def check_model_and_tokenizer(cfg: TrainConfig, meta: dict) -> None:
