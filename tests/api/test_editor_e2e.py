@@ -59,9 +59,15 @@ def metric(base: str, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+# A prompt whose multi-line completion runs long on the bundled model (~5 s for 500 tokens x 3 on
+# a 2-core CPU, 2026-12-02), so the budget runs out on a machine many times faster. The factorial
+# body of COPILOT's own prompt now ends by itself within ~0.2 s: a faster engine and a retrained model.
+LONG = "# Path: config.py\nimport os\n\n\nclass Config:\n    def __init__(self, path):\n"
+
+
 def test_copilot_multiline_request_ends_at_its_deadline_with_whole_lines(server):
     url = server + "/v1/engines/copilot-codex/completions"
-    body = COPILOT | {"seed": 7}
+    body = COPILOT | {"seed": 7, "prompt": LONG}
     with httpx.Client(timeout=60) as c:
         cut = c.post(url, json=body, headers=HEADERS)
         choices = read_like_copilot(cut.content)
