@@ -16,11 +16,10 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from codecomplete.api.completions.serving import ClientGone, until_disconnect
-from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.metrics import ServerMetrics
 from codecomplete.api.streams import Event, OutputStream
 from codecomplete.engine.client import EngineClient
-from codecomplete.engine.types import GenerationRequest, RequestOutput
+from codecomplete.engine.types import GenerationRequest
 
 T = TypeVar("T")
 
@@ -53,26 +52,18 @@ class Generation:
         sent = self.request.prompt
         return self.prompt_text is not None and sent is not None and self.prompt_text != sent
 
-    def _check(self, event: Event) -> RequestOutput:
-        if event.exception is not None:
-            raise to_api_error(event.exception)
-        assert event.output is not None
-        if event.output.error is not None:
-            raise APIError.from_engine(event.output.error)
-        return event.output
-
     async def first(self) -> None:
         """Wait for the first engine output: a full queue or a prompt the engine rejects raises
         here, before the caller has chosen a status (so it is a real 4xx, not an error in a 200)."""
         event = await self.stream.next()
-        self._check(event)
+        event.result()
         self._pending.append(event)
 
     async def pieces(self) -> AsyncIterator[tuple[int, str]]:
         """(choice index, text) as the engine sends it; `finish_reasons` fill in as choices end."""
         while self._pending or not (self.stream.all_finished and self.stream._queue.empty()):
             event = self._pending.pop(0) if self._pending else await self.stream.next()
-            out = self._check(event)
+            out = event.result()
             now = time.perf_counter()
             if self.first_output_at is None:
                 self.first_output_at = now

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from codecomplete.api.editor import Superseded
+from codecomplete.api.errors import APIError, to_api_error
 from codecomplete.api.features import check_supported
 from codecomplete.engine.client import EngineClient
 from codecomplete.engine.types import GenerationRequest, RequestOutput
@@ -25,6 +26,15 @@ class Event:
     prompt_index: int
     output: RequestOutput | None = None
     exception: BaseException | None = None  # raised by generate(), e.g. QueueFullError
+
+    def result(self) -> RequestOutput:
+        """The engine's output, or the API error it stands for (raised)."""
+        if self.exception is not None:
+            raise to_api_error(self.exception)
+        assert self.output is not None
+        if self.output.error is not None:
+            raise APIError.from_engine(self.output.error)
+        return self.output
 
 
 class OutputStream:

@@ -45,6 +45,18 @@ def check_text(value: str, param: str) -> str:
     return value
 
 
+def check_stop_strings(stops: list[str]) -> list[str]:
+    """Stop strings as every protocol accepts them: non-empty, at most MAX_STOP_LENGTH characters,
+    valid Unicode."""
+    for s in stops:
+        if not s:
+            raise ValueError("stop strings must not be empty")
+        if len(s) > MAX_STOP_LENGTH:
+            raise ValueError(f"stop strings must be at most {MAX_STOP_LENGTH} characters")
+        check_text(s, "stop")
+    return stops
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -163,14 +175,7 @@ class CompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, value: str | list[str] | None) -> list[str]:
-        stops = [value] if isinstance(value, str) else list(value or [])
-        for s in stops:
-            if not s:
-                raise ValueError("stop strings must not be empty")
-            if len(s) > MAX_STOP_LENGTH:
-                raise ValueError(f"stop strings must be at most {MAX_STOP_LENGTH} characters")
-            check_text(s, "stop")
-        return stops
+        return check_stop_strings([value] if isinstance(value, str) else list(value or []))
 
     @field_validator("logit_bias")
     @classmethod

@@ -370,21 +370,12 @@ class CompletionServing:
 
     # --- engine -> response ----------------------------------------------------------------------
 
-    @staticmethod
-    def _check(event: Event) -> RequestOutput:
-        if event.exception is not None:
-            raise to_api_error(event.exception)
-        assert event.output is not None
-        if event.output.error is not None:
-            raise APIError.from_engine(event.output.error)
-        return event.output
-
     async def _first_events(self, stream: OutputStream, count: int) -> list[Event]:
         buffered: list[Event] = []
         seen: set[int] = set()
         while len(seen) < count:
             event = await stream.next()
-            self._check(event)
+            event.result()
             buffered.append(event)
             seen.add(event.prompt_index)
         return buffered
@@ -393,7 +384,7 @@ class CompletionServing:
         self, stream: OutputStream, state: _RequestState, request_id: str, created: int, model: str
     ) -> CompletionResponse:
         async for event in stream:
-            self._apply(state, event.prompt_index, self._check(event))
+            self._apply(state, event.prompt_index, event.result())
         choices = []
         for index in sorted(state.choices):
             c = state.choices[index]
@@ -517,7 +508,7 @@ class CompletionServing:
         try:
             try:
                 async for event in events():
-                    new = self._apply(state, event.prompt_index, self._check(event))
+                    new = self._apply(state, event.prompt_index, event.result())
                     if new:
                         yield encode_event(chunk(new))
             except Exception as exc:

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from codecomplete.api.completions.protocol import MAX_SEED, MAX_STOP_LENGTH, _drop_nulls, check_text
+from codecomplete.api.completions.protocol import MAX_SEED, _drop_nulls, check_stop_strings, check_text
 from codecomplete.api.errors import APIError
 from codecomplete.engine.types import MIN_TEMPERATURE, SamplingParams
 from codecomplete.models.fim import ContextChunk
@@ -92,13 +92,7 @@ class InfillRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, value: list[str]) -> list[str]:
-        for s in value:
-            if not s:
-                raise ValueError("stop strings must not be empty")
-            if len(s) > MAX_STOP_LENGTH:
-                raise ValueError(f"stop strings must be at most {MAX_STOP_LENGTH} characters")
-            check_text(s, "stop")
-        return value
+        return check_stop_strings(value)
 
     def sampler_names(self) -> set[str] | None:
         """The sampler chain as names; None: llama.cpp's default chain (all of them)."""

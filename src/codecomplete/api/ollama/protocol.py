@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from codecomplete.api.completions.protocol import MAX_SEED, MAX_STOP_LENGTH, check_text
+from codecomplete.api.completions.protocol import MAX_SEED, check_stop_strings, check_text
 from codecomplete.api.errors import APIError
 from codecomplete.engine.types import MIN_TEMPERATURE, SamplingParams
 from codecomplete.models import fim
@@ -63,13 +63,7 @@ class Options(BaseModel):
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, value: list[str] | None) -> list[str] | None:
-        for s in value or []:
-            if not s:
-                raise ValueError("stop strings must not be empty")
-            if len(s) > MAX_STOP_LENGTH:
-                raise ValueError(f"stop strings must be at most {MAX_STOP_LENGTH} characters")
-            check_text(s, "stop")
-        return value
+        return None if value is None else check_stop_strings(value)
 
 
 class GenerateRequest(BaseModel):
