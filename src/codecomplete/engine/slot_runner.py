@@ -201,12 +201,11 @@ class SlotRunner:
         wanted. Returns logits (B, k, V)."""
         c = self.cache
         b, q = ids.shape
-        real = pos[pos < self.context]  # padding writes to the trash column `context`
-        width = min(self.context, _round_up(int(real.max()) + 1 if real.numel() else 1, WIDTH_STEP))
+        width = self._width(pos)
         c.locate(rows, pos)
         c.width = width
         first = int(rows[0])
-        c.first = first if torch.equal(rows, torch.arange(first, first + b, device=rows.device)) else None
+        c.first = first if self._consecutive(rows) else None
         cols = torch.arange(width, device=self.device)
         mask = cols[None, None, :] <= pos[:, :, None]  # (B, q, W): a query sees keys up to itself
         kwargs = {self._cache_arg: c}
@@ -242,15 +241,22 @@ class SlotRunner:
         logits = self._run(ids[:, None], slots, pos[:, None], keep)
         return logits[:n, 0]
 
-    def _consecutive(self, slots) -> bool:
+    def _width(self, pos: torch.Tensor) -> int:
+        """Cache columns a forward attends over: the furthest real position + 1, rounded up to
+        WIDTH_STEP (padding sits at the trash column `context` and does not count)."""
+        real = pos[pos < self.context]
+        return min(self.context, _round_up(int(real.max()) + 1 if real.numel() else 1, WIDTH_STEP))
+
+    @staticmethod
+    def _consecutive(slots) -> bool:
+        """Slots first, first+1, ...: the cache rows can be read as one view."""
         first = int(slots[0])
         return torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
 
     def _fast_prefill_run(self, ids, slots, pos, keep) -> torch.Tensor:
         """Prompt tokens through fast_decode.py's multi-token step (GPT-2 family)."""
         c = self.cache
-        real = pos[pos < self.context]
-        c.width = min(self.context, _round_up(int(real.max()) + 1 if real.numel() else 1, WIDTH_STEP))
+        c.width = self._width(pos)
         c.locate(slots, pos)
         return self._fast_prefill(ids, pos, keep, int(slots[0]), self.context)
 
@@ -261,10 +267,8 @@ class SlotRunner:
         if slots.shape[0] == 1:  # a lone row (no ghost twin): its own columns exactly, no mask
             c.width = int(pos[0]) + 1
         else:
-            c.width = min(self.context, _round_up(int(pos.max()) + 1, WIDTH_STEP))
-        first = int(slots[0])
-        contiguous = torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
-        return self.fast(ids, pos, slots, first if contiguous else None)
+            c.width = self._width(pos)
+        return self.fast(ids, pos, slots, int(slots[0]) if self._consecutive(slots) else None)
 
     @torch.inference_mode()
     def probe(self, batch: SlotBatch, rows: list[int]) -> None:
