@@ -65,6 +65,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="torch.compile the decode step (default auto: on for CUDA with CUDA graphs, off on the CPU)",
     )
     p.add_argument(
+        "--engine-process",
+        choices=["auto", "on", "off"],
+        help="run the engine in its own process, apart from HTTP (default auto: on with more than one core)",
+    )
+    p.add_argument(
         "--kv-cache",
         choices=["auto", "slots", "dynamic"],
         help="static slot KV cache or the dynamic left-padded one (default auto: slots where supported)",
@@ -151,6 +156,7 @@ _SERVE_FLAGS = (
     "token_healing_max_chars",
     "num_threads",
     "compile",
+    "engine_process",
     "kv_cache",
     "max_body_bytes",
     "max_n",
@@ -279,6 +285,7 @@ def build_backend(settings, model: str):
         num_threads=settings.num_threads,
         compile=settings.compile,
         kv_cache=settings.kv_cache,
+        process=settings.engine_process,
     )
     return build_engine(config)
 

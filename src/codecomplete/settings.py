@@ -79,6 +79,10 @@ class ServerSettings(BaseSettings):
     keeps one), torch's default on CUDA."""
     compile: Literal["auto", "on", "off"] = "auto"
     """torch.compile the one-token decode step: auto = on for CUDA (CUDA graphs), off on the CPU."""
+    engine_process: Literal["auto", "on", "off"] = "auto"
+    """Run the engine in its own process (vLLM v1's split: the server process does HTTP, JSON and
+    SSE while the engine steps, neither waiting for the other's GIL); auto = on with more than one
+    core. Measured on 2 cores: BENCHMARKS.md."""
     kv_cache: Literal["auto", "slots", "dynamic"] = "auto"
     """KV cache layout: auto/slots = static slot cache where the family supports it (GPT-2,
     GPTBigCode, Llama, Qwen2), dynamic = the left-padded cache for every family."""

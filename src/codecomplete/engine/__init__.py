@@ -11,6 +11,10 @@ from codecomplete.engine.config import EngineConfig
 
 def build_engine(config: EngineConfig) -> EngineClient:
     """The engine for `config`, not started: the API's lifespan calls `await engine.start()`."""
+    from codecomplete.engine.process import ProcessEngine, use_engine_process
+
+    if use_engine_process(config.process):
+        return ProcessEngine(config)
     from codecomplete.engine.async_engine import AsyncEngine
 
     return AsyncEngine(config)

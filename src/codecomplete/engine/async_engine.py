@@ -52,41 +52,9 @@ class AsyncEngine(EngineClient):
         self.trimmer.start()
 
     def _load(self) -> None:
-        from codecomplete.engine.core import EngineCore
-
-        cfg = self.config
-        threads = cfg.num_threads or default_cpu_threads(cfg.device)
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        core = EngineCore.from_config(cfg)
-        spec = core.spec
-        names = cfg.served_names or [Path(cfg.model.rstrip("/")).name or cfg.model]
-        self.model_info = ModelInfo(
-            name=names[0],
-            served_names=names,
-            context_length=spec.context_length,
-            vocab_size=spec.vocab_size,
-            fim_template=spec.fim.name if spec.fim else None,
-            created=int(time.time()),
-        )
-        model = core.runner.model
-        self.device, self.dtype = core.runner.device, next(model.parameters()).dtype
+        core, self.model_info = load_core(self.config)
+        self.device, self.dtype = core.runner.device, next(core.runner.model.parameters()).dtype
         self.core = core
-        log.info(
-            "engine: %s (%s) on %s/%s, attention %s, context %d, FIM %s, max batch %d, step budget %d, queue %d",
-            names[0],
-            spec.family,
-            self.device,
-            str(self.dtype).removeprefix("torch."),
-            model.config._attn_implementation,
-            spec.context_length,
-            self.model_info.fim_template,
-            cfg.max_batch_size,
-            cfg.max_step_tokens,
-            cfg.max_queue,
-        )
 
     async def stop(self) -> None:
         self.trimmer.stop()
@@ -149,6 +117,44 @@ class AsyncEngine(EngineClient):
 
     def metrics(self) -> dict[str, float]:
         return self.core.metrics() if self.core is not None else {"queue_depth": 0, "running": 0}
+
+
+def load_core(cfg: EngineConfig):
+    """Load the model into a new EngineCore (torch threads set first). Returns (core, ModelInfo).
+    Used in-process (AsyncEngine) and in the engine process (engine/process.py)."""
+    from codecomplete.engine.core import EngineCore
+
+    threads = cfg.num_threads or default_cpu_threads(cfg.device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    core = EngineCore.from_config(cfg)
+    spec = core.spec
+    names = cfg.served_names or [Path(cfg.model.rstrip("/")).name or cfg.model]
+    info = ModelInfo(
+        name=names[0],
+        served_names=names,
+        context_length=spec.context_length,
+        vocab_size=spec.vocab_size,
+        fim_template=spec.fim.name if spec.fim else None,
+        created=int(time.time()),
+    )
+    model = core.runner.model
+    log.info(
+        "engine: %s (%s) on %s/%s, attention %s, context %d, FIM %s, max batch %d, step budget %d, queue %d",
+        names[0],
+        spec.family,
+        core.runner.device,
+        str(next(model.parameters()).dtype).removeprefix("torch."),
+        model.config._attn_implementation,
+        spec.context_length,
+        info.fim_template,
+        cfg.max_batch_size,
+        cfg.max_step_tokens,
+        cfg.max_queue,
+    )
+    return core, info
 
 
 class _Outbox:

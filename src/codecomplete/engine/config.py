@@ -52,6 +52,11 @@ class EngineConfig:
     "auto" (on for CUDA, where its graphs are captured as CUDA graphs; off on the CPU). Families
     without a fast decode step are never compiled; a compilation that fails falls back to eager
     with a log line (docs/engine.md)."""
+    process: str = "off"
+    """Where the engine runs: "on" = its own process (engine/process.py: the server process keeps
+    HTTP, the engine never waits for its GIL), "off" = a thread of the caller's process, "auto" =
+    its own process on a machine with more than one core. `serve` defaults to auto; code that
+    embeds the engine (tests, scripts) gets the thread unless it asks."""
     token_healing: bool = True
     """Heal text prompts that end mid-word: drop the prompt's last word-like token(s) and make the
     first generated token(s) re-type them (hidden from the client), so `    ret` continues as the
@@ -77,6 +82,8 @@ class EngineConfig:
             raise ValueError("kv_cache must be auto, slots or dynamic (--kv-cache)")
         if self.compile not in ("auto", "on", "off"):
             raise ValueError("compile must be auto, on or off (--compile)")
+        if self.process not in ("auto", "on", "off"):
+            raise ValueError("process must be auto, on or off (--engine-process)")
         if self.prefix_min_tokens < 1:
             raise ValueError("prefix_min_tokens must be >= 1")
         if self.token_healing_max_chars < 1:
