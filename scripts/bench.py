@@ -182,7 +182,14 @@ class HttpRunner:
 class Server:
     """`codecomplete serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, model_dir: str, threads: int, prefix_cache_mb: int, compile: str = "auto"):
+    def __init__(
+        self,
+        model_dir: str,
+        threads: int,
+        prefix_cache_mb: int,
+        compile: str = "auto",
+        engine_process: str = "auto",
+    ):
         import socket
 
         with socket.socket() as s:
@@ -198,6 +205,8 @@ class Server:
             "warning",
             "--compile",
             compile,
+            "--engine-process",
+            engine_process,
         ]
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         self.started = time.perf_counter()
@@ -417,6 +426,42 @@ def gemm_time_at(model, rows: int, reps: int = 30) -> float:
     return total
 
 
+def read_bandwidth(reps: int = 3) -> float:
+    """Bytes per second one thread reads from memory: a sum over a 512 MiB fp32 tensor (far larger
+    than any cache), best of `reps`."""
+    import torch
+
+    x = torch.ones(128 * 2**20)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - t0)
+    return x.numel() * 4 / best
+
+
+def step_bytes(model, rows: int, width: int) -> tuple[float, float]:
+    """What one decode step must read from memory: (the weight matrices it multiplies by, the
+    `rows` sequences' cached keys and values over `width` positions)."""
+    import torch
+
+    weights = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+            weights += module.weight.numel() * module.weight.element_size()
+    out = model.get_output_embeddings()
+    if out is not None and not isinstance(out, torch.nn.Linear):
+        weights += out.weight.numel() * out.weight.element_size()
+    cfg = model.config
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    if getattr(cfg, "multi_query", False):
+        kv_heads = 1
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    elem = next(model.parameters()).element_size()
+    kv = 2 * cfg.num_hidden_layers * rows * kv_heads * width * head_dim * elem
+    return float(weights), float(kv)
+
+
 def http_available() -> bool:
     try:
         import httpx  # noqa: F401
@@ -494,7 +539,7 @@ async def bench(args) -> tuple[list[str], dict]:
 
     async def open_runner(prefix_cache_mb: int):
         if args.http:
-            server = Server(str(model_dir), args.threads, prefix_cache_mb, args.compile)
+            server = Server(str(model_dir), args.threads, prefix_cache_mb, args.compile, args.engine_process)
             await server.wait()
             results.setdefault("ready_s", time.perf_counter() - server.started)
             http = HttpRunner(server.url, tokenizer.eos_token_id)
@@ -612,16 +657,31 @@ async def bench(args) -> tuple[list[str], dict]:
     gflops = matmul_gflops(args.threads)
     per_token = flops_per_token(model)
     gemm16 = gemm_time_at(model, 16)
+    bandwidth = read_bandwidth()
+    # The invariance check's batch-16 run: its prompt plus 48 tokens, read over the first W
+    # columns with W the position rounded up to 64 (engine/slot_runner.py).
+    inv_prompt = len(tokenizer(prompts[0])["input_ids"])
+    width = statistics.mean(-(-(inv_prompt + i + 1) // 64) * 64 for i in range(48))
+    w_bytes, kv_bytes = step_bytes(model, 16, width)
     results["floor"] = dict(
         gflops=gflops,
         flops_per_token=per_token,
         step16_ms=16 * per_token / gflops / 1e6,
         gemm16_ms=gemm16 * 1e3,
+        read_gbs=bandwidth / 1e9,
+        weight_mb=w_bytes / 1e6,
+        kv16_mb=kv_bytes / 1e6,
+        mem16_ms=(w_bytes + kv_bytes) / bandwidth * 1e3,
     )
     say(
         f"arithmetic floor: {per_token / 1e6:.1f} MFLOP per token, fp32 matmul {gflops:.1f} GFLOP/s -> "
         f"a batch-16 decode step needs >= {results['floor']['step16_ms']:.2f} ms; the model's own GEMMs at "
         f"16 rows take {gemm16 * 1e3:.2f} ms ({16 * per_token / gemm16 / 1e9:.0f} GFLOP/s)"
+    )
+    f = results["floor"]
+    say(
+        f"memory floor: a batch-16 step reads {f['weight_mb']:.0f} MB of weights + {f['kv16_mb']:.0f} MB of "
+        f"cached keys/values at {f['read_gbs']:.1f} GB/s (one thread) -> >= {f['mem16_ms']:.2f} ms"
     )
     results["invariance"] = {}
     for attn in ("default", "sdpa", "eager"):
@@ -741,7 +801,9 @@ def report(args, results: dict, elapsed: float) -> str:
         floor_rows = [
             f"| batch-16 decode step within 2x of the arithmetic floor | {ratio:.1f}x ({inv['step_ms_at_16']} ms "
             f"vs {f['step16_ms']:.2f} ms = 16 x {f['flops_per_token'] / 1e6:.1f} MFLOP at {f['gflops']:.0f} "
-            f"GFLOP/s; the model's own GEMMs alone at 16 rows: {f.get('gemm16_ms', float('nan')):.2f} ms) "
+            f"GFLOP/s; the model's own GEMMs alone at 16 rows: {f.get('gemm16_ms', float('nan')):.2f} ms; "
+            f"reading its weights and KV from memory at {f.get('read_gbs', float('nan')):.1f} GB/s: "
+            f"{f.get('mem16_ms', float('nan')):.2f} ms = {inv['step_ms_at_16'] / f.get('mem16_ms', float('nan')):.1f}x) "
             f"| {verdict(ratio <= 2)} |"
         ]
     ready_rows = []
@@ -761,7 +823,7 @@ def report(args, results: dict, elapsed: float) -> str:
         f"- machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
         f"at start/end: {results['load'][0]:.1f} / {results['load'][1]:.1f} (the benchmark itself runs the "
         "server and its clients on these cores; a load well above that means other work competed)",
-        f"- model: {results['model']}; device/dtype: {results['device']}; server `--compile {args.compile}` "
+        f"- model: {results['model']}; device/dtype: {results['device']}; server `--compile {args.compile} --engine-process {args.engine_process}` "
         "(the one-token decode step of engine/fast_decode.py, under torch.compile when on)",
         f"- requests: {args.requests} distinct prompts of {args.prompt_tokens} tokens cut from the standard "
         f"library's source, {args.max_tokens} greedy tokens each (EOS ignored so every request makes the same work)",
@@ -905,6 +967,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=["auto", "on", "off"],
         default="auto",
         help="the server's --compile (torch.compile of the decode step; auto: CUDA only)",
+    )
+    p.add_argument(
+        "--engine-process",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the server's --engine-process (the engine in its own process; auto: with more than one core)",
     )
     p.add_argument("--quick", action="store_true", help="a smoke run: fewer requests, nothing written")
     p.add_argument(

@@ -55,3 +55,28 @@ def test_cancelled_generation_keeps_prompt_and_tokens(tiny_model_dir):
     ref = submit(fresh, "ref", greedy(8), prompt_token_ids=nxt)
     run_until_idle(fresh)
     assert ids_of(outs) == ids_of(ref)
+
+
+def test_a_keystroke_reuses_the_entry_without_copying_its_kv_again(tiny_model_dir):
+    """A prompt that extends its cached prefix by fewer than prefix_min_tokens tokens is served from
+    that entry and adds none (a new entry copies the whole KV; the next keystroke prefills a few
+    tokens more from the old one at the same cost); one that extends it further adds its own."""
+    core = make_core(tiny_model_dir, prefix_min_tokens=8)
+    fresh = make_core(tiny_model_dir, prefix_cache_mb=0)
+    ids = _tokens(core, PROMPT)
+    submit(core, "base", greedy(2), prompt_token_ids=ids)
+    run_until_idle(core)
+    assert len(core.prefix_cache) == 1
+    for i, typed in enumerate(["x", "x = 1", "x = 12"]):  # each a few tokens past the entry
+        nxt = ids + _tokens(core, typed)
+        outs = submit(core, f"k{i}", greedy(4), prompt_token_ids=nxt)
+        run_until_idle(core)
+        ref = submit(fresh, f"r{i}", greedy(4), prompt_token_ids=nxt)
+        run_until_idle(fresh)
+        assert ids_of(outs) == ids_of(ref)
+        assert len(core.prefix_cache) == 1 and core.prefix_cache.hits == i + 1
+    longer = ids + _tokens(core, "\nvalues = [fibonacci(i) for i in range(30)]\nprint(values)\n")
+    assert len(longer) - len(ids) >= 8
+    submit(core, "long", greedy(2), prompt_token_ids=longer)
+    run_until_idle(core)
+    assert list(core.prefix_cache.entries) == [tuple(longer)]  # the old entry was its prefix

@@ -428,7 +428,11 @@ class EngineCore:
             req.partial_kv = None
         if self.prefix_cache.enabled:
             for i, req in enumerate(reqs):
-                if len(req.prompt_ids) >= self.prefix_cache.min_tokens:
+                # Only a prompt that extends its cached prefix by prefix_min_tokens or more is
+                # worth a new entry (a copy of its whole KV). A keystroke's prompt is the last one
+                # plus a few characters: the next keystroke reuses the same entry and prefills a
+                # few more tokens, which costs the same as one (the step reads all the weights).
+                if len(req.prompt_ids) - (req.reused_prefix or 0) >= self.prefix_cache.min_tokens:
                     kv = self.runner.prefix_kv(batch, i, len(req.prompt_ids))
                     self._cache_prefix(req.prompt_ids, kv, kept=False)
         for i, full in full_logits.items():
@@ -537,7 +541,7 @@ class EngineCore:
             return
         row = batch.seqs.index(seq)
         cached = int(batch.pos[row])  # tokens whose KV the row holds: prompt + fed tokens
-        if cached > len(req.prompt_ids):  # the prompt alone is cached at prefill already
+        if cached > len(req.prompt_ids) and cached - (req.reused_prefix or 0) >= self.prefix_cache.min_tokens:
             ids = (req.prompt_ids + seq.output_ids)[:cached]
             self._cache_prefix(ids, self.runner.prefix_kv(batch, row, cached))
 
