@@ -230,6 +230,20 @@ def test_detokenizer_never_splits_utf8(gpt2_core):
     assert len(ids) > len(text.encode().decode()) / 4  # multi-byte characters were split in tokens
 
 
+def test_streamed_text_is_the_tokenizers_own_decode(gpt2_core):
+    """The detokenizer calls the fast tokenizer's backend directly; what it streams must be what
+    transformers' decode gives (special tokens skipped, no cleanup), token by token."""
+    tok = gpt2_core.tokenizer
+    text = "def f(x):\n    return x  ,  y . z  # café ✓\n" + tok.eos_token + "\nclass A :\n\tpass\n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.eos_token_id in ids
+    detok = IncrementalDetokenizer(tok, [])
+    assert detok._backend_decode is not None  # the fast path is the one under test
+    streamed = "".join([detok.add(t) for t in ids] + [detok.flush()])
+    assert streamed == tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    assert tok.eos_token not in streamed and " ,  y . z" in streamed
+
+
 def test_chunked_prefill_gives_the_same_tokens_and_keeps_decoding(gpt2_core, tiny_model_dir):
     long_prompt = PROMPT * 4  # ~100 tokens: seven chunks of 16
     solo = submit(gpt2_core, "solo-long", greedy(10), long_prompt)

@@ -249,6 +249,10 @@ def engine_process_main(config: EngineConfig, conn, log_level: int) -> None:
         _EngineLoop(core, conn).run()
     finally:
         trimmer.stop()
+    # Everything the server needs was sent. Skip the interpreter's teardown (unloading torch and
+    # the model took seconds on a loaded machine, inside the server's shutdown budget).
+    logging.shutdown()
+    os._exit(0)
 
 
 class _EngineLoop:
