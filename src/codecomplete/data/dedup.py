@@ -1,8 +1,9 @@
 """Exact and near deduplication.
 
 Three parts, because the expensive part is per document and parallel, the decision is global:
-- `SignatureStep` (every task): a hash of the normalised content and a 256-permutation MinHash of
-  the file's 5-gram shingles of identifier tokens, saved per task next to a sort key.
+- `SignatureStep` (every task): a hash of the normalised content and a 256-value MinHash signature
+  (one-permutation hashing, densified) of the file's 5-gram shingles of identifier tokens, saved per
+  task next to a sort key.
 - `DedupStep` (one task): exact groups by hash, then MinHash LSH (datasketch) over the survivors,
   clusters by union-find over candidate pairs whose estimated Jaccard reaches the threshold; each
   group keeps ONE file: the most permissive licence, then the most stars, then the first repo/path.
@@ -11,8 +12,8 @@ Three parts, because the expensive part is per document and parallel, the decisi
 - `DuplicateFilter` (every task of the write stage): drops what DedupStep removed.
 
 datatrove has MinHash steps of its own, but its clustering keeps a fixed member of each cluster;
-we need the licence/stars preference, so the clustering is ours the hashing
-vectorised numpy, and the LSH index datasketch's.
+we need the licence/stars preference, so the clustering is ours, the hashing vectorised numpy, and
+the LSH banding datasketch's band split computed in numpy.
 """
 
 from __future__ import annotations
@@ -79,56 +80,75 @@ def shingles(text: str, n: int) -> set[bytes]:
     return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
 
 
-_PERMS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def _perms(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (num_perm,) multipliers and offsets of the permutations (a row each: shingles go down)."""
-    if (num_perm, seed) not in _PERMS:
-        rng = np.random.default_rng(seed)
-        a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-        b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-        _PERMS[(num_perm, seed)] = (a, b)
-    return _PERMS[(num_perm, seed)]
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place: a bijection of uint64 whose every output bit depends on
+    every input bit (the shingle polynomial's low bits alone are not uniform)."""
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= _MIX1
+        x ^= x >> np.uint64(27)
+        x *= _MIX2
+        x ^= x >> np.uint64(31)
+    return x
 
 
-_STEP = 256  # shingles per block: a (256, num_perm) uint64 block stays in the L2 cache
+@functools.lru_cache(maxsize=8)
+def _oph_params(num_perm: int, seed: int) -> tuple[np.uint64, np.ndarray]:
+    """The seed's key (xored into every shingle hash before mixing) and the densification order:
+    row i is a random order of the bins an empty bin i borrows from (the first non-empty one)."""
+    rng = np.random.default_rng(seed)
+    key = np.uint64(rng.integers(0, 2**63, dtype=np.uint64))
+    order = np.argsort(rng.random((num_perm, num_perm)), axis=1)
+    return key, order
 
 
-def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
-    """(num_perm,) uint32 MinHash of the file's n-gram shingles of identifier tokens.
-
-    Vectorised (datasketch's `update_batch` hashes each shingle with sha1 in Python, ~5x slower):
-    tokens are hashed with crc32, a shingle is a polynomial of its n token hashes, and each
-    permutation is a multiply-add-shift hash of it, `((a * x + b) mod 2**64) >> 32`. The shift is
-    monotonic, so it is taken once on each permutation's minimum instead of on every product. The
-    values go into the LSH unchanged.
-    """
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """(windows,) uint64: each n-gram of identifier tokens as a polynomial of its tokens' crc32."""
     toks = identifier_tokens(text)
-    th = np.fromiter(
-        map(zlib.crc32, toks), dtype=np.uint64, count=len(toks)
-    )  # cheaper than a dict of distinct
+    th = np.fromiter(map(zlib.crc32, toks), dtype=np.uint64, count=len(toks))  # cheaper than a dict
     if len(th) == 0:
         th = np.zeros(1, dtype=np.uint64)
     k = min(n, len(th))
     windows = len(th) - k + 1
-    sh = np.zeros(windows, dtype=np.uint64)
+    sh = th[:windows].copy()
     with np.errstate(over="ignore"):
-        for j in range(k):
-            sh = sh * np.uint64(0x100000001B3) + th[j : j + windows]
-        # a repeated shingle changes no minimum: no np.unique (a sort costs more than the repeats)
-        a, b = _perms(num_perm, seed)
-        tmp = np.empty((min(_STEP, len(sh)), num_perm), dtype=np.uint64)
-        out = None
-        for start in range(0, len(sh), _STEP):
-            chunk = sh[start : start + _STEP]
-            t = tmp[: len(chunk)]
-            np.multiply(chunk[:, None], a[None, :], out=t)
-            t += b
-            low = t.min(axis=0)
-            out = low if out is None else np.minimum(out, low, out=out)
-    out >>= np.uint64(32)
-    return out.astype(np.uint32)
+        for j in range(1, k):
+            sh *= np.uint64(0x100000001B3)
+            sh += th[j : j + windows]
+    return sh
+
+
+def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
+    """(num_perm,) uint32 MinHash signature of the file's n-gram shingles of identifier tokens, by
+    one-permutation hashing with optimal densification (Li, Owen & Zhang 2012; Shrivastava 2017).
+
+    One 64-bit hash per shingle (the seed's key xored in, then splitmix64's finaliser): its high
+    word picks one of `num_perm` bins, its low word is the value, and each bin keeps its smallest
+    value (`np.minimum.at`). A bin no shingle fell into takes the value of the first non-empty bin
+    in a fixed random order of its own, so two files agree on a position with probability ~ their
+    Jaccard similarity, as with `num_perm` permutations, for one hash per shingle instead of
+    `num_perm` (the 256 multiply-add-min passes cost 40% of a run). Which pairs are found is
+    measured on a planted set (`tests/data/neardup_cases.py`, docs/curate.md "Near dedup").
+    A repeated shingle changes no minimum: no `np.unique`.
+    """
+    key, order = _oph_params(num_perm, seed)
+    h = shingle_hashes(text, n)
+    h ^= key
+    _mix64(h)
+    with np.errstate(over="ignore"):
+        bins = (((h >> np.uint64(32)) * np.uint64(num_perm)) >> np.uint64(32)).astype(np.intp)  # fastrange
+    out = np.full(num_perm, 0xFFFFFFFF, dtype=np.uint32)
+    np.minimum.at(out, bins, h.astype(np.uint32))  # the low word
+    filled = np.zeros(num_perm, dtype=bool)
+    filled[bins] = True  # not `out < 2**32 - 1`: that value can be a minimum
+    if not filled.all():
+        empty = np.flatnonzero(~filled)
+        rows = order[empty]  # (empty, num_perm)
+        out[empty] = out[rows[np.arange(len(empty)), np.argmax(filled[rows], axis=1)]]
+    return out
 
 
 class SignatureStep(CurateStep):
