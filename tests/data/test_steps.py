@@ -12,7 +12,7 @@ from corpus import HUMANEVAL_0, MIT, clean_module
 
 from codecomplete.data import licenses
 from codecomplete.data.decontam import TOKEN, DecontaminationFilter, _DirectTable, _string_hash, token_hashes
-from codecomplete.data.dedup import IDENTIFIER, _band_split, identifier_tokens, minhash
+from codecomplete.data.dedup import IDENTIFIER, _band_split, identifier_hashes, minhash
 from codecomplete.data.document import Document
 from codecomplete.data.redact import Redactor
 from codecomplete.data.sources import git, local, python_env
@@ -162,14 +162,16 @@ def test_near_dedup_finds_planted_near_duplicates():
     s = score(planted(bases=12, unrelated=30))
     assert abs(s["estimate_bias"]) < 0.01 and s["estimate_rmse"] < 0.04
     shares = {lo: found / n for lo, _hi, n, found in s["buckets"] if n}
-    assert all(share >= 0.9 for lo, share in shares.items() if lo >= 0.77), shares
+    # LSH's band split (datasketch's) misses ~6% of the pairs at 0.8 by design, ~0% from 0.85
+    assert all(share >= (0.95 if lo >= 0.85 else 0.75) for lo, share in shares.items() if lo >= 0.77), shares
     assert all(share <= 0.05 for lo, share in shares.items() if lo < 0.62), shares
     assert s["pair_precision"] >= 0.8 and s["file_precision"] >= 0.85 and s["file_recall"] >= 0.6, s
     assert all(j >= 0.6 for j in s["false_pairs"]), s["false_pairs"]
 
 
 def test_minhash_tokens_split_like_the_identifier_regex():
-    """The bytes path of the MinHash tokenizer gives IDENTIFIER's tokens (numbers before names)."""
+    """The bytes path of the MinHash tokenizer hashes IDENTIFIER's tokens (numbers before names),
+    with or without non-ASCII characters and digits around them."""
     import random
 
     rnd = random.Random(1)
@@ -179,7 +181,7 @@ def test_minhash_tokens_split_like_the_identifier_regex():
         for _ in range(3000)
     ]
     for text in cases:
-        assert identifier_tokens(text) == [t.encode() for t in IDENTIFIER.findall(text)], text
+        assert identifier_hashes(text).tolist() == [_string_hash(t) for t in IDENTIFIER.findall(text)], text
 
 
 @pytest.mark.parametrize("num_perm", [64, 128, 256])

@@ -60,10 +60,30 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return pw[:n], inv[:n]
 
 
+_LAST_TOKENS: tuple = (None, None, None)  # the last text, its token hashes, which are identifiers
+
+
 def token_hashes(text: str) -> np.ndarray:
     """One 64-bit hash per TOKEN match of an ASCII `text`, in order, computed with numpy on the bytes
     instead of a Python string per token (`TOKEN.findall` was the most expensive line of the
     curation): the hash of a token is `sum((byte + 1) * P**j)` over its bytes, from prefix sums."""
+    return token_spans(text)[0]
+
+
+def token_spans(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """`token_hashes(text)` and one flag per token: an identifier or a number (IDENTIFIER's tokens,
+    not punctuation). The last text's are kept: decontamination and the MinHash signature ask for
+    the same document one after the other (unless redaction changed it)."""
+    global _LAST_TOKENS
+    last = _LAST_TOKENS
+    if last[0] is text:
+        return last[1], last[2]
+    hashes, ident = _token_spans(text)
+    _LAST_TOKENS = (text, hashes, ident)  # one assignment: another thread reads one entry, never a mix
+    return hashes, ident
+
+
+def _token_spans(text: str) -> tuple[np.ndarray, np.ndarray]:
     data = text.encode("ascii")
     raw = np.frombuffer(data, dtype=np.uint8)
     n = len(raw)
@@ -91,13 +111,13 @@ def token_hashes(text: str) -> np.ndarray:
         weighted += np.uint64(1)
         weighted *= pw[:n]
         np.cumsum(weighted, out=prefix[1:])
-        return (prefix[ends] - prefix[starts]) * inv[starts]
+        return (prefix[ends] - prefix[starts]) * inv[starts], cls[starts] != _OTHER
 
 
-def _string_hash(token: str) -> int:
-    """`token_hashes`' hash of one ASCII token."""
+def _string_hash(token: str | bytes) -> int:
+    """`token_hashes`' hash of one token (of its UTF-8 bytes when it is not ASCII)."""
     h = 0
-    for j, byte in enumerate(token.encode("ascii")):
+    for j, byte in enumerate(token if isinstance(token, bytes) else token.encode("utf-8")):
         h = (h + (byte + 1) * pow(int(_P), j, 1 << 64)) & _MASK
     return h
 

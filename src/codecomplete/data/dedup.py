@@ -22,12 +22,12 @@ import functools
 import hashlib
 import json
 import re
-import zlib
 from pathlib import Path
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
 
+from codecomplete.data.decontam import _string_hash, token_spans
 from codecomplete.data.document import ascii_proxy, write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
 from codecomplete.data.writers import heldout_entry
@@ -42,35 +42,16 @@ def normalized_hash(text: str) -> str:
     return hashlib.sha256("\n".join(filter(None, lines)).encode("utf-8")).hexdigest()
 
 
-_WORD_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
-_SPACED = bytes(c if c in _WORD_BYTES else 32 for c in range(256))  # a non-word byte becomes a space
-_SHAPE = bytes(48 if 48 <= c <= 57 else 97 if c in _WORD_BYTES else 32 for c in range(256))  # 0, a, space
-
-
-def identifier_tokens(text: str) -> list[bytes]:
-    """`IDENTIFIER.findall(text)`, encoded. An ASCII text (almost all code) is split by C loops:
-    every byte that is not `[A-Za-z0-9_]` becomes a space and `bytes.split` cuts there; then a run
-    that starts with digits and goes on with a letter (`0x1F`, `1e5`: the number and the name are
-    two tokens) is cut after its digits, found with numpy (the regex cost twice as much)."""
-    proxy, same = ascii_proxy(text)  # a non-ASCII character is no part of an identifier: a space
+def identifier_hashes(text: str) -> np.ndarray:
+    """One 64-bit hash per `IDENTIFIER.findall(text)` token, in order: decontamination's numpy
+    tokenizer on the bytes (`token_spans`, its identifier and number tokens; the same document's are
+    kept from the decontamination step), on `ascii_proxy`'s stand-in for a text with a few non-ASCII
+    characters (none of which is part of an identifier); the regex only for a non-ASCII digit."""
+    proxy, same = ascii_proxy(text)
     if not same:
-        return [t.encode() for t in IDENTIFIER.findall(text)]
-    raw = proxy.encode("ascii")
-    spaced = raw.translate(_SPACED)
-    shape = raw.translate(_SHAPE)
-    if b"0a" in shape:
-        s = np.frombuffer(shape, dtype=np.uint8)
-        cuts = []
-        for i in (np.flatnonzero((s[1:] == 97) & (s[:-1] == 48)) + 1).tolist():
-            j = i - 1
-            while j >= 0 and s[j] == 48:
-                j -= 1
-            if j < 0 or s[j] == 32:  # the run started with these digits
-                cuts.append(i)
-        if cuts:
-            bounds = [0, *cuts, len(spaced)]
-            spaced = b" ".join(spaced[a:b] for a, b in zip(bounds, bounds[1:], strict=False))
-    return spaced.split()
+        return np.array([_string_hash(t) for t in IDENTIFIER.findall(text)], dtype=np.uint64)
+    hashes, ident = token_spans(proxy)
+    return hashes[ident]
 
 
 def shingles(text: str, n: int) -> set[bytes]:
@@ -105,10 +86,14 @@ def _oph_params(num_perm: int, seed: int) -> tuple[np.uint64, np.ndarray]:
     return key, order
 
 
+# not the token hash's base (0x100000001B3): with the same base, a shingle's hash would be one
+# polynomial of its bytes, equal for different splits of the same bytes into tokens
+_SHINGLE_BASE = np.uint64(0x9E3779B97F4A7C15)
+
+
 def shingle_hashes(text: str, n: int) -> np.ndarray:
-    """(windows,) uint64: each n-gram of identifier tokens as a polynomial of its tokens' crc32."""
-    toks = identifier_tokens(text)
-    th = np.fromiter(map(zlib.crc32, toks), dtype=np.uint64, count=len(toks))  # cheaper than a dict
+    """(windows,) uint64: each n-gram of identifier tokens as a polynomial of its tokens' hashes."""
+    th = identifier_hashes(text)
     if len(th) == 0:
         th = np.zeros(1, dtype=np.uint64)
     k = min(n, len(th))
@@ -116,7 +101,7 @@ def shingle_hashes(text: str, n: int) -> np.ndarray:
     sh = th[:windows].copy()
     with np.errstate(over="ignore"):
         for j in range(1, k):
-            sh *= np.uint64(0x100000001B3)
+            sh *= _SHINGLE_BASE
             sh += th[j : j + windows]
     return sh
 
