@@ -155,22 +155,29 @@ class Benchmark:
         self.vocab: dict[str, int] = {}
         self.snippets: list[tuple[str, str]] = []  # (anchor token, token-joined snippet)
         snippet_tokens: list[list[str]] = []
-        hashes = []
-        for prompt, solution in items:
+        every: list[str] = []  # every item's tokens, one item after the other
+        item_of: list[int] = []  # the item of each token
+        for k, (prompt, solution) in enumerate(items):
             whole = prompt + solution
-            for part in (whole, solution):
-                toks = TOKEN.findall(part)
+            whole_tokens = TOKEN.findall(whole)
+            for part, toks in ((whole, whole_tokens), (solution, TOKEN.findall(solution))):
                 if len(part.strip()) >= min_chars and toks:
                     anchor = max((t for t in toks if t[0].isalpha() or t[0] == "_"), key=len, default=toks[0])
                     self.snippets.append((anchor, " ".join(toks)))
                     snippet_tokens.append(toks)
-            toks = TOKEN.findall(whole)
-            ids = self._ids(toks, grow=True)
-            # Only distinctive windows are kept: at least half words and 8 different ones. `0 , 1 , 2 ...`,
-            # `' one ' : 1 , ...` or `for i in range(len(l)): for j in range(i + 1, len(l))` are in
-            # HumanEval and in thousands of unrelated files.
-            hashes.append(self._ngram_hashes(ids, self._distinctive(toks)))
-        self.hashes = _distinct(np.concatenate(hashes)) if hashes else np.zeros(0, dtype=np.uint64)
+            every += whole_tokens
+            item_of += [k] * len(whole_tokens)
+        # The n-grams of all items at once (numpy calls per item were most of the index's cost),
+        # without the windows that span two items. Only distinctive windows are kept: at least half
+        # words and 8 different ones. `0 , 1 , 2 ...`, `' one ' : 1 , ...` or `for i in range(len(l)):
+        # for j in range(i + 1, len(l))` are in HumanEval and in thousands of unrelated files.
+        ids = self._ids(every, grow=True)
+        keep = self._distinctive(every)
+        if len(keep):
+            item = np.asarray(item_of)
+            keep &= item[: len(keep)] == item[ngram - 1 :]
+        hashes = self._ngram_hashes(ids, keep)
+        self.hashes = _distinct(hashes)
         self.anchors = {a for a, _ in self.snippets}
         self._index_bytes(snippet_tokens)
 
