@@ -6,7 +6,9 @@
 `--baseline-src` runs the same benchmark with another checkout's `src` (before/after side by side:
 rounds alternate, each in a fresh interpreter, so both see the same machine load);
 `--check-identical` then compares the curated shards of both trees byte for byte (exit 1 if they
-differ). `--small-mb` (default 2, 0: none) also runs each tree on that smaller sample in every round:
+differ); `--compare-records` compares their documents instead (decompressed, by repo/path: the same
+record, a different record, or kept by one tree only), for changes that alter the bytes on purpose
+(the gzip level) or which near-duplicates are dropped. `--small-mb` (default 2, 0: none) also runs each tree on that smaller sample in every round:
 the line through the two sizes' median CPU seconds splits a run into a fixed cost per run (its
 intercept: imports, executor setup, the benchmark index) and a marginal rate (its slope, MB per CPU
 second), and projects what a bigger corpus costs per core (`--project-mb`, default 600). The
@@ -71,6 +73,32 @@ def _line(r: dict) -> str:
         f"{r['input_mb']} MB in {r['seconds']} s with {r['workers']} worker(s): {r['mb_per_s']} MB/s "
         f"({r['mb_per_s_per_worker']} MB/s per worker); {r['cpu_seconds']} CPU s: {r['mb_per_cpu_s']} MB/s per core; "
         f"{r['kept_documents']} documents kept"
+    )
+
+
+def _records(folder: Path) -> dict[str, str]:
+    """repo/path -> the JSON line of every curated document under `folder` (every split)."""
+    import gzip
+
+    out = {}
+    for shard in sorted(folder.rglob("*.jsonl.gz")):
+        with gzip.open(shard, "rt", encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                out[f"{rec['repo']}/{rec['path']}"] = line
+    return out
+
+
+def compare_records(a: Path, b: Path) -> str:
+    ra, rb = _records(a), _records(b)
+    common = ra.keys() & rb.keys()
+    differ = sorted(k for k in common if ra[k] != rb[k])
+    only_a, only_b = sorted(ra.keys() - rb.keys()), sorted(rb.keys() - ra.keys())
+    return (
+        f"curated documents: {len(common) - len(differ)} identical records, {len(differ)} different"
+        f"{' (' + ', '.join(differ[:5]) + ')' if differ else ''}, {len(only_a)} kept by this tree only"
+        f"{' (' + ', '.join(only_a[:8]) + ')' if only_a else ''}, {len(only_b)} by the baseline only"
+        f"{' (' + ', '.join(only_b[:8]) + ')' if only_b else ''}"
     )
 
 
@@ -155,6 +183,11 @@ def main() -> None:
         action="store_true",
         help="with --baseline-src: fail unless both trees write byte-identical curated shards",
     )
+    p.add_argument(
+        "--compare-records",
+        action="store_true",
+        help="with --baseline-src: compare the curated documents of both trees (decompressed, by repo/path)",
+    )
     p.add_argument("--profile", type=int, default=5, help="top costs of one extra profiled run (0: none)")
     p.add_argument(
         "--small-mb",
@@ -176,11 +209,14 @@ def main() -> None:
         for r in range(args.rounds):
             for name, src in trees:
                 loads.append(os.getloadavg()[0])
-                keep = Path(tmp) / name.replace(" ", "_") if args.check_identical and r == 0 else None
+                compare = args.check_identical or args.compare_records
+                keep = Path(tmp) / name.replace(" ", "_") if compare and r == 0 else None
                 results[name].append(_run(src, args.mb, args.workers, keep=keep))
                 if args.small_mb:
                     loads.append(os.getloadavg()[0])
                     small[name].append(_run(src, args.small_mb, args.workers))
+        if args.compare_records and len(trees) == 2:
+            lines.append(compare_records(Path(tmp) / "this_tree", Path(tmp) / "baseline"))
         if args.check_identical and len(trees) == 2:
             diff = _same_files(Path(tmp) / "this_tree", Path(tmp) / "baseline")
             shards = sum(1 for p in (Path(tmp) / "this_tree").rglob("*") if p.is_file())
