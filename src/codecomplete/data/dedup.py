@@ -115,9 +115,9 @@ def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
     value (`np.minimum.at`). A bin no shingle fell into takes the value of the first non-empty bin
     in a fixed random order of its own, so two files agree on a position with probability ~ their
     Jaccard similarity, as with `num_perm` permutations, for one hash per shingle instead of
-    `num_perm` (the 256 multiply-add-min passes cost 40% of a run). Which pairs are found is
-    measured on a planted set (`tests/data/neardup_cases.py`, docs/curate.md "Near dedup").
-    A repeated shingle changes no minimum: no `np.unique`.
+    `num_perm` (256 multiply-add-min passes over every shingle were ~20% of a profiled run).
+    Which pairs are found is measured on a planted set (`tests/data/neardup_cases.py`,
+    docs/curate.md "Near dedup, measured"). A repeated shingle changes no minimum: no `np.unique`.
     """
     key, order = _oph_params(num_perm, seed)
     h = shingle_hashes(text, n)
