@@ -269,6 +269,28 @@ class DedupStep(CurateStep):
                         yield i, best
 
 
+def _gauss_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.polynomial.legendre.leggauss(m)` (nodes and weights on [-1, 1]) by Newton's method on the
+    Legendre recurrence, all nodes at once. leggauss takes the eigenvalues of a matrix: one LAPACK call,
+    after which OpenBLAS's idle threads spin on the other cores (~0.1 CPU s per run, measured)."""
+    k = np.arange(1, m + 1, dtype=np.float64)
+    x = np.cos(np.pi * (k - 0.25) / (m + 0.5))  # the roots' classic first guesses, descending
+    for _ in range(100):
+        p0, p1 = np.ones_like(x), x.copy()
+        for n in range(2, m + 1):  # P_n from P_(n-1) and P_(n-2)
+            p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
+        dp = m * (x * p1 - p0) / (x * x - 1)  # P_m'
+        step = p1 / dp
+        x = x - step
+        if np.abs(step).max() < 1e-15:
+            break
+    p0, p1 = np.ones_like(x), x.copy()
+    for n in range(2, m + 1):
+        p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
+    dp = m * (x * p1 - p0) / (x * x - 1)
+    return x[::-1].copy(), (2 / ((1 - x * x) * dp * dp))[::-1].copy()
+
+
 @functools.lru_cache(maxsize=8)
 def _band_split(threshold: float, num_perm: int) -> tuple[int, int]:
     """datasketch's (bands, rows) for a threshold (`datasketch.lsh._optimal_param` with equal weights):
@@ -282,7 +304,7 @@ def _band_split(threshold: float, num_perm: int) -> tuple[int, int]:
     pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
     bands = np.array([b for b, _ in pairs], dtype=np.float64)[:, None]
     rows = np.array([r for _, r in pairs], dtype=np.float64)[:, None]
-    x, w = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+    x, w = _gauss_legendre(num_perm // 2 + 1)
     lo, lo_w = (x + 1) / 2 * threshold, w / 2 * threshold  # nodes on [0, threshold]
     hi, hi_w = threshold + (x + 1) / 2 * (1 - threshold), w / 2 * (1 - threshold)  # on [threshold, 1]
     false_pos = ((1 - (1 - lo[None, :] ** rows) ** bands) * lo_w).sum(axis=1)
