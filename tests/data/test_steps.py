@@ -12,7 +12,7 @@ from corpus import HUMANEVAL_0, MIT, clean_module
 
 from codecomplete.data import licenses
 from codecomplete.data.decontam import TOKEN, DecontaminationFilter, _DirectTable, _string_hash, token_hashes
-from codecomplete.data.dedup import IDENTIFIER, _band_split, identifier_hashes, minhash
+from codecomplete.data.dedup import IDENTIFIER, _band_split, identifier_hashes, lsh_query, minhash
 from codecomplete.data.document import Document
 from codecomplete.data.redact import Redactor
 from codecomplete.data.sources import git, local, python_env
@@ -191,6 +191,31 @@ def test_lsh_band_split_is_datasketchs_choice(num_perm):
 
     for threshold in (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
         assert _band_split(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), threshold
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7])
+def test_lsh_query_returns_datasketchs_candidates(threshold):
+    """The held-out leak check's numpy LSH query gives the candidates datasketch's MinHashLSH gives
+    when the targets are inserted and every other row is queried."""
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    rng = np.random.default_rng(0)
+    sig = rng.integers(0, 2**32, size=(400, 256), dtype=np.uint64).astype(np.uint32)
+    targets = list(range(0, 400, 8))
+    for i in range(1, 400, 2):  # half the other rows copy a share of one target's values
+        t, share = targets[i % len(targets)], rng.uniform(0.2, 1.0)
+        same = rng.random(256) < share
+        sig[i, same] = sig[t, same]
+    queries = [i for i in range(400) if i not in targets]
+    lsh = MinHashLSH(threshold=threshold, num_perm=256)
+    for t in targets:
+        lsh.insert(t, MinHash(num_perm=256, hashvalues=sig[t], scheme="affine32"), check_duplication=False)
+    expected = {
+        q: set(lsh.query(MinHash(num_perm=256, hashvalues=sig[q], scheme="affine32"))) for q in queries
+    }
+    got = lsh_query(sig, queries, targets, threshold, 256)
+    assert got == {q: c for q, c in expected.items() if c} and len(got) > 50
 
 
 def test_git_source_shallow_clones_and_reads_the_licence(corpus, tmp_path):

@@ -32,7 +32,6 @@ from codecomplete.data.document import ascii_proxy, write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
 from codecomplete.data.writers import heldout_entry
 
-SCHEME = "affine32"  # datasketch >= 2: 32-bit values, stored as uint32
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 
 
@@ -338,6 +337,40 @@ def lsh_candidates(
             members = sorted(idx[bucket].tolist())
             pairs.update((a, c) for k, a in enumerate(members) for c in members[k + 1 :])
     return sorted(pairs)
+
+
+def _band_keys(sig: np.ndarray, bands: int, width: int) -> np.ndarray:
+    """(bands, rows) uint64: each band's values of each row as one 64-bit key (a collision only adds
+    a candidate: the Jaccard check decides)."""
+    rows_sig = sig.astype(np.uint64)
+    keys = np.zeros((bands, len(sig)), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for b in range(bands):
+            for k in range(b * width, (b + 1) * width):
+                keys[b] = keys[b] * np.uint64(0x100000001B3) + rows_sig[:, k]
+    return keys
+
+
+def lsh_query(
+    sig: np.ndarray, queries: list[int], targets: list[int], threshold: float, num_perm: int
+) -> dict[int, set[int]]:
+    """Query row -> the target rows it shares an LSH band with: what inserting the targets into
+    datasketch's `MinHashLSH(threshold, num_perm)` and querying each query row returns (same band
+    split), with numpy and without importing datasketch (and scipy: ~0.5-1 CPU s per run)."""
+    if not queries or not targets:
+        return {}
+    bands, width = _band_split(threshold, num_perm)
+    q_idx, t_idx = np.asarray(queries, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+    q_keys, t_keys = _band_keys(sig[q_idx], bands, width), _band_keys(sig[t_idx], bands, width)
+    out: dict[int, set[int]] = {}
+    for b in range(bands):
+        order = np.argsort(t_keys[b], kind="stable")
+        sorted_keys = t_keys[b][order]
+        lo = np.searchsorted(sorted_keys, q_keys[b], side="left")
+        hi = np.searchsorted(sorted_keys, q_keys[b], side="right")
+        for qi in np.flatnonzero(hi > lo).tolist():
+            out.setdefault(int(q_idx[qi]), set()).update(t_idx[order[lo[qi] : hi[qi]]].tolist())
+    return out
 
 
 class DuplicateFilter(CodeFilter):
