@@ -6,7 +6,13 @@
 `--baseline-src` runs the same benchmark with another checkout's `src` (before/after side by side:
 rounds alternate, each in a fresh interpreter, so both see the same machine load);
 `--check-identical` then compares the curated shards of both trees byte for byte (exit 1 if they
-differ). One more run of each tree under cProfile gives the top costs by own time (`--profile N`,
+differ); `--compare-records` compares their documents instead (decompressed, by repo/path: the same
+record, a different record, or kept by one tree only), for changes that alter the bytes on purpose
+(the gzip level) or which near-duplicates are dropped. `--small-mb` (default 2, 0: none) also runs each tree on that smaller sample in every round:
+the line through the two sizes' median CPU seconds splits a run into a fixed cost per run (its
+intercept: imports, executor setup, the benchmark index) and a marginal rate (its slope, MB per CPU
+second), and projects what a bigger corpus costs per core (`--project-mb`, default 600). The
+headline stays MB per CPU second of the whole run at `--mb`. One more run of each tree under cProfile gives the top costs by own time (`--profile N`,
 0 for none; with one worker every task runs in the profiled process). `make bench` runs it with
 `--append BENCHMARKS.md`.
 """
@@ -70,6 +76,32 @@ def _line(r: dict) -> str:
     )
 
 
+def _records(folder: Path) -> dict[str, str]:
+    """repo/path -> the JSON line of every curated document under `folder` (every split)."""
+    import gzip
+
+    out = {}
+    for shard in sorted(folder.rglob("*.jsonl.gz")):
+        with gzip.open(shard, "rt", encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                out[f"{rec['repo']}/{rec['path']}"] = line
+    return out
+
+
+def compare_records(a: Path, b: Path) -> str:
+    ra, rb = _records(a), _records(b)
+    common = ra.keys() & rb.keys()
+    differ = sorted(k for k in common if ra[k] != rb[k])
+    only_a, only_b = sorted(ra.keys() - rb.keys()), sorted(rb.keys() - ra.keys())
+    return (
+        f"curated documents: {len(common) - len(differ)} identical records, {len(differ)} different"
+        f"{' (' + ', '.join(differ[:5]) + ')' if differ else ''}, {len(only_a)} kept by this tree only"
+        f"{' (' + ', '.join(only_a[:8]) + ')' if only_a else ''}, {len(only_b)} by the baseline only"
+        f"{' (' + ', '.join(only_b[:8]) + ')' if only_b else ''}"
+    )
+
+
 def _same_files(a: Path, b: Path) -> list[str]:
     """Relative paths whose bytes differ between two folders (or that one of them lacks)."""
     names = {p.relative_to(a) for p in a.rglob("*") if p.is_file()} | {
@@ -125,6 +157,20 @@ def _median(rs: list[dict], key: str) -> float:
     return sorted(r[key] for r in rs)[len(rs) // 2]
 
 
+def fixed_and_marginal(small: list[dict], big: list[dict], project_mb: float) -> dict:
+    """Fixed CPU seconds per run and marginal MB per CPU second, from the line through the median
+    CPU seconds of the runs at two sizes; and the whole-run MB per CPU second at `project_mb`."""
+    (x0, y0), (x1, y1) = ((_median(rs, "input_mb"), _median(rs, "cpu_seconds")) for rs in (small, big))
+    slope = (y1 - y0) / (x1 - x0)  # CPU s per MB
+    fixed = y0 - slope * x0
+    return {
+        "fixed_cpu_s": round(fixed, 2),
+        "marginal_mb_per_cpu_s": round(1 / slope, 2) if slope > 0 else float("inf"),
+        "project_mb": project_mb,
+        "projected_mb_per_cpu_s": round(project_mb / (fixed + slope * project_mb), 2),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mb", type=float, default=20.0, help="MB of standard-library code to curate")
@@ -137,19 +183,40 @@ def main() -> None:
         action="store_true",
         help="with --baseline-src: fail unless both trees write byte-identical curated shards",
     )
+    p.add_argument(
+        "--compare-records",
+        action="store_true",
+        help="with --baseline-src: compare the curated documents of both trees (decompressed, by repo/path)",
+    )
     p.add_argument("--profile", type=int, default=5, help="top costs of one extra profiled run (0: none)")
+    p.add_argument(
+        "--small-mb",
+        type=float,
+        default=2.0,
+        help="also run this size: fixed cost per run + marginal rate (0: no)",
+    )
+    p.add_argument(
+        "--project-mb", type=float, default=600.0, help="corpus size the marginal rate is projected to"
+    )
     p.add_argument("--append", default=None, help="append the result as a section of this Markdown file")
     args = p.parse_args()
     trees = [("this tree", SRC)] + ([("baseline", Path(args.baseline_src))] if args.baseline_src else [])
     results: dict[str, list[dict]] = {name: [] for name, _ in trees}
+    small: dict[str, list[dict]] = {name: [] for name, _ in trees}
     loads = []
     lines, costs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for name, src in trees:
                 loads.append(os.getloadavg()[0])
-                keep = Path(tmp) / name.replace(" ", "_") if args.check_identical and r == 0 else None
+                compare = args.check_identical or args.compare_records
+                keep = Path(tmp) / name.replace(" ", "_") if compare and r == 0 else None
                 results[name].append(_run(src, args.mb, args.workers, keep=keep))
+                if args.small_mb:
+                    loads.append(os.getloadavg()[0])
+                    small[name].append(_run(src, args.small_mb, args.workers))
+        if args.compare_records and len(trees) == 2:
+            lines.append(compare_records(Path(tmp) / "this_tree", Path(tmp) / "baseline"))
         if args.check_identical and len(trees) == 2:
             diff = _same_files(Path(tmp) / "this_tree", Path(tmp) / "baseline")
             shards = sum(1 for p in (Path(tmp) / "this_tree").rglob("*") if p.is_file())
@@ -167,9 +234,17 @@ def main() -> None:
         lines.insert(
             len([ln for ln in lines if ln.startswith("curate (")]), f"curate ({name}): {_line(best)}"
         )
+        split = fixed_and_marginal(small[name], rs, args.project_mb) if args.small_mb else {}
+        if split:
+            lines.append(
+                f"split ({name}): fixed {split['fixed_cpu_s']} CPU s per run + marginal "
+                f"{split['marginal_mb_per_cpu_s']} MB per CPU s (line through the median CPU s at "
+                f"{_median(small[name], 'input_mb')} and {_median(rs, 'input_mb')} MB); "
+                f"projected {args.project_mb:g} MB: {split['projected_mb_per_cpu_s']} MB/s per core"
+            )
         if args.json:
             print(json.dumps({"tree": name, **best, "median_mb_per_cpu_s": _median(rs, "mb_per_cpu_s"),
-                              "top_costs": costs.get(name, [])}))  # fmt: skip
+                              **split, "top_costs": costs.get(name, [])}))  # fmt: skip
     for name, top in costs.items():
         lines += [f"top {args.profile} costs under cProfile ({name}), {ln}" for ln in top]
     if not args.json:

@@ -60,10 +60,30 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return pw[:n], inv[:n]
 
 
+_LAST_TOKENS: tuple = (None, None, None)  # the last text, its token hashes, which are identifiers
+
+
 def token_hashes(text: str) -> np.ndarray:
     """One 64-bit hash per TOKEN match of an ASCII `text`, in order, computed with numpy on the bytes
     instead of a Python string per token (`TOKEN.findall` was the most expensive line of the
     curation): the hash of a token is `sum((byte + 1) * P**j)` over its bytes, from prefix sums."""
+    return token_spans(text)[0]
+
+
+def token_spans(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """`token_hashes(text)` and one flag per token: an identifier or a number (IDENTIFIER's tokens,
+    not punctuation). The last text's are kept: decontamination and the MinHash signature ask for
+    the same document one after the other (unless redaction changed it)."""
+    global _LAST_TOKENS
+    last = _LAST_TOKENS
+    if last[0] is text:
+        return last[1], last[2]
+    hashes, ident = _token_spans(text)
+    _LAST_TOKENS = (text, hashes, ident)  # one assignment: another thread reads one entry, never a mix
+    return hashes, ident
+
+
+def _token_spans(text: str) -> tuple[np.ndarray, np.ndarray]:
     data = text.encode("ascii")
     raw = np.frombuffer(data, dtype=np.uint8)
     n = len(raw)
@@ -91,15 +111,22 @@ def token_hashes(text: str) -> np.ndarray:
         weighted += np.uint64(1)
         weighted *= pw[:n]
         np.cumsum(weighted, out=prefix[1:])
-        return (prefix[ends] - prefix[starts]) * inv[starts]
+        return (prefix[ends] - prefix[starts]) * inv[starts], cls[starts] != _OTHER
 
 
-def _string_hash(token: str) -> int:
-    """`token_hashes`' hash of one ASCII token."""
+def _string_hash(token: str | bytes) -> int:
+    """`token_hashes`' hash of one token (of its UTF-8 bytes when it is not ASCII)."""
     h = 0
-    for j, byte in enumerate(token.encode("ascii")):
+    for j, byte in enumerate(token if isinstance(token, bytes) else token.encode("utf-8")):
         h = (h + (byte + 1) * pow(int(_P), j, 1 << 64)) & _MASK
     return h
+
+
+def _distinct(a: np.ndarray) -> np.ndarray:
+    """`np.unique(a)` (sorted distinct values) of a 1-d array; numpy 2's `unique` imports numpy.ma
+    to ask whether the array is masked, 30 ms of every run's start."""
+    a = np.sort(a)
+    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
 
 
 def _read_jsonl(path: str | Path) -> list[dict]:
@@ -128,22 +155,29 @@ class Benchmark:
         self.vocab: dict[str, int] = {}
         self.snippets: list[tuple[str, str]] = []  # (anchor token, token-joined snippet)
         snippet_tokens: list[list[str]] = []
-        hashes = []
-        for prompt, solution in items:
+        every: list[str] = []  # every item's tokens, one item after the other
+        item_of: list[int] = []  # the item of each token
+        for k, (prompt, solution) in enumerate(items):
             whole = prompt + solution
-            for part in (whole, solution):
-                toks = TOKEN.findall(part)
+            whole_tokens = TOKEN.findall(whole)
+            for part, toks in ((whole, whole_tokens), (solution, TOKEN.findall(solution))):
                 if len(part.strip()) >= min_chars and toks:
                     anchor = max((t for t in toks if t[0].isalpha() or t[0] == "_"), key=len, default=toks[0])
                     self.snippets.append((anchor, " ".join(toks)))
                     snippet_tokens.append(toks)
-            toks = TOKEN.findall(whole)
-            ids = self._ids(toks, grow=True)
-            # Only distinctive windows are kept: at least half words and 8 different ones. `0 , 1 , 2 ...`,
-            # `' one ' : 1 , ...` or `for i in range(len(l)): for j in range(i + 1, len(l))` are in
-            # HumanEval and in thousands of unrelated files.
-            hashes.append(self._ngram_hashes(ids, self._distinctive(toks)))
-        self.hashes = np.unique(np.concatenate(hashes)) if hashes else np.zeros(0, dtype=np.uint64)
+            every += whole_tokens
+            item_of += [k] * len(whole_tokens)
+        # The n-grams of all items at once (numpy calls per item were most of the index's cost),
+        # without the windows that span two items. Only distinctive windows are kept: at least half
+        # words and 8 different ones. `0 , 1 , 2 ...`, `' one ' : 1 , ...` or `for i in range(len(l)):
+        # for j in range(i + 1, len(l))` are in HumanEval and in thousands of unrelated files.
+        ids = self._ids(every, grow=True)
+        keep = self._distinctive(every)
+        if len(keep):
+            item = np.asarray(item_of)
+            keep &= item[: len(keep)] == item[ngram - 1 :]
+        hashes = self._ngram_hashes(ids, keep)
+        self.hashes = _distinct(hashes)
         self.anchors = {a for a, _ in self.snippets}
         self._index_bytes(snippet_tokens)
 
@@ -166,7 +200,7 @@ class Benchmark:
         ]
         # every distinct token of every snippet, snippet after snippet: a snippet can be in a text
         # only when all of its tokens are (one gather and one reduceat per text, not a loop)
-        distinct = [np.unique(np.array([ext[t] for t in toks], dtype=np.int64)) for toks in snippet_tokens]
+        distinct = [_distinct(np.array([ext[t] for t in toks], dtype=np.int64)) for toks in snippet_tokens]
         self._snippet_tokens = np.concatenate(distinct) if distinct else np.zeros(0, dtype=np.int64)
         self._snippet_offsets = np.cumsum([0] + [len(d) for d in distinct[:-1]]).astype(np.int64)
 

@@ -1,8 +1,9 @@
 """Exact and near deduplication.
 
 Three parts, because the expensive part is per document and parallel, the decision is global:
-- `SignatureStep` (every task): a hash of the normalised content and a 256-permutation MinHash of
-  the file's 5-gram shingles of identifier tokens, saved per task next to a sort key.
+- `SignatureStep` (every task): a hash of the normalised content and a 256-value MinHash signature
+  (one-permutation hashing, densified) of the file's 5-gram shingles of identifier tokens, saved per
+  task next to a sort key.
 - `DedupStep` (one task): exact groups by hash, then MinHash LSH (datasketch) over the survivors,
   clusters by union-find over candidate pairs whose estimated Jaccard reaches the threshold; each
   group keeps ONE file: the most permissive licence, then the most stars, then the first repo/path.
@@ -11,8 +12,8 @@ Three parts, because the expensive part is per document and parallel, the decisi
 - `DuplicateFilter` (every task of the write stage): drops what DedupStep removed.
 
 datatrove has MinHash steps of its own, but its clustering keeps a fixed member of each cluster;
-we need the licence/stars preference, so the clustering is ours the hashing
-vectorised numpy, and the LSH index datasketch's.
+we need the licence/stars preference, so the clustering is ours, the hashing vectorised numpy, and
+the LSH banding datasketch's band split computed in numpy.
 """
 
 from __future__ import annotations
@@ -21,17 +22,16 @@ import functools
 import hashlib
 import json
 import re
-import zlib
 from pathlib import Path
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
 
+from codecomplete.data.decontam import _string_hash, token_spans
 from codecomplete.data.document import ascii_proxy, write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
 from codecomplete.data.writers import heldout_entry
 
-SCHEME = "affine32"  # datasketch >= 2: 32-bit values, stored as uint32
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 
 
@@ -41,35 +41,16 @@ def normalized_hash(text: str) -> str:
     return hashlib.sha256("\n".join(filter(None, lines)).encode("utf-8")).hexdigest()
 
 
-_WORD_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
-_SPACED = bytes(c if c in _WORD_BYTES else 32 for c in range(256))  # a non-word byte becomes a space
-_SHAPE = bytes(48 if 48 <= c <= 57 else 97 if c in _WORD_BYTES else 32 for c in range(256))  # 0, a, space
-
-
-def identifier_tokens(text: str) -> list[bytes]:
-    """`IDENTIFIER.findall(text)`, encoded. An ASCII text (almost all code) is split by C loops:
-    every byte that is not `[A-Za-z0-9_]` becomes a space and `bytes.split` cuts there; then a run
-    that starts with digits and goes on with a letter (`0x1F`, `1e5`: the number and the name are
-    two tokens) is cut after its digits, found with numpy (the regex cost twice as much)."""
-    proxy, same = ascii_proxy(text)  # a non-ASCII character is no part of an identifier: a space
+def identifier_hashes(text: str) -> np.ndarray:
+    """One 64-bit hash per `IDENTIFIER.findall(text)` token, in order: decontamination's numpy
+    tokenizer on the bytes (`token_spans`, its identifier and number tokens; the same document's are
+    kept from the decontamination step), on `ascii_proxy`'s stand-in for a text with a few non-ASCII
+    characters (none of which is part of an identifier); the regex only for a non-ASCII digit."""
+    proxy, same = ascii_proxy(text)
     if not same:
-        return [t.encode() for t in IDENTIFIER.findall(text)]
-    raw = proxy.encode("ascii")
-    spaced = raw.translate(_SPACED)
-    shape = raw.translate(_SHAPE)
-    if b"0a" in shape:
-        s = np.frombuffer(shape, dtype=np.uint8)
-        cuts = []
-        for i in (np.flatnonzero((s[1:] == 97) & (s[:-1] == 48)) + 1).tolist():
-            j = i - 1
-            while j >= 0 and s[j] == 48:
-                j -= 1
-            if j < 0 or s[j] == 32:  # the run started with these digits
-                cuts.append(i)
-        if cuts:
-            bounds = [0, *cuts, len(spaced)]
-            spaced = b" ".join(spaced[a:b] for a, b in zip(bounds, bounds[1:], strict=False))
-    return spaced.split()
+        return np.array([_string_hash(t) for t in IDENTIFIER.findall(text)], dtype=np.uint64)
+    hashes, ident = token_spans(proxy)
+    return hashes[ident]
 
 
 def shingles(text: str, n: int) -> set[bytes]:
@@ -79,56 +60,79 @@ def shingles(text: str, n: int) -> set[bytes]:
     return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
 
 
-_PERMS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def _perms(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (num_perm,) multipliers and offsets of the permutations (a row each: shingles go down)."""
-    if (num_perm, seed) not in _PERMS:
-        rng = np.random.default_rng(seed)
-        a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-        b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-        _PERMS[(num_perm, seed)] = (a, b)
-    return _PERMS[(num_perm, seed)]
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place: a bijection of uint64 whose every output bit depends on
+    every input bit (the shingle polynomial's low bits alone are not uniform)."""
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= _MIX1
+        x ^= x >> np.uint64(27)
+        x *= _MIX2
+        x ^= x >> np.uint64(31)
+    return x
 
 
-_STEP = 256  # shingles per block: a (256, num_perm) uint64 block stays in the L2 cache
+@functools.lru_cache(maxsize=8)
+def _oph_params(num_perm: int, seed: int) -> tuple[np.uint64, np.ndarray]:
+    """The seed's key (xored into every shingle hash before mixing) and the densification order:
+    row i is a random order of the bins an empty bin i borrows from (the first non-empty one)."""
+    rng = np.random.default_rng(seed)
+    key = np.uint64(rng.integers(0, 2**63, dtype=np.uint64))
+    order = np.argsort(rng.random((num_perm, num_perm)), axis=1)
+    return key, order
 
 
-def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
-    """(num_perm,) uint32 MinHash of the file's n-gram shingles of identifier tokens.
+# not the token hash's base (0x100000001B3): with the same base, a shingle's hash would be one
+# polynomial of its bytes, equal for different splits of the same bytes into tokens
+_SHINGLE_BASE = np.uint64(0x9E3779B97F4A7C15)
 
-    Vectorised (datasketch's `update_batch` hashes each shingle with sha1 in Python, ~5x slower):
-    tokens are hashed with crc32, a shingle is a polynomial of its n token hashes, and each
-    permutation is a multiply-add-shift hash of it, `((a * x + b) mod 2**64) >> 32`. The shift is
-    monotonic, so it is taken once on each permutation's minimum instead of on every product. The
-    values go into the LSH unchanged.
-    """
-    toks = identifier_tokens(text)
-    th = np.fromiter(
-        map(zlib.crc32, toks), dtype=np.uint64, count=len(toks)
-    )  # cheaper than a dict of distinct
+
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """(windows,) uint64: each n-gram of identifier tokens as a polynomial of its tokens' hashes."""
+    th = identifier_hashes(text)
     if len(th) == 0:
         th = np.zeros(1, dtype=np.uint64)
     k = min(n, len(th))
     windows = len(th) - k + 1
-    sh = np.zeros(windows, dtype=np.uint64)
+    sh = th[:windows].copy()
     with np.errstate(over="ignore"):
-        for j in range(k):
-            sh = sh * np.uint64(0x100000001B3) + th[j : j + windows]
-        # a repeated shingle changes no minimum: no np.unique (a sort costs more than the repeats)
-        a, b = _perms(num_perm, seed)
-        tmp = np.empty((min(_STEP, len(sh)), num_perm), dtype=np.uint64)
-        out = None
-        for start in range(0, len(sh), _STEP):
-            chunk = sh[start : start + _STEP]
-            t = tmp[: len(chunk)]
-            np.multiply(chunk[:, None], a[None, :], out=t)
-            t += b
-            low = t.min(axis=0)
-            out = low if out is None else np.minimum(out, low, out=out)
-    out >>= np.uint64(32)
-    return out.astype(np.uint32)
+        for j in range(1, k):
+            sh *= _SHINGLE_BASE
+            sh += th[j : j + windows]
+    return sh
+
+
+def minhash(text: str, num_perm: int, n: int, seed: int) -> np.ndarray:
+    """(num_perm,) uint32 MinHash signature of the file's n-gram shingles of identifier tokens, by
+    one-permutation hashing with optimal densification (Li, Owen & Zhang 2012; Shrivastava 2017).
+
+    One 64-bit hash per shingle (the seed's key xored in, then splitmix64's finaliser): its high
+    word picks one of `num_perm` bins, its low word is the value, and each bin keeps its smallest
+    value (`np.minimum.at`). A bin no shingle fell into takes the value of the first non-empty bin
+    in a fixed random order of its own, so two files agree on a position with probability ~ their
+    Jaccard similarity, as with `num_perm` permutations, for one hash per shingle instead of
+    `num_perm` (256 multiply-add-min passes over every shingle were ~20% of a profiled run).
+    Which pairs are found is measured on a planted set (`tests/data/neardup_cases.py`,
+    docs/curate.md "Near dedup, measured"). A repeated shingle changes no minimum: no `np.unique`.
+    """
+    key, order = _oph_params(num_perm, seed)
+    h = shingle_hashes(text, n)
+    h ^= key
+    _mix64(h)
+    with np.errstate(over="ignore"):
+        bins = (((h >> np.uint64(32)) * np.uint64(num_perm)) >> np.uint64(32)).astype(np.intp)  # fastrange
+    out = np.full(num_perm, 0xFFFFFFFF, dtype=np.uint32)
+    np.minimum.at(out, bins, h.astype(np.uint32))  # the low word
+    filled = np.zeros(num_perm, dtype=bool)
+    filled[bins] = True  # not `out < 2**32 - 1`: that value can be a minimum
+    if not filled.all():
+        empty = np.flatnonzero(~filled)
+        rows = order[empty]  # (empty, num_perm)
+        out[empty] = out[rows[np.arange(len(empty)), np.argmax(filled[rows], axis=1)]]
+    return out
 
 
 class SignatureStep(CurateStep):
@@ -264,6 +268,28 @@ class DedupStep(CurateStep):
                         yield i, best
 
 
+def _gauss_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.polynomial.legendre.leggauss(m)` (nodes and weights on [-1, 1]) by Newton's method on the
+    Legendre recurrence, all nodes at once. leggauss takes the eigenvalues of a matrix: one LAPACK call,
+    after which OpenBLAS's idle threads spin on the other cores (~0.1 CPU s per run, measured)."""
+    k = np.arange(1, m + 1, dtype=np.float64)
+    x = np.cos(np.pi * (k - 0.25) / (m + 0.5))  # the roots' classic first guesses, descending
+    for _ in range(100):
+        p0, p1 = np.ones_like(x), x.copy()
+        for n in range(2, m + 1):  # P_n from P_(n-1) and P_(n-2)
+            p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
+        dp = m * (x * p1 - p0) / (x * x - 1)  # P_m'
+        step = p1 / dp
+        x = x - step
+        if np.abs(step).max() < 1e-15:
+            break
+    p0, p1 = np.ones_like(x), x.copy()
+    for n in range(2, m + 1):
+        p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
+    dp = m * (x * p1 - p0) / (x * x - 1)
+    return x[::-1].copy(), (2 / ((1 - x * x) * dp * dp))[::-1].copy()
+
+
 @functools.lru_cache(maxsize=8)
 def _band_split(threshold: float, num_perm: int) -> tuple[int, int]:
     """datasketch's (bands, rows) for a threshold (`datasketch.lsh._optimal_param` with equal weights):
@@ -277,7 +303,7 @@ def _band_split(threshold: float, num_perm: int) -> tuple[int, int]:
     pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
     bands = np.array([b for b, _ in pairs], dtype=np.float64)[:, None]
     rows = np.array([r for _, r in pairs], dtype=np.float64)[:, None]
-    x, w = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+    x, w = _gauss_legendre(num_perm // 2 + 1)
     lo, lo_w = (x + 1) / 2 * threshold, w / 2 * threshold  # nodes on [0, threshold]
     hi, hi_w = threshold + (x + 1) / 2 * (1 - threshold), w / 2 * (1 - threshold)  # on [threshold, 1]
     false_pos = ((1 - (1 - lo[None, :] ** rows) ** bands) * lo_w).sum(axis=1)
@@ -311,6 +337,40 @@ def lsh_candidates(
             members = sorted(idx[bucket].tolist())
             pairs.update((a, c) for k, a in enumerate(members) for c in members[k + 1 :])
     return sorted(pairs)
+
+
+def _band_keys(sig: np.ndarray, bands: int, width: int) -> np.ndarray:
+    """(bands, rows) uint64: each band's values of each row as one 64-bit key (a collision only adds
+    a candidate: the Jaccard check decides)."""
+    rows_sig = sig.astype(np.uint64)
+    keys = np.zeros((bands, len(sig)), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for b in range(bands):
+            for k in range(b * width, (b + 1) * width):
+                keys[b] = keys[b] * np.uint64(0x100000001B3) + rows_sig[:, k]
+    return keys
+
+
+def lsh_query(
+    sig: np.ndarray, queries: list[int], targets: list[int], threshold: float, num_perm: int
+) -> dict[int, set[int]]:
+    """Query row -> the target rows it shares an LSH band with: what inserting the targets into
+    datasketch's `MinHashLSH(threshold, num_perm)` and querying each query row returns (same band
+    split), with numpy and without importing datasketch (and scipy: ~0.5-1 CPU s per run)."""
+    if not queries or not targets:
+        return {}
+    bands, width = _band_split(threshold, num_perm)
+    q_idx, t_idx = np.asarray(queries, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+    q_keys, t_keys = _band_keys(sig[q_idx], bands, width), _band_keys(sig[t_idx], bands, width)
+    out: dict[int, set[int]] = {}
+    for b in range(bands):
+        order = np.argsort(t_keys[b], kind="stable")
+        sorted_keys = t_keys[b][order]
+        lo = np.searchsorted(sorted_keys, q_keys[b], side="left")
+        hi = np.searchsorted(sorted_keys, q_keys[b], side="right")
+        for qi in np.flatnonzero(hi > lo).tolist():
+            out.setdefault(int(q_idx[qi]), set()).update(t_idx[order[lo[qi] : hi[qi]]].tolist())
+    return out
 
 
 class DuplicateFilter(CodeFilter):

@@ -121,7 +121,9 @@ class AtomicGzipJsonl:
     0 so the same documents always give the same bytes (resumed runs are byte-identical).
     """
 
-    def __init__(self, path: str | Path, compresslevel: int = 6):
+    # gzip level 4: on 20.9 MB of standard-library JSON lines 0.35 CPU s and 4.47 MB, against 0.70 s
+    # and 4.20 MB at gzip's default 6 (+6.5% on disk for half the cost; level 1: 0.22 s, 5.26 MB)
+    def __init__(self, path: str | Path, compresslevel: int = 4):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")

@@ -24,7 +24,8 @@ documents at once (the dedup stage), which documents of non-held-out repositorie
 
 "Resembles" = same normalised hash, or a MinHash Jaccard estimate of at least `similarity` (0.5:
 lower than dedup's 0.7, because a modified copy still teaches the held-out code) with one held-out
-file, found with a MinHash LSH index of the held-out files only.
+file, found with a MinHash LSH index of the held-out files only (datasketch's band split, in numpy:
+`dedup.lsh_query`).
 
 - `heldout_copied`: a folder of any name in which at least `fork_overlap` of the files (and
   `fork_min_files`) resemble files of one held-out repository (`mylib/_http/` holding httpx under
@@ -46,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import DocumentsPipeline
 
-from codecomplete.data.dedup import SCHEME
+from codecomplete.data.dedup import lsh_query
 from codecomplete.data.document import write_json_atomic
 from codecomplete.data.steps import CodeFilter, CurateStep
 from codecomplete.data.writers import heldout_entry
@@ -121,15 +122,9 @@ def resemblance(
             out[i] = set(by_hash[key[1]])
     if sig is None or len(sig) != len(keys) or not held:
         return out
-    from datasketch import MinHash, MinHashLSH  # here: importing it costs ~1 CPU s (scipy)
-
-    lsh = MinHashLSH(threshold=similarity, num_perm=num_perm)
-    for i in held:
-        lsh.insert(i, MinHash(num_perm=num_perm, seed=seed, hashvalues=sig[i], scheme=SCHEME), check_duplication=False)  # fmt: skip
-    for i in range(len(keys)):
-        if i in held:
-            continue
-        for j in lsh.query(MinHash(num_perm=num_perm, seed=seed, hashvalues=sig[i], scheme=SCHEME)):
+    others = [i for i in range(len(keys)) if i not in held]
+    for i, candidates in sorted(lsh_query(sig, others, sorted(held), similarity, num_perm).items()):
+        for j in sorted(candidates):
             # LSH gives candidates; the estimated Jaccard decides.
             if np.mean(sig[i] == sig[j]) >= similarity:
                 out.setdefault(i, set()).add(held[j])

@@ -284,16 +284,21 @@ class _Gates:
     `str.find` scan of the whole text per needle (40 needles were the most expensive part of the
     redaction)."""
 
-    def __init__(self, needles):
-        self.needles = tuple(needles)
+    def __init__(self, needles, folded=()):
+        """`folded`: lower-case needles found in any case (`text.lower()` holds them there)."""
+        self.needles = tuple(needles) + tuple(folded)
+        self.folded = frozenset(folded)
         self.table = np.zeros(1 << 21, dtype=bool)
         self.first: dict[int, list[str]] = {}
         for needle in self.needles:
-            head = [ord(c) for c in needle[:3]]
-            for third in [head[2]] if len(head) == 3 else range(128):  # a 2-character needle: any third
-                code = head[0] << 14 | head[1] << 7 | third
-                self.table[code] = True
-                self.first.setdefault(code, []).append(needle)
+            cases = [(c.lower(), c.upper()) if needle in self.folded else (c,) for c in needle[:3]]
+            for head in {(a, b, c) for a in cases[0] for b in cases[1] for c in (cases + [[""]])[2]}:
+                codes = [ord(c) for c in head if c]
+                for third in [codes[2]] if len(codes) == 3 else range(128):  # 2 characters: any third
+                    code = codes[0] << 14 | codes[1] << 7 | third
+                    self.table[code] = True
+                    if needle not in self.first.setdefault(code, []):
+                        self.first[code].append(needle)
 
     def find(self, text: str) -> list[int]:
         return [i for i, _ in self.find_needles(text)]
@@ -307,8 +312,13 @@ class _Gates:
         codes = (raw[:-2] << 14) | (raw[1:-1] << 7) | raw[2:]
         at = np.flatnonzero(self.table[codes])
         out = []
+        folded = self.folded
         for i, code in zip(at.tolist(), codes[at].tolist(), strict=True):
-            out.extend((i, needle) for needle in self.first[code] if text.startswith(needle, i))
+            for needle in self.first[code]:
+                if text.startswith(needle, i) or (
+                    needle in folded and text[i : i + len(needle)].lower() == needle
+                ):
+                    out.append((i, needle))
         return out
 
 
@@ -335,7 +345,9 @@ def _on_lines(text: str, positions: list[int], fn) -> str:
 _API_KEY_GATES = _Gates(API_KEY_GATES)
 _SECRET_GATES = _Gates(SECRET_GATES)
 _DETECT_SECRETS_GATES = _Gates(DETECT_SECRETS_GATES)
-_LOWER_GATES = _Gates(SECRET_GATES + DETECT_SECRETS_GATES)
+# every gate in one pass over the text: the vendor prefixes as written, the names in any case
+_ALL_GATES = _Gates(API_KEY_GATES, folded=SECRET_GATES + DETECT_SECRETS_GATES)
+_API_KEY_NEEDLES = frozenset(API_KEY_GATES)
 
 
 class Redactor:
@@ -374,8 +386,9 @@ class Redactor:
         # the pipeline together.
         lower = text.lower()
         original = text
-        # the secret-name and detect-secrets gates in one pass over the lower-case text
-        lower_hits = _LOWER_GATES.find_needles(lower) if self.secrets else []
+        # the vendor-prefix, secret-name and detect-secrets gates in one pass over the text
+        all_hits = _ALL_GATES.find_needles(text) if self.secrets else []
+        lower_hits = [(i, needle) for i, needle in all_hits if needle not in _API_KEY_NEEDLES]
         if self.secrets:
             if "private key" in lower:  # a block spans lines: the whole text
                 text = sub(PRIVATE_KEY, "private_key", "<PRIVATE_KEY>")(text)
@@ -383,7 +396,10 @@ class Redactor:
                 text = _on_lines(text, _finds(text.lower(), ("eyj",)), sub(JWT, "jwt", "<JWT>"))
             if "://" in text and any(g in lower for g in WEBHOOK_GATES):
                 text = _on_lines(text, _finds(text, ("://",)), sub(WEBHOOK, "webhook_url", "<WEBHOOK_URL>"))
-            hits = _API_KEY_GATES.find(text)
+            if text is original:
+                hits = [i for i, needle in all_hits if needle in _API_KEY_NEEDLES]
+            else:  # an earlier pattern changed the text
+                hits = _API_KEY_GATES.find(text)
             if hits:
                 text = _on_lines(text, hits, sub(API_KEYS, "api_key", "<API_KEY>"))
             if "secret" in lower:
