@@ -130,28 +130,9 @@ def planted(bases: int = 40, unrelated: int = 100, seed: int = 0) -> Planted:
     return Planted(ids, texts, family)
 
 
-def _components(n: int, pairs) -> list[list[int]]:
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in pairs:
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return [g for g in groups.values() if len(g) > 1]
-
-
 def score(p: Planted, threshold: float = 0.7, num_perm: int = 256, ngram: int = 5, seed: int = 1) -> dict:
     """Pair and file recall/precision of the pipeline's near dedup on a planted set."""
-    from codecomplete.data.dedup import DedupStep, lsh_candidates, minhash, shingles
+    from codecomplete.data.dedup import DedupStep, clusters, lsh_candidates, minhash, shingles
 
     sets = [shingles(t, ngram) for t in p.texts]
     sig = np.stack([minhash(t, num_perm, ngram, seed) for t in p.texts])
@@ -181,7 +162,7 @@ def score(p: Planted, threshold: float = 0.7, num_perm: int = 256, ngram: int = 
     # files: what union-find over the true pairs would remove vs what the pipeline removes
     keys = [[doc_id, "", 1, 0, doc_id.split("/")[0]] for doc_id in p.ids]
     truth_pairs = {pair for pair, j in exact.items() if j >= threshold}
-    expected = {i for g in _components(len(rows), truth_pairs) for i in g if i != min(g)}
+    expected = {i for g in clusters(range(len(rows)), truth_pairs) for i in g if i != min(g)}
     step = DedupStep("", "", 1, exact=False, near=True, threshold=threshold, num_perm=num_perm, seed=seed)
     removed = {i for i, _best in step._near_clusters(sig, rows, keys)}
     err = {(i, j): np.mean(sig[i] == sig[j]) - j_ for (i, j), j_ in planted_pairs.items() if j_ >= 0.5}

@@ -61,13 +61,17 @@ def test_same_tokens_aborts_queue_and_metrics_across_the_pipe(tiny_model_dir):
             assert events[0].prompt_token_ids and events[0].prompt_text
             assert engine.health().ok
 
-            # One running, one waiting: the third finds the queue full (429 in the API).
-            long = SamplingParams(max_tokens=400, temperature=0, ignore_eos=True)
+            # One running, one waiting: the third finds the queue full (429 in the API). The
+            # engine is frozen while b and c are sent, so both reach it while a still runs.
+            long = SamplingParams(max_tokens=200, temperature=0, ignore_eos=True)
             first = engine.generate(GenerationRequest("a", long, prompt="a"))
             assert (await first.__anext__()).choices
-            second = engine.generate(GenerationRequest("b", long, prompt="b"))
-            await asyncio.sleep(0.2)  # b reaches the engine's queue
-            third = engine.generate(GenerationRequest("c", long, prompt="c"))
+            os.kill(engine.pid, signal.SIGSTOP)
+            try:
+                second = engine.generate(GenerationRequest("b", long, prompt="b"))
+                third = engine.generate(GenerationRequest("c", long, prompt="c"))
+            finally:
+                os.kill(engine.pid, signal.SIGCONT)
             with pytest.raises(QueueFullError):
                 await third.__anext__()
             await first.aclose()  # a client that went away: the request is aborted

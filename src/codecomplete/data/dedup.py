@@ -243,29 +243,34 @@ class DedupStep(CurateStep):
 
     def _near_clusters(self, sig: np.ndarray, alive: list[int], keys: list[list]):
         pairs = lsh_candidates(sig, alive, self.threshold, self.num_perm)
-        parent = {i: i for i in alive}
+        # LSH gives candidates; the estimated Jaccard decides (fewer false positives).
+        close = ((i, j) for i, j in pairs if np.mean(sig[i] == sig[j]) >= self.threshold)
+        for members in clusters(alive, close):
+            best = min(members, key=lambda i: _keep_key(keys[i], self.heldout))
+            for i in members:
+                if i != best:
+                    yield i, best
 
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
 
-        for i, j in pairs:
-            # LSH gives candidates; the estimated Jaccard decides (fewer false positives).
-            if np.mean(sig[i] == sig[j]) >= self.threshold:
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-        clusters: dict[int, list[int]] = {}
-        for i in alive:
-            clusters.setdefault(find(i), []).append(i)
-        for members in clusters.values():
-            if len(members) > 1:
-                best = min(members, key=lambda i: _keep_key(keys[i], self.heldout))
-                for i in members:
-                    if i != best:
-                        yield i, best
+def clusters(items, pairs) -> list[list[int]]:
+    """The groups of two or more `items` that `pairs` connect (union-find with path halving; each
+    root is its group's smallest item), in the order of `items`."""
+    parent = {i: i for i in items}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in items:
+        groups.setdefault(find(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def _gauss_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,8 @@ The two talk over one `multiprocessing` pipe:
 
 A step's outputs for all its streams travel as one message, read by the event loop itself
 (`add_reader` on the pipe), so there is no extra thread in the server process. Metrics and health
-are the engine's latest status message (at most ~50 ms old while it works). When the engine
+are the engine's latest status message (at most ~50 ms old while it works, and sent before the
+last event of any request, so a client that has its answer sees it counted). When the engine
 process dies (killed, out of memory), every open stream ends with an error event and health turns
 not-ok with the exit code; the server process stays up to answer it.
 """
@@ -26,6 +27,7 @@ not-ok with the exit code; the server process stays up to answer it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import multiprocessing
@@ -249,8 +251,10 @@ def engine_process_main(config: EngineConfig, conn, log_level: int) -> None:
         _EngineLoop(core, conn).run()
     finally:
         trimmer.stop()
-    # Everything the server needs was sent. Skip the interpreter's teardown (unloading torch and
-    # the model took seconds on a loaded machine, inside the server's shutdown budget).
+    # Everything the server needs was sent. Run the exit handlers (multiprocessing's unlink the
+    # semaphores that imported libraries made) but skip the interpreter's teardown: unloading torch
+    # and the model took seconds on a loaded machine, inside the server's shutdown budget.
+    atexit._run_exitfuncs()
     logging.shutdown()
     os._exit(0)
 
@@ -274,8 +278,14 @@ class _EngineLoop:
         core = self.core
         while not self.stop.is_set():
             worked = core.step()
-            self._flush()
             now = time.monotonic()
+            with self.pending_lock:
+                ended = any(out.finished for _, out in self.pending)
+            if ended:
+                # Counters first: a client that reads /metrics right after its last event sees
+                # its own request counted (one pipe, so the order holds).
+                self._status(now)
+            self._flush()
             if worked:
                 if now - self.last_status >= STATUS_INTERVAL_S:
                     self._status(now)
