@@ -201,9 +201,18 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
 
 
 def rss_mib(pid: int) -> float:
+    """The server's resident memory: its process and its children (the engine process, which holds
+    the model and the KV cache under `--engine-process`)."""
     import psutil
 
-    return psutil.Process(pid).memory_info().rss / 2**20
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
 
 
 # --- the run -------------------------------------------------------------------------------------
