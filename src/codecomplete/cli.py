@@ -315,6 +315,17 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
         failures.append(exc)
         server.should_exit = True
 
+    died: list[str] = []
+
+    def on_engine_dead(why: str) -> None:
+        # The engine process is gone (killed, out of memory): open streams have ended with an
+        # error; the server stops too, with an error status, for its supervisor to restart it.
+        died.append(why)
+        server.should_exit = True
+
+    if hasattr(engine, "on_dead"):
+        engine.on_dead = on_engine_dead
+
     app = build_app(
         settings,
         engine,
@@ -335,6 +346,8 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
         "listening on http://%s:%d (loading %s)", settings.host, settings.port, model
     )
     server.run()
+    if died:
+        raise SystemExit(f"serve: {died[0]}; stopping so that a supervisor restarts the server")
     if failures:
         exc = failures[0]
         raise SystemExit(f"serve: the model failed to load: {type(exc).__name__}: {exc}")

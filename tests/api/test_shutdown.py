@@ -171,3 +171,29 @@ def test_draining_refuses_new_requests_and_cuts_streams_at_the_timeout():
 def _server_loop(server: ServerThread) -> asyncio.AbstractEventLoop:
     # uvicorn runs the app in the thread's loop; its servers hold a reference to it.
     return server.server.servers[0].get_loop()
+
+
+def test_a_dead_engine_process_stops_the_server_with_an_error(long_context_model):
+    """The engine runs in its own process (`--engine-process`); when it is killed (the kernel's OOM
+    killer, an operator), the open stream ends with an error event and the server exits non-zero, so
+    that Docker's restart policy or systemd starts it again instead of a server that can only fail."""
+    import psutil
+
+    proc, base = start_server(long_context_model, "--engine-process", "on")
+    try:
+        engines = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(engines) == 1, "the engine runs in a child process"
+        s = Stream(base, 4000)
+        s.start()
+        assert s.first.wait(60)
+        engines[0].kill()
+        proc.wait(30)
+        assert proc.returncode == 1
+        s.join(10)
+        events = parse_sse(s.raw)
+        assert "error" in events[-1] and "engine process exited" in events[-1]["error"]["message"]
+        assert "supervisor restarts the server" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

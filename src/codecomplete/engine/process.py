@@ -21,7 +21,9 @@ A step's outputs for all its streams travel as one message, read by the event lo
 are the engine's latest status message (at most ~50 ms old while it works, and sent before the
 last event of any request, so a client that has its answer sees it counted). When the engine
 process dies (killed, out of memory), every open stream ends with an error event and health turns
-not-ok with the exit code; the server process stays up to answer it.
+not-ok with the exit code; `serve` then stops the server with an error (exit status 1, after the
+streams have their error event) so that its supervisor (Docker's restart policy, systemd) starts it
+again: a server whose engine is gone could only answer errors.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from codecomplete.engine.client import EngineClient, QueueFullError
@@ -65,6 +67,10 @@ class ProcessEngine(EngineClient):
         self._load_error = ""
         self._dead = ""  # why the engine process is gone ("" while it runs)
         self._stopping = False
+        # Called once with the reason when the engine process dies on its own (`serve` sets it
+        # to stop the server with an error, so that its supervisor restarts it: a server whose
+        # engine is gone can only answer errors).
+        self.on_dead: Callable[[str], None] | None = None
         self.model_info = None  # set by start()
 
     @property
@@ -198,6 +204,8 @@ class ProcessEngine(EngineClient):
                 RequestOutput(str(handle), finished=True, error=EngineError(f"{why}; the request was lost"))
             )
         self._streams.clear()
+        if why != "the engine stopped" and self.on_dead is not None:
+            self.on_dead(why)
 
     # --- health and metrics -----------------------------------------------------------------
 
