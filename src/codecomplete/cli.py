@@ -346,11 +346,11 @@ def _run_serve(args: argparse.Namespace, extra: list[str]) -> int:
         "listening on http://%s:%d (loading %s)", settings.host, settings.port, model
     )
     server.run()
-    if died:
-        raise SystemExit(f"serve: {died[0]}; stopping so that a supervisor restarts the server")
     if failures:
         exc = failures[0]
         raise SystemExit(f"serve: the model failed to load: {type(exc).__name__}: {exc}")
+    if died:
+        raise SystemExit(f"serve: {died[0]}; stopping so that a supervisor restarts the server")
     return 0
 
 

@@ -112,7 +112,7 @@ class ProcessEngine(EngineClient):
         if self._proc is None:
             return
         self._stopping = True
-        if not self._dead:
+        if not self._dead and self.model_info is not None and self._proc.is_alive():
             self._send(("stop",))
         await asyncio.to_thread(self._proc.join, 30)
         if self._proc.is_alive():
@@ -157,7 +157,11 @@ class ProcessEngine(EngineClient):
         try:
             self._conn.send(msg)
         except (OSError, ValueError) as exc:  # the engine process is gone
-            self._gone(f"the engine process is gone ({type(exc).__name__}: {exc})")
+            self._gone(
+                "the engine stopped"
+                if self._stopping
+                else f"the engine process is gone ({type(exc).__name__}: {exc})"
+            )
 
     # --- what the engine sends --------------------------------------------------------------
 
