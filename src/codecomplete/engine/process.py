@@ -115,9 +115,9 @@ class ProcessEngine(EngineClient):
         if not self._dead and self.model_info is not None and self._proc.is_alive():
             self._send(("stop",))
         await asyncio.to_thread(self._proc.join, 30)
-        if self._proc.is_alive():
-            log.warning("the engine process did not stop within 30 s; terminating it")
-            self._proc.terminate()
+        if self._proc.is_alive():  # (it ignores SIGTERM: see engine_process_main)
+            log.warning("the engine process did not stop within 30 s; killing it")
+            self._proc.kill()
             await asyncio.to_thread(self._proc.join, 5)
         self._gone("the engine stopped")
 
