@@ -280,19 +280,21 @@ def _gauss_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
     k = np.arange(1, m + 1, dtype=np.float64)
     x = np.cos(np.pi * (k - 0.25) / (m + 0.5))  # the roots' classic first guesses, descending
     for _ in range(100):
-        p0, p1 = np.ones_like(x), x.copy()
-        for n in range(2, m + 1):  # P_n from P_(n-1) and P_(n-2)
-            p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
-        dp = m * (x * p1 - p0) / (x * x - 1)  # P_m'
-        step = p1 / dp
+        p, dp = _legendre(m, x)
+        step = p / dp
         x = x - step
         if np.abs(step).max() < 1e-15:
             break
-    p0, p1 = np.ones_like(x), x.copy()
-    for n in range(2, m + 1):
-        p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
-    dp = m * (x * p1 - p0) / (x * x - 1)
+    _, dp = _legendre(m, x)
     return x[::-1].copy(), (2 / ((1 - x * x) * dp * dp))[::-1].copy()
+
+
+def _legendre(m: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P_m(x), P_m'(x)) by the three-term recurrence."""
+    p0, p1 = np.ones_like(x), x.copy()
+    for n in range(2, m + 1):  # P_n from P_(n-1) and P_(n-2)
+        p0, p1 = p1, ((2 * n - 1) * x * p1 - (n - 1) * p0) / n
+    return p1, m * (x * p1 - p0) / (x * x - 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -324,15 +326,10 @@ def lsh_candidates(
     one Python dict insert and query per file and band."""
     bands, width = _band_split(threshold, num_perm)
     idx = np.asarray(rows, dtype=np.int64)
-    rows_sig = sig[idx].astype(np.uint64)  # (len(rows), num_perm)
+    band_keys = _band_keys(sig[idx], bands, width)  # (bands, len(rows))
     pairs: set[tuple[int, int]] = set()
     for b in range(bands):
-        # a band's values as one 64-bit key (a collision only adds a candidate: the Jaccard check decides)
-        keys = np.zeros(len(idx), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for k in range(b * width, (b + 1) * width):
-                keys = keys * np.uint64(0x100000001B3) + rows_sig[:, k]
-        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(band_keys[b], return_inverse=True, return_counts=True)
         shared = np.flatnonzero(counts[inverse] > 1)  # rows whose bucket holds another row
         if len(shared) == 0:
             continue
