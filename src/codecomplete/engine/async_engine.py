@@ -100,20 +100,9 @@ class AsyncEngine(EngineClient):
         if self.core is None:
             return EngineHealth(ok=False, detail=self._load_error or "the model is not loaded yet")
         alive = self._thread is not None and self._thread.is_alive()
-        m = self.core.metrics()
-        failing = self.core.consecutive_failures >= 3
-        if not alive:
-            detail = "the engine loop is not running"
-        elif failing:
-            detail = f"the last {self.core.consecutive_failures} model steps failed: {self.core.last_error}"
-        else:
-            detail = "ok"
-        return EngineHealth(
-            ok=alive and not failing,
-            detail=detail,
-            queue_depth=int(m["queue_depth"]),
-            running=int(m["running"]),
-        )
+        core = self.core
+        gone = "" if alive else "the engine loop is not running"
+        return engine_health(gone, core.consecutive_failures, core.last_error, core.metrics())
 
     def metrics(self) -> dict[str, float]:
         return self.core.metrics() if self.core is not None else {"queue_depth": 0, "running": 0}
@@ -188,15 +177,40 @@ class _Outbox:
             queue.put_nowait(out)
 
 
+FAILING_STEPS = 3  # consecutive steps that failed with nobody to blame before health says not ok
+
+
+def engine_health(gone: str, failures: int, last_error: str, metrics: dict[str, float]) -> EngineHealth:
+    """The health of a loaded engine, wherever it runs: `gone` says why its loop is not running
+    ("" while it runs); `failures` consecutive failed steps, the last with `last_error`."""
+    if gone:
+        detail = gone
+    elif failures >= FAILING_STEPS:
+        detail = f"the last {failures} model steps failed: {last_error}"
+    else:
+        detail = "ok"
+    return EngineHealth(
+        ok=detail == "ok",
+        detail=detail,
+        queue_depth=int(metrics.get("queue_depth", 0)),
+        running=int(metrics.get("running", 0)),
+    )
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_cpu_threads(device: str) -> int | None:
     """Torch threads when --num-threads is not given: on the CPU, all cores but one, which the
     server's event loop (HTTP, SSE framing) needs. Measured on 2 cores with the bundled model
     (`make bench`, 2026-12-02): 2 torch threads made a lone request's latency 1050 ms against
     530 ms with 1, as the engine's threads and the event loop took turns on the cores. None: leave
     torch's default (a GPU, or a single-core machine)."""
-    import os
-
     if device not in ("cpu", "auto"):
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     return max(1, cores - 1) if cores > 1 else None

@@ -188,10 +188,20 @@ class EngineCore:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        after_step: Callable[[bool], None] | None = None,
+        idle_s: float = 0.5,
+    ) -> None:
+        """Step until `stop` is set, waiting up to `idle_s` for work when there is none;
+        `after_step(worked)` runs after every step (engine/process.py sends the step's outputs)."""
         while not stop.is_set():
-            if not self.step():
-                self._wake.wait(timeout=0.5)
+            worked = self.step()
+            if after_step is not None:
+                after_step(worked)
+            if not worked:
+                self._wake.wait(timeout=idle_s)
                 self._wake.clear()
         self.fail_all("the engine stopped")
 
@@ -428,11 +438,7 @@ class EngineCore:
             req.partial_kv = None
         if self.prefix_cache.enabled:
             for i, req in enumerate(reqs):
-                # Only a prompt that extends its cached prefix by prefix_min_tokens or more is
-                # worth a new entry (a copy of its whole KV). A keystroke's prompt is the last one
-                # plus a few characters: the next keystroke reuses the same entry and prefills a
-                # few more tokens, which costs the same as one (the step reads all the weights).
-                if len(req.prompt_ids) - (req.reused_prefix or 0) >= self.prefix_cache.min_tokens:
+                if self._worth_caching(req, len(req.prompt_ids)):
                     kv = self.runner.prefix_kv(batch, i, len(req.prompt_ids))
                     self._cache_prefix(req.prompt_ids, kv, kept=False)
         for i, full in full_logits.items():
@@ -541,9 +547,17 @@ class EngineCore:
             return
         row = batch.seqs.index(seq)
         cached = int(batch.pos[row])  # tokens whose KV the row holds: prompt + fed tokens
-        if cached > len(req.prompt_ids) and cached - (req.reused_prefix or 0) >= self.prefix_cache.min_tokens:
+        if cached > len(req.prompt_ids) and self._worth_caching(req, cached):
             ids = (req.prompt_ids + seq.output_ids)[:cached]
             self._cache_prefix(ids, self.runner.prefix_kv(batch, row, cached))
+
+    def _worth_caching(self, req: RequestState, length: int) -> bool:
+        """Whether the KV of `req`'s first `length` tokens is worth a new prefix-cache entry (a copy
+        of all of it): only when it extends the prefix the request reused by prefix_min_tokens or
+        more. A keystroke's prompt is the last one plus a few characters: the next keystroke reuses
+        the same entry and prefills a few more tokens, which costs the same as one (the step reads
+        all the weights either way)."""
+        return length - req.reused_prefix >= self.prefix_cache.min_tokens
 
     def _cache_prefix(self, ids: list[int], kv, kept: bool = True) -> None:
         if len(ids) >= self.prefix_cache.min_tokens:

@@ -40,6 +40,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from codecomplete.engine.async_engine import engine_health, usable_cores
 from codecomplete.engine.client import EngineClient, QueueFullError
 from codecomplete.engine.config import EngineConfig
 from codecomplete.engine.types import EngineError, EngineHealth, GenerationRequest, RequestOutput
@@ -157,11 +158,7 @@ class ProcessEngine(EngineClient):
         try:
             self._conn.send(msg)
         except (OSError, ValueError) as exc:  # the engine process is gone
-            self._gone(
-                "the engine stopped"
-                if self._stopping
-                else f"the engine process is gone ({type(exc).__name__}: {exc})"
-            )
+            self._gone(f"the engine process is gone ({type(exc).__name__}: {exc})")
 
     # --- what the engine sends --------------------------------------------------------------
 
@@ -171,10 +168,8 @@ class ProcessEngine(EngineClient):
             while conn.poll():
                 self._dispatch(conn.recv())
         except (EOFError, OSError):
-            if self._stopping:
-                self._gone("the engine stopped")
-                return
-            self._proc.join(1)
+            if not self._stopping:
+                self._proc.join(1)  # for its exit code
             self._gone(f"the engine process exited (exit code {self._proc.exitcode})")
 
     def _dispatch(self, msg) -> None:
@@ -192,11 +187,13 @@ class ProcessEngine(EngineClient):
                 queue.put_nowait(QueueFullError(msg[2]))
 
     def _gone(self, why: str) -> None:
-        """The engine process is gone: every open stream ends with an error event."""
+        """The engine process is gone: every open stream ends with an error event. Unless stop()
+        asked for it, that is logged as an error and reported to `on_dead`."""
         if self._dead:
             return
-        self._dead = why
-        if why != "the engine stopped":
+        crashed = not self._stopping
+        self._dead = why if crashed else "the engine stopped"
+        if crashed:
             log.error("%s; open requests end with an error", why)
         if self._loop is not None and self._conn is not None:
             try:
@@ -205,10 +202,12 @@ class ProcessEngine(EngineClient):
                 pass
         for handle, queue in list(self._streams.items()):
             queue.put_nowait(
-                RequestOutput(str(handle), finished=True, error=EngineError(f"{why}; the request was lost"))
+                RequestOutput(
+                    str(handle), finished=True, error=EngineError(f"{self._dead}; the request was lost")
+                )
             )
         self._streams.clear()
-        if why != "the engine stopped" and self.on_dead is not None:
+        if crashed and self.on_dead is not None:
             self.on_dead(why)
 
     # --- health and metrics -----------------------------------------------------------------
@@ -216,19 +215,7 @@ class ProcessEngine(EngineClient):
     def health(self) -> EngineHealth:
         if self.model_info is None:
             return EngineHealth(ok=False, detail=self._load_error or "the model is not loaded yet")
-        m = self._metrics
-        if self._dead:
-            detail = self._dead
-        elif self._failures >= 3:
-            detail = f"the last {self._failures} model steps failed: {self._last_error}"
-        else:
-            detail = "ok"
-        return EngineHealth(
-            ok=detail == "ok",
-            detail=detail,
-            queue_depth=int(m.get("queue_depth", 0)),
-            running=int(m.get("running", 0)),
-        )
+        return engine_health(self._dead, self._failures, self._last_error, self._metrics)
 
     def metrics(self) -> dict[str, float]:
         return dict(self._metrics)
@@ -287,27 +274,19 @@ class _EngineLoop:
     def run(self) -> None:
         receiver = threading.Thread(target=self._receive, name="codecomplete-engine-rx", daemon=True)
         receiver.start()
-        core = self.core
-        while not self.stop.is_set():
-            worked = core.step()
-            now = time.monotonic()
-            with self.pending_lock:
-                ended = any(out.finished for _, out in self.pending)
-            if ended:
-                # Counters first: a client that reads /metrics right after its last event sees
-                # its own request counted (one pipe, so the order holds).
-                self._status(now)
-            self._flush()
-            if worked:
-                if now - self.last_status >= STATUS_INTERVAL_S:
-                    self._status(now)
-                continue
-            self._status(now)  # idle now: the latest counters
-            core._wake.wait(timeout=IDLE_STATUS_S)
-            core._wake.clear()
-        core.fail_all("the engine stopped")
-        self._flush()
+        self.core.run(self.stop, after_step=self._after_step, idle_s=IDLE_STATUS_S)
+        self._flush()  # fail_all's events for what was still running
         self._status(time.monotonic())
+
+    def _after_step(self, worked: bool) -> None:
+        now = time.monotonic()
+        with self.pending_lock:
+            ended = any(out.finished for _, out in self.pending)
+        if ended or not worked or now - self.last_status >= STATUS_INTERVAL_S:
+            # Before the outputs: a client that reads /metrics right after its last event sees
+            # its own request counted (one pipe, so the order holds). Idle: the latest counters.
+            self._status(now)
+        self._flush()
 
     def _receive(self) -> None:
         core = self.core
@@ -367,5 +346,4 @@ def use_engine_process(setting: str) -> bool:
     one, the two processes would only take turns)."""
     if setting in ("on", "off"):
         return setting == "on"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores > 1
+    return usable_cores() > 1
