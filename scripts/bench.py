@@ -380,28 +380,10 @@ def matmul_gflops(threads: int, reps: int = 20) -> float:
     return 2 * 512**3 / best / 1e9
 
 
-def flops_per_token(model) -> float:
-    """2 x the weights a token's forward multiplies by (the LM head included, the position
-    embedding and norms not): the arithmetic a decode step needs per sequence, attention aside."""
-    import torch
-
-    total = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            total += module.weight.numel()
-        elif type(module).__name__ == "Conv1D":  # GPT-2's transposed Linear
-            total += module.weight.numel()
-    out = model.get_output_embeddings()
-    if out is not None and not isinstance(out, torch.nn.Linear):
-        total += out.weight.numel()
-    return 2.0 * total
-
-
-def gemm_time_at(model, rows: int, reps: int = 30) -> float:
-    """Seconds the decode step's GEMMs alone take for `rows` sequences: every Linear/Conv1D of
-    the model and the LM head, at their own shapes (rows x in @ in x out), best of `reps` each.
-    The part of a decode step that is library matmul time; the rest is attention, elementwise
-    work and Python."""
+def weight_matrices(model) -> list:
+    """Every matrix a decode step multiplies by, as ((in, out) weight, bias or None): each Linear
+    and GPT-2 Conv1D (its transposed Linear), and the LM head when it is not a Linear itself (tied
+    to the embedding)."""
     import torch
 
     mats = []
@@ -413,9 +395,24 @@ def gemm_time_at(model, rows: int, reps: int = 30) -> float:
     out = model.get_output_embeddings()
     if out is not None and not isinstance(out, torch.nn.Linear):
         mats.append((out.weight.t(), None))
+    return mats
+
+
+def flops_per_token(model) -> float:
+    """2 x the weights a token's forward multiplies by (the LM head included, the position
+    embedding and norms not): the arithmetic a decode step needs per sequence, attention aside."""
+    return 2.0 * sum(w.numel() for w, _ in weight_matrices(model))
+
+
+def gemm_time_at(model, rows: int, reps: int = 30) -> float:
+    """Seconds the decode step's GEMMs alone take for `rows` sequences: every matrix of
+    `weight_matrices` at its own shape (rows x in @ in x out), best of `reps` each. The part of a
+    decode step that is library matmul time; the rest is attention, elementwise work and Python."""
+    import torch
+
     total = 0.0
     with torch.inference_mode():
-        for w, b in mats:
+        for w, b in weight_matrices(model):
             x = torch.randn(rows, w.shape[0], dtype=w.dtype)
             best = float("inf")
             for _ in range(reps):
@@ -443,20 +440,11 @@ def read_bandwidth(reps: int = 3) -> float:
 def step_bytes(model, rows: int, width: int) -> tuple[float, float]:
     """What one decode step must read from memory: (the weight matrices it multiplies by, the
     `rows` sequences' cached keys and values over `width` positions)."""
-    import torch
+    from codecomplete.engine.slot_runner import kv_layout
 
-    weights = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
-            weights += module.weight.numel() * module.weight.element_size()
-    out = model.get_output_embeddings()
-    if out is not None and not isinstance(out, torch.nn.Linear):
-        weights += out.weight.numel() * out.weight.element_size()
+    weights = sum(w.numel() * w.element_size() for w, _ in weight_matrices(model))
     cfg = model.config
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    if getattr(cfg, "multi_query", False):
-        kv_heads = 1
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_heads, head_dim = kv_layout(cfg)
     elem = next(model.parameters()).element_size()
     kv = 2 * cfg.num_hidden_layers * rows * kv_heads * width * head_dim * elem
     return float(weights), float(kv)

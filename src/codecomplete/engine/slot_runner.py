@@ -166,10 +166,7 @@ class SlotRunner:
         cfg = model.config
         self.context = _context(cfg)
         self.scratch = max_rows  # the last slot
-        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        if getattr(cfg, "multi_query", False):  # GPTBigCode
-            heads = 1
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        heads, head_dim = kv_layout(cfg)
         dtype = next(model.parameters()).dtype
         shape = (max_rows + 1, heads, self.context + 1, head_dim)  # + 1 column: padding's trash
         self.cache = SlotCache([])
@@ -414,6 +411,15 @@ class SlotRunner:
             torch.cat([b.next_ids for b in batches]),
             first=batches[0].first,
         )
+
+
+def kv_layout(cfg) -> tuple[int, int]:
+    """(key/value heads, head dim) of a model config: its KV heads for grouped-query attention,
+    one for GPTBigCode's multi-query attention, else one per attention head."""
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    if getattr(cfg, "multi_query", False):  # GPTBigCode
+        heads = 1
+    return heads, getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
 
 def _context(cfg) -> int:
