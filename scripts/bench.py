@@ -189,6 +189,7 @@ class Server:
         prefix_cache_mb: int,
         compile: str = "auto",
         engine_process: str = "auto",
+        speculative_tokens: int | None = None,
     ):
         import socket
 
@@ -208,6 +209,8 @@ class Server:
             "--engine-process",
             engine_process,
         ]
+        if speculative_tokens is not None:
+            cmd += ["--speculative-tokens", str(speculative_tokens)]
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -525,9 +528,18 @@ async def bench(args) -> tuple[list[str], dict]:
         f"baseline model.generate, one at a time: {base['tps']:.1f} tok/s ({base['tokens']} tokens, {base['wall']:.1f}s)"
     )
 
-    async def open_runner(prefix_cache_mb: int):
+    async def open_runner(prefix_cache_mb: int, speculative_tokens: int | None = None):
+        if speculative_tokens is None:
+            speculative_tokens = args.speculative_tokens
         if args.http:
-            server = Server(str(model_dir), args.threads, prefix_cache_mb, args.compile, args.engine_process)
+            server = Server(
+                str(model_dir),
+                args.threads,
+                prefix_cache_mb,
+                args.compile,
+                args.engine_process,
+                speculative_tokens,
+            )
             await server.wait()
             results.setdefault("ready_s", time.perf_counter() - server.started)
             http = HttpRunner(server.url, tokenizer.eos_token_id)
@@ -543,6 +555,7 @@ async def bench(args) -> tuple[list[str], dict]:
                 device=args.device,
                 prefix_cache_mb=prefix_cache_mb,
                 num_threads=args.threads,
+                **({} if speculative_tokens is None else {"speculative_tokens": speculative_tokens}),
             )
         )
         await engine.start()
@@ -577,18 +590,30 @@ async def bench(args) -> tuple[list[str], dict]:
         )
 
     # 2. single-client latency against a direct model.generate call for the same tokens
-    eng_lat, gen_lat = [], []
-    for i in range(args.latency_reps):
-        p = prompts[i % len(prompts)]
-        t0 = time.perf_counter()
-        direct_generate(model, tokenizer, p, max_tokens)
-        gen_lat.append(time.perf_counter() - t0)
-        r = await runner.one(p, max_tokens)
-        eng_lat.append(r["end"] - r["start"])
-    results["latency"] = dict(engine=statistics.median(eng_lat), generate=statistics.median(gen_lat))
+    async def single_client(runner, metrics) -> dict:
+        eng_lat, gen_lat = [], []
+        before = await metrics()
+        for i in range(args.latency_reps):
+            p = prompts[i % len(prompts)]
+            t0 = time.perf_counter()
+            direct_generate(model, tokenizer, p, max_tokens)
+            gen_lat.append(time.perf_counter() - t0)
+            r = await runner.one(p, max_tokens)
+            eng_lat.append(r["end"] - r["start"])
+        after = await metrics()
+        drafted, accepted = (
+            after.get(key, 0) - before.get(key, 0)
+            for key in ("spec_draft_tokens_total", "spec_accepted_tokens_total")
+        )
+        out = dict(engine=statistics.median(eng_lat), generate=statistics.median(gen_lat))
+        out.update(drafted=drafted, accepted=accepted)
+        return out
+
+    results["latency"] = lat = await single_client(runner, metrics)
     say(
-        f"single client, {max_tokens} tokens: engine {results['latency']['engine'] * 1e3:.0f} ms vs generate "
-        f"{results['latency']['generate'] * 1e3:.0f} ms = {results['latency']['engine'] / results['latency']['generate']:.3f}x"
+        f"single client, {max_tokens} tokens: engine {lat['engine'] * 1e3:.0f} ms vs generate "
+        f"{lat['generate'] * 1e3:.0f} ms = {lat['engine'] / lat['generate']:.3f}x; speculative decoding: "
+        f"{lat['accepted']:.0f} of {lat['drafted']:.0f} drafted tokens accepted"
     )
 
     # 5. tokens generated for cancelled requests after their client left
@@ -603,6 +628,16 @@ async def bench(args) -> tuple[list[str], dict]:
         f"({leaked / 16:.2f} per request), running afterwards: {after['running']}"
     )
     await close()
+
+    if args.speculative_tokens != 0:  # the same measurement without speculative decoding
+        runner, metrics, close = await open_runner(0, speculative_tokens=0)
+        await runner.one(prompts[0], 4)
+        results["latency_plain"] = plain = await single_client(runner, metrics)
+        await close()
+        say(
+            f"single client without speculative decoding: engine {plain['engine'] * 1e3:.0f} ms vs generate "
+            f"{plain['generate'] * 1e3:.0f} ms = {plain['engine'] / plain['generate']:.3f}x"
+        )
 
     # 4. keystroke replay: each prompt is the previous one plus a few characters
     base_prompt = code_prompts(tokenizer, 1, args.keystroke_tokens)[0]
@@ -760,6 +795,20 @@ def dtype_probe(model, device: str, reps: int = 3) -> dict[str, float]:
     return out
 
 
+def _speculative_note(lat: dict, plain: dict | None) -> str:
+    """How the single-client number came about: the share of drafted tokens accepted, and the same
+    requests on a server without speculative decoding."""
+    if not lat.get("drafted"):
+        return "; no speculative drafts"
+    note = f"; speculative decoding: {lat['accepted']:.0f} of {lat['drafted']:.0f} drafted tokens accepted"
+    if plain:
+        note += (
+            f"; without it {plain['engine'] / plain['generate']:.3f}x ({plain['engine'] * 1e3:.0f} vs "
+            f"{plain['generate'] * 1e3:.0f} ms)"
+        )
+    return note
+
+
 def report(args, results: dict, elapsed: float) -> str:
     base = results["baseline"]
     tp = results["throughput"]
@@ -814,8 +863,10 @@ def report(args, results: dict, elapsed: float) -> str:
         f"- machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
         f"at start/end: {results['load'][0]:.1f} / {results['load'][1]:.1f} (the benchmark itself runs the "
         "server and its clients on these cores; a load well above that means other work competed)",
-        f"- model: {results['model']}; device/dtype: {results['device']}; server `--compile {args.compile} --engine-process {args.engine_process}` "
-        "(the one-token decode step of engine/fast_decode.py, under torch.compile when on)",
+        f"- model: {results['model']}; device/dtype: {results['device']}; server `--compile {args.compile} --engine-process {args.engine_process}"
+        + ("" if args.speculative_tokens is None else f" --speculative-tokens {args.speculative_tokens}")
+        + "` (the one-token decode step of engine/fast_decode.py, under torch.compile when on; a lone greedy "
+        "request decodes speculatively with prompt-lookup drafts unless --speculative-tokens 0)",
         f"- requests: {args.requests} distinct prompts of {args.prompt_tokens} tokens cut from the standard "
         f"library's source, {args.max_tokens} greedy tokens each (EOS ignored so every request makes the same work)",
         (
@@ -842,6 +893,7 @@ def report(args, results: dict, elapsed: float) -> str:
             if results.get("floor", {}).get("gemm1_ms")
             else ""
         )
+        + _speculative_note(lat, results.get("latency_plain"))
         + f") | {verdict(lat_ratio <= 0.5)} |",
         f"| keystroke replay mean latency with prefix reuse <= 0.3x without | {k['ratio']:.2f}x "
         f"({k['with prefix reuse']['mean'] * 1e3:.0f} vs {k['without prefix reuse']['mean'] * 1e3:.0f} ms, "
@@ -958,7 +1010,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])
-    p.add_argument("--latency-reps", type=int, default=3)
+    p.add_argument("--latency-reps", type=int, default=6)
     p.add_argument("--keystroke-tokens", type=int, default=1024)
     p.add_argument("--keystroke-max-tokens", type=int, default=8)
     p.add_argument(
@@ -972,6 +1024,13 @@ def main(argv: list[str] | None = None) -> None:
         choices=["auto", "on", "off"],
         default="auto",
         help="the server's --engine-process (the engine in its own process; auto: with more than one core)",
+    )
+    p.add_argument(
+        "--speculative-tokens",
+        type=int,
+        default=None,
+        help="the server's --speculative-tokens (prompt-lookup drafts for a lone greedy request; default: "
+        "the server's); unless 0, the single-client latency is measured once more with it off",
     )
     p.add_argument("--quick", action="store_true", help="a smoke run: fewer requests, nothing written")
     p.add_argument(

@@ -57,6 +57,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--token-healing-max-chars", type=int, help="longest prompt tail token healing re-types (default 8)"
     )
     p.add_argument(
+        "--speculative-tokens",
+        type=int,
+        help="tokens guessed from a lone greedy request's own context and checked in one forward, 0 = off (default 4)",
+    )
+    p.add_argument(
         "--num-threads", type=int, help="CPU threads for torch (default: all cores but one on the CPU)"
     )
     p.add_argument(
@@ -154,6 +159,7 @@ _SERVE_FLAGS = (
     "prefix_cache_mb",
     "token_healing",
     "token_healing_max_chars",
+    "speculative_tokens",
     "num_threads",
     "compile",
     "engine_process",
@@ -282,6 +288,7 @@ def build_backend(settings, model: str):
         prefix_cache_mb=settings.prefix_cache_mb,
         token_healing=settings.token_healing,
         token_healing_max_chars=settings.token_healing_max_chars,
+        speculative_tokens=settings.speculative_tokens,
         num_threads=settings.num_threads,
         compile=settings.compile,
         kv_cache=settings.kv_cache,

@@ -57,6 +57,14 @@ ENGINE_METRICS: dict[str, tuple[str, str] | None] = {
     ),
     "prefix_cache_entries": ("codecomplete_prefix_cache_entries", "Prefixes held in the cache."),
     "prefix_cache_bytes": ("codecomplete_prefix_cache_bytes", "Memory held by the prefix cache."),
+    "spec_draft_tokens_total": (
+        "codecomplete_spec_draft_tokens_total",
+        "Tokens proposed by prompt lookup and checked in a speculative step.",
+    ),
+    "spec_accepted_tokens_total": (
+        "codecomplete_spec_accepted_tokens_total",
+        "Drafted tokens the model agreed with (kept without a step of their own).",
+    ),
     # Measured at the edge: codecomplete_completions_total{outcome="cancelled"},
     # codecomplete_generated_tokens_total, codecomplete_prompt_tokens_total.
     "requests_cancelled_total": None,

@@ -64,6 +64,10 @@ class EngineConfig:
     prompts. A request's `token_healing` overrides it either way (docs/engine.md)."""
     token_healing_max_chars: int = 8
     """Longest tail (in characters) that healing may remove from a prompt."""
+    speculative_tokens: int = 4
+    """Speculative decoding of a lone greedy sequence with prompt-lookup drafts
+    (engine/speculate.py): up to this many tokens guessed from the sequence's own context are
+    checked in one forward; 0 turns it off. Static-cache families only (docs/engine.md)."""
 
     def __post_init__(self) -> None:
         if self.device not in _DEVICES:
@@ -86,6 +90,8 @@ class EngineConfig:
             raise ValueError("process must be auto, on or off (--engine-process)")
         if self.prefix_min_tokens < 1:
             raise ValueError("prefix_min_tokens must be >= 1")
+        if self.speculative_tokens < 0:
+            raise ValueError("speculative_tokens must be >= 0 (--speculative-tokens)")
         if self.token_healing_max_chars < 1:
             raise ValueError("token_healing_max_chars must be >= 1 (--token-healing-max-chars)")
         self.served_names = list(self.served_names)

@@ -26,6 +26,7 @@ from codecomplete.engine.runner import Batch, ModelRunner, PrefillRow
 from codecomplete.engine.sampling import prompt_logprobs, sample
 from codecomplete.engine.scheduler import Scheduler
 from codecomplete.engine.sequence import RequestState, Sequence
+from codecomplete.engine.speculate import PromptLookup
 from codecomplete.engine.stopping import StopChecker
 from codecomplete.engine.types import (
     EngineError,
@@ -77,6 +78,8 @@ class EngineCore:
                 "requests_failed_alone_total",
                 "requests_deadline_total",
                 "prefix_kv_kept_on_cancel_total",
+                "spec_draft_tokens_total",
+                "spec_accepted_tokens_total",
             ),
             0,
         )
@@ -245,6 +248,8 @@ class EngineCore:
         with an error and the rest of the batch goes on, with the same tokens as alone. Returns
         False for a failure nobody can be blamed for (the engine's health counts those)."""
         batch = self.batch
+        if self._speculative_step(batch):
+            return True
         try:
             logits = self.runner.decode(batch)
         except Exception as exc:
@@ -267,6 +272,46 @@ class EngineCore:
                 self.batch = None
                 return False
         self._update(batch, logits)
+        return True
+
+    def _speculative_step(self, batch) -> bool:
+        """A lone greedy row checks a prompt-lookup draft (engine/speculate.py) in one forward and
+        keeps the tokens up to the first the model disagrees with; each position is sampled and
+        applied exactly as a plain step would (penalties, bias, healing, stops, max_tokens).
+        Returns False when there is nothing to check or the forward fails: the plain step runs
+        (and deals with a failure as it always does)."""
+        k = self.config.speculative_tokens
+        if not k or batch.rows != 1 or batch.ghost or not hasattr(self.runner, "verify"):
+            return False
+        seq = batch.seqs[0]
+        if not seq.params.greedy:
+            return False
+        req = seq.request
+        fed_before = len(req.prompt_ids)
+        if seq.lookup is None:
+            seq.lookup = PromptLookup(req.prompt_ids + seq.output_ids)
+        elif seq.lookup.length < fed_before + len(seq.output_ids):
+            seq.lookup.extend(seq.output_ids[seq.lookup.length - fed_before :])
+        room = self.runner.context - int(batch.pos[0]) - 1  # positions left for the draft
+        draft = seq.lookup.propose(min(k, room))
+        if not draft:
+            return False
+        try:
+            logits = self.runner.verify(batch, draft)
+        except Exception as exc:
+            log.debug("speculative step failed (%s); decoding one token", exc)
+            return False
+        self.counters["spec_draft_tokens_total"] += len(draft)
+        fed, token = 0, 0  # inputs whose KV is kept (the fed token + accepted draft), next token
+        for i in range(len(draft) + 1):
+            res = sample(logits[i : i + 1], [seq])
+            self.output.apply([seq], res.token_ids, res.logprobs, res.top, res.failed)
+            token, fed = res.token_ids[0], i + 1
+            if seq.finished or req.finished or i == len(draft) or token != draft[i]:
+                break
+            self.counters["spec_accepted_tokens_total"] += 1
+        seq.lookup.record(len(draft), fed - 1, k)
+        self.runner.accept(batch, fed, token)
         return True
 
     def _culprit_rows(self, batch: Batch, exc: Exception) -> list[int] | None:

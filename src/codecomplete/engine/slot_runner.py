@@ -238,6 +238,31 @@ class SlotRunner:
         logits = self._run(ids[:, None], slots, pos[:, None], keep)
         return logits[:n, 0]
 
+    @torch.inference_mode()
+    def verify(self, batch: SlotBatch, draft: list[int]) -> torch.Tensor:
+        """Speculative decoding of a lone row (engine/speculate.py): feed its next token and the
+        `draft` after it in one forward. Returns logits (1 + len(draft), V), row i predicting the
+        token after input i. Their KV lies past the row's end until accept() keeps some of it
+        (what is not kept is never read: a row attends only to its own columns below its end,
+        and later tokens overwrite them). The caller keeps pos + 1 + len(draft) <= context."""
+        if batch.rows != 1 or batch.ghost:
+            raise ValueError("verify() decodes a lone row without a ghost twin")
+        q = 1 + len(draft)
+        p = int(batch.pos[0])
+        ids = torch.tensor([[int(batch.next_ids[0]), *draft]], dtype=torch.long, device=self.device)
+        pos = torch.arange(p, p + q, device=self.device)[None]
+        slots = torch.tensor([batch.first], device=self.device)
+        keep = torch.arange(q, device=self.device)[None]
+        if self._fast_prefill is not None:
+            return self._fast_prefill_run(ids, slots, pos, keep)[0]
+        return self._run(ids, slots, pos, keep)[0]
+
+    def accept(self, batch: SlotBatch, fed: int, next_id: int) -> None:
+        """After verify(): the first `fed` inputs are the row's (their KV stays), and `next_id`
+        is the token it feeds next."""
+        batch.pos = batch.pos + fed
+        batch.set_next([next_id])
+
     def _width(self, pos: torch.Tensor) -> int:
         """Cache columns a forward attends over: the furthest real position + 1, rounded up to
         WIDTH_STEP (padding sits at the trash column `context` and does not count)."""

@@ -1,0 +1,160 @@
+"""Speculative decoding of a lone greedy sequence with prompt-lookup drafts (engine/speculate.py):
+the drafts are what earlier context suggests, the engine keeps the tokens the model agrees with,
+and a request gets the same tokens, text and finish as without speculation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from engine_helpers import finish_of, greedy, ids_of, make_core, run_until_idle, submit, text_of
+
+from codecomplete.engine.speculate import PromptLookup
+from codecomplete.engine.types import SamplingParams
+
+SHIPPED = Path(__file__).parents[2] / "models" / "codecomplete-tiny-py"
+REPEATING = "def f(x):\n    return x + 1\n\n\ndef g(x):\n    return x + 1\n\n\ndef h(x):\n    return x"
+
+
+# --- the drafts (no torch) ---------------------------------------------------------------------
+
+
+def test_a_draft_is_what_followed_the_latest_earlier_occurrence_of_the_tail():
+    #        0  1  2  3  4  5  6  7  8  9
+    tokens = [5, 6, 7, 8, 1, 5, 6, 9, 2, 5, 6]
+    # tail (5, 6) occurred at 0 and 5; the latest is 5, followed by 9, 2, 5, 6
+    assert PromptLookup(tokens).propose(3) == [9, 2, 5]
+    assert PromptLookup(tokens).propose(10) == [9, 2, 5, 6]  # up to the end of what was fed
+
+
+def test_the_longest_matching_tail_wins():
+    #        0  1  2  3  4  5  6  7  8  9  10
+    tokens = [2, 3, 4, 8, 0, 3, 4, 7, 2, 3, 4]
+    # (2, 3, 4) occurred at 0 (then 8); (3, 4) last at 5 (then 7): the longer match wins
+    assert PromptLookup(tokens).propose(1) == [8]
+    assert PromptLookup(tokens, min_n=2, max_n=2).propose(1) == [7]
+
+
+def test_no_draft_without_an_earlier_occurrence():
+    assert PromptLookup([1, 2, 3, 4]).propose(4) == []
+    assert PromptLookup([1]).propose(4) == []
+    assert PromptLookup([]).propose(4) == []
+    assert PromptLookup([1, 2, 1, 2]).propose(0) == []
+
+
+def test_a_match_across_token_boundaries_is_not_a_match():
+    # As int32 bytes, the tail (1, 0) = 01 00 00 00 00 00 00 00 also appears one byte into
+    # (256, 0): 00 [01 00 00 00 00 00 00 00] -- not token-aligned, so not an occurrence.
+    assert PromptLookup([256, 0, 0, 7, 1, 0]).propose(3) == []
+    assert PromptLookup([256, 0, 0, 7, 1, 0, 4, 1, 0]).propose(3) == [4, 1, 0]
+
+
+def test_extend_appends_what_was_fed():
+    look = PromptLookup([1, 2, 3])
+    assert look.propose(2) == []
+    look.extend([9, 1, 2])
+    assert look.length == 6
+    assert look.propose(2) == [3, 9]
+
+
+def test_the_draft_length_shrinks_while_drafts_fail_and_grows_back():
+    look = PromptLookup([1, 2, 3, 4, 5, 6, 1, 2])
+    assert look.propose(4) == [3, 4, 5, 6]
+    look.record(4, 0, k=4)  # rejected outright
+    assert look.propose(4) == [3, 4]
+    look.record(2, 0, k=4)
+    assert look.propose(4) == [3]
+    look.record(1, 1, k=4)  # taken whole
+    assert look.propose(4) == [3, 4]
+    look.record(2, 1, k=4)  # partly: unchanged
+    assert look.propose(4) == [3, 4]
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+def _run(core, prompt, params, rid="r"):
+    outs = submit(core, rid, params, prompt)
+    run_until_idle(core)
+    return ids_of(outs), text_of(outs), finish_of(outs)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2"])
+def test_speculation_gives_the_tokens_of_plain_decoding(arch, tiny_model_factory):
+    model_dir = tiny_model_factory(arch)
+    spec = make_core(model_dir, prefix_cache_mb=0, speculative_tokens=4)
+    plain = make_core(model_dir, prefix_cache_mb=0, speculative_tokens=0)
+    for i, prompt in enumerate((REPEATING, "import os\nimport sys\nimport os\nimport", "x = [")):
+        assert _run(spec, prompt, greedy(40), f"s{i}") == _run(plain, prompt, greedy(40), f"p{i}")
+    assert spec.metrics()["spec_draft_tokens_total"] > 0  # a random model's greedy output loops
+    assert plain.metrics()["spec_draft_tokens_total"] == 0
+
+
+def test_a_repetitive_completion_takes_fewer_forwards():
+    """The shipped model continues a repeated pattern: most drafted tokens are accepted, so 48
+    tokens take far fewer engine steps than 48."""
+    core = make_core(SHIPPED, prefix_cache_mb=0, speculative_tokens=4)
+    plain = make_core(SHIPPED, prefix_cache_mb=0, speculative_tokens=0)
+    outs = submit(core, "r", greedy(48), REPEATING)
+    steps = run_until_idle(core)
+    assert ids_of(outs) == _run(plain, REPEATING, greedy(48))[0]
+    m = core.metrics()
+    assert m["spec_accepted_tokens_total"] > 0
+    assert steps < 48 - m["spec_accepted_tokens_total"] / 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        greedy(3),  # max_tokens inside the first draft
+        greedy(30, stop=["\n\n"]),  # a stop string
+        greedy(30, frequency_penalty=0.8, presence_penalty=0.5),  # penalties see each kept token
+        greedy(30, logit_bias={13: -100.0}),
+        SamplingParams(max_tokens=20, temperature=0.0),  # EOS may end it mid-draft
+        greedy(12, logprobs=2),
+    ],
+    ids=["max-tokens", "stop", "penalties", "bias", "eos", "logprobs"],
+)
+def test_what_ends_or_shapes_a_completion_acts_inside_a_draft(params, tiny_model_dir):
+    spec = make_core(tiny_model_dir, prefix_cache_mb=0)
+    plain = make_core(tiny_model_dir, prefix_cache_mb=0, speculative_tokens=0)
+    a = submit(spec, "a", params, REPEATING)
+    b = submit(plain, "b", params, REPEATING)
+    run_until_idle(spec)
+    run_until_idle(plain)
+    assert (ids_of(a), text_of(a), finish_of(a)) == (ids_of(b), text_of(b), finish_of(b))
+    # Logprobs: the same entries (several per event now), values equal up to float rounding.
+    lp_a = [e for o in a for c in o.choices for e in c.logprobs or []]
+    lp_b = [e for o in b for c in o.choices for e in c.logprobs or []]
+    assert [(e.token, e.text_offset, sorted(e.top)) for e in lp_a] == [
+        (e.token, e.text_offset, sorted(e.top)) for e in lp_b
+    ]
+    assert [e.logprob for e in lp_a] == pytest.approx([e.logprob for e in lp_b], abs=1e-4)
+
+
+def test_drafts_stop_at_the_end_of_the_context(tiny_model_dir):
+    """A prompt a few tokens short of the context: drafts are cut to the positions left, and the
+    completion ends where plain decoding ends it."""
+    spec = make_core(tiny_model_dir, prefix_cache_mb=0)
+    plain = make_core(tiny_model_dir, prefix_cache_mb=0, speculative_tokens=0)
+    ctx = spec.spec.context_length
+    ids = spec.tokenizer(REPEATING * 40)["input_ids"][: ctx - 6]
+    a = submit(spec, "a", greedy(30), prompt_token_ids=ids)
+    b = submit(plain, "b", greedy(30), prompt_token_ids=ids)
+    run_until_idle(spec)
+    run_until_idle(plain)
+    assert ids_of(a) == ids_of(b)
+    assert finish_of(a) == finish_of(b) == "length"
+    assert spec.metrics()["spec_draft_tokens_total"] > 0
+
+
+def test_sampled_and_batched_sequences_are_not_drafted(tiny_model_dir):
+    core = make_core(tiny_model_dir, prefix_cache_mb=0)
+    submit(core, "s", SamplingParams(max_tokens=20, temperature=0.8, seed=3, ignore_eos=True), REPEATING)
+    run_until_idle(core)
+    a = submit(core, "a", greedy(20), REPEATING)
+    b = submit(core, "b", greedy(20), REPEATING + "\n")
+    while core.step() and not (finish_of(a) or finish_of(b)):
+        pass
+    assert core.metrics()["spec_draft_tokens_total"] == 0  # neither alone until one finished
+    run_until_idle(core)
