@@ -161,6 +161,8 @@ class HttpRunner:
                 scraped[name] = float(value)
         out = {k.removeprefix("codecomplete_engine_"): v for k, v in scraped.items() if "_engine_" in k}
         out["running"] = scraped.get("codecomplete_batch_sequences", 0.0)
+        for key in ("spec_draft_tokens_total", "spec_accepted_tokens_total"):
+            out[key] = scraped.get(f"codecomplete_{key}", 0.0)
         lookups = scraped.get("codecomplete_prefix_cache_lookups_total", 0.0)
         out["prefix_cache_hit_rate"] = (
             scraped.get("codecomplete_prefix_cache_hits_total", 0.0) / lookups if lookups else 0.0
