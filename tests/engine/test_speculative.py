@@ -158,3 +158,22 @@ def test_sampled_and_batched_sequences_are_not_drafted(tiny_model_dir):
         pass
     assert core.metrics()["spec_draft_tokens_total"] == 0  # neither alone until one finished
     run_until_idle(core)
+
+
+def test_no_draft_runs_past_max_tokens():
+    """A draft never holds more tokens than the request can still take (the fed token yields one
+    more): checked at every speculative step of the shipped model continuing a repeated pattern."""
+    core = make_core(SHIPPED, prefix_cache_mb=0)
+    calls = []
+    verify = core.runner.verify
+
+    def recording(batch, draft):
+        calls.append((len(draft), len(batch.seqs[0].output_ids)))
+        return verify(batch, draft)
+
+    core.runner.verify = recording
+    outs = submit(core, "r", greedy(12), REPEATING)
+    run_until_idle(core)
+    assert len(ids_of(outs)) == 12
+    assert calls  # the pattern repeats: drafts were checked
+    assert all(n <= 12 - produced - 1 for n, produced in calls)

@@ -292,8 +292,11 @@ class EngineCore:
             seq.lookup = PromptLookup(req.prompt_ids + seq.output_ids)
         elif seq.lookup.length < fed_before + len(seq.output_ids):
             seq.lookup.extend(seq.output_ids[seq.lookup.length - fed_before :])
-        room = self.runner.context - int(batch.pos[0]) - 1  # positions left for the draft
-        draft = seq.lookup.propose(min(k, room))
+        # Positions left in the context, and tokens the request may still take: the fed token
+        # and the draft yield up to 1 + len(draft) tokens (a draft past the end is wasted rows).
+        room = self.runner.context - int(batch.pos[0]) - 1
+        left = req.max_tokens - len(seq.output_ids) - 1
+        draft = seq.lookup.propose(min(k, room, left))
         if not draft:
             return False
         try:
