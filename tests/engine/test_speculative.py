@@ -148,16 +148,45 @@ def test_drafts_stop_at_the_end_of_the_context(tiny_model_dir):
     assert spec.metrics()["spec_draft_tokens_total"] > 0
 
 
-def test_sampled_and_batched_sequences_are_not_drafted(tiny_model_dir):
+def test_sampled_sequences_are_not_drafted(tiny_model_dir):
+    """A sampled row would need rejection sampling to keep its distribution: alone (with its ghost
+    twin) or in a batch with a greedy row, nothing is drafted while it runs."""
     core = make_core(tiny_model_dir, prefix_cache_mb=0)
-    submit(core, "s", SamplingParams(max_tokens=20, temperature=0.8, seed=3, ignore_eos=True), REPEATING)
+    sampled = SamplingParams(max_tokens=20, temperature=0.8, seed=3, ignore_eos=True)
+    submit(core, "s", sampled, REPEATING)
     run_until_idle(core)
+    assert core.metrics()["spec_draft_tokens_total"] == 0
     a = submit(core, "a", greedy(20), REPEATING)
-    b = submit(core, "b", greedy(20), REPEATING + "\n")
+    b = submit(core, "b", sampled, REPEATING + "\n")
     while core.step() and not (finish_of(a) or finish_of(b)):
         pass
-    assert core.metrics()["spec_draft_tokens_total"] == 0  # neither alone until one finished
+    assert core.metrics()["spec_draft_tokens_total"] == 0  # not until one of them finished
     run_until_idle(core)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_batched_greedy_rows_speculate_and_keep_their_tokens(arch, tiny_model_factory):
+    """Rows of different lengths decode together with drafts of different lengths (some none),
+    one joins mid-way and one finishes early: each gets the tokens of plain decoding."""
+    model_dir = tiny_model_factory(arch)
+    prompts = [
+        REPEATING,
+        "import os\nimport sys\nimport os\nimport",
+        "x = [",
+        "def f(a):\n    return a\n" * 3,
+    ]
+    runs = {}
+    for k in (4, 0):
+        core = make_core(model_dir, prefix_cache_mb=0, speculative_tokens=k)
+        outs = [submit(core, f"r{i}", greedy(8 if i == 2 else 30), p) for i, p in enumerate(prompts[:3])]
+        for _ in range(3):
+            core.step()
+        outs.append(submit(core, "late", greedy(30), prompts[3]))
+        run_until_idle(core)
+        runs[k] = ([(ids_of(o), text_of(o), finish_of(o)) for o in outs], core.metrics())
+    assert runs[4][0] == runs[0][0]
+    assert runs[4][1]["spec_draft_tokens_total"] > 0
+    assert runs[0][1]["spec_draft_tokens_total"] == 0
 
 
 def test_no_draft_runs_past_max_tokens():
@@ -167,9 +196,9 @@ def test_no_draft_runs_past_max_tokens():
     calls = []
     verify = core.runner.verify
 
-    def recording(batch, draft):
-        calls.append((len(draft), len(batch.seqs[0].output_ids)))
-        return verify(batch, draft)
+    def recording(batch, drafts):
+        calls.append((len(drafts[0]), len(batch.seqs[0].output_ids)))
+        return verify(batch, drafts)
 
     core.runner.verify = recording
     outs = submit(core, "r", greedy(12), REPEATING)

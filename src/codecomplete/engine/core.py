@@ -275,47 +275,74 @@ class EngineCore:
         return True
 
     def _speculative_step(self, batch) -> bool:
-        """A lone greedy row checks a prompt-lookup draft (engine/speculate.py) in one forward and
-        keeps the tokens up to the first the model disagrees with; each position is sampled and
-        applied exactly as a plain step would (penalties, bias, healing, stops, max_tokens).
-        Returns False when there is nothing to check or the forward fails: the plain step runs
-        (and deals with a failure as it always does)."""
+        """Greedy rows check prompt-lookup drafts (engine/speculate.py) in one forward and keep the
+        tokens up to the first the model disagrees with. Position j of every row is sampled and
+        applied before position j + 1, exactly as plain steps would do it (penalties, bias,
+        healing, stops, max_tokens). Returns False when there is nothing worth checking, a row
+        samples, or the forward fails: the plain step runs (and deals with a failure as always)."""
         k = self.config.speculative_tokens
-        if not k or batch.rows != 1 or batch.ghost or not hasattr(self.runner, "verify"):
+        if not k or batch.ghost or not hasattr(self.runner, "verify"):
             return False
-        seq = batch.seqs[0]
-        if not seq.params.greedy:
+        seqs = batch.seqs
+        if not all(s.params.greedy for s in seqs):
+            return False  # a sampled row would need rejection sampling to keep its distribution
+        pos = batch.pos.tolist()
+        drafts = [self._draft(s, k, p) for s, p in zip(seqs, pos, strict=True)]
+        width = _draft_width([len(d) for d in drafts])
+        if not width:
             return False
+        drafts = [d[:width] for d in drafts]
+        try:
+            logits = self.runner.verify(batch, drafts)  # (B, 1 + width, V)
+        except Exception as exc:
+            log.debug("speculative step failed (%s); decoding one token", exc)
+            return False
+        self.counters["spec_draft_tokens_total"] += sum(len(d) for d in drafts)
+        fed = [0] * len(seqs)  # inputs whose KV is kept: the fed token and the accepted draft
+        tokens = [0] * len(seqs)  # what each row feeds next
+        active = list(range(len(seqs)))
+        for j in range(width + 1):
+            res = sample(logits[active, j], [seqs[i] for i in active])
+            self.output.apply([seqs[i] for i in active], res.token_ids, res.logprobs, res.top, res.failed)
+            still = []
+            for i, token in zip(active, res.token_ids, strict=True):
+                tokens[i], fed[i] = token, j + 1
+                seq = seqs[i]
+                # An abort (from another thread) mid-step stops the row at this token: at most
+                # one token is made after a cancel, as with a plain step.
+                if (
+                    j < len(drafts[i])
+                    and token == drafts[i][j]
+                    and not seq.finished
+                    and not seq.request.aborted
+                ):
+                    still.append(i)
+            active = still
+            if not active:
+                break
+        accepted = sum(fed) - len(seqs)
+        self.counters["spec_accepted_tokens_total"] += accepted
+        for s, d, n in zip(seqs, drafts, fed, strict=True):
+            if d:
+                s.lookup.record(len(d), n - 1, k)
+        self.runner.accept(batch, fed, tokens)
+        return True
+
+    def _draft(self, seq: Sequence, k: int, pos: int) -> list[int]:
+        """A prompt-lookup draft for one sequence, no longer than the positions left in the
+        context and the tokens the request may still take (the fed token and the draft yield up
+        to 1 + len(draft) tokens)."""
+        if seq.finished:
+            return []
         req = seq.request
         fed_before = len(req.prompt_ids)
         if seq.lookup is None:
             seq.lookup = PromptLookup(req.prompt_ids + seq.output_ids)
         elif seq.lookup.length < fed_before + len(seq.output_ids):
             seq.lookup.extend(seq.output_ids[seq.lookup.length - fed_before :])
-        # Positions left in the context, and tokens the request may still take: the fed token
-        # and the draft yield up to 1 + len(draft) tokens (a draft past the end is wasted rows).
-        room = self.runner.context - int(batch.pos[0]) - 1
+        room = self.runner.context - pos - 1
         left = req.max_tokens - len(seq.output_ids) - 1
-        draft = seq.lookup.propose(min(k, room, left))
-        if not draft:
-            return False
-        try:
-            logits = self.runner.verify(batch, draft)
-        except Exception as exc:
-            log.debug("speculative step failed (%s); decoding one token", exc)
-            return False
-        self.counters["spec_draft_tokens_total"] += len(draft)
-        fed, token = 0, 0  # inputs whose KV is kept (the fed token + accepted draft), next token
-        for i in range(len(draft) + 1):
-            res = sample(logits[i : i + 1], [seq])
-            self.output.apply([seq], res.token_ids, res.logprobs, res.top, res.failed)
-            token, fed = res.token_ids[0], i + 1
-            if seq.finished or req.finished or i == len(draft) or token != draft[i]:
-                break
-            self.counters["spec_accepted_tokens_total"] += 1
-        seq.lookup.record(len(draft), fed - 1, k)
-        self.runner.accept(batch, fed, token)
-        return True
+        return seq.lookup.propose(min(k, room, left))
 
     def _culprit_rows(self, batch: Batch, exc: Exception) -> list[int] | None:
         """Rows whose decoding fails on its own, or None when the failure cannot be pinned on
@@ -701,6 +728,17 @@ def _wants_compile(setting: str, device) -> bool:
     if setting == "off":
         return False
     return str(device).startswith("cuda")
+
+
+def _draft_width(lengths: list[int]) -> int:
+    """Draft tokens per row in a speculative step: every row pays for the longest draft kept
+    (the forward is rectangular), so keep the longest width that at least half of the rows fill.
+    0: too few drafts to be worth a wider forward."""
+    half = (len(lengths) + 1) // 2
+    width = 0
+    while sum(n > width for n in lengths) >= half:
+        width += 1
+    return width
 
 
 def _requests_of(seqs) -> list[RequestState]:

@@ -239,29 +239,35 @@ class SlotRunner:
         return logits[:n, 0]
 
     @torch.inference_mode()
-    def verify(self, batch: SlotBatch, draft: list[int]) -> torch.Tensor:
-        """Speculative decoding of a lone row (engine/speculate.py): feed its next token and the
-        `draft` after it in one forward. Returns logits (1 + len(draft), V), row i predicting the
-        token after input i. Their KV lies past the row's end until accept() keeps some of it
-        (what is not kept is never read: a row attends only to its own columns below its end,
-        and later tokens overwrite them). The caller keeps pos + 1 + len(draft) <= context."""
-        if batch.rows != 1 or batch.ghost:
-            raise ValueError("verify() decodes a lone row without a ghost twin")
-        q = 1 + len(draft)
-        p = int(batch.pos[0])
-        ids = torch.tensor([[int(batch.next_ids[0]), *draft]], dtype=torch.long, device=self.device)
-        pos = torch.arange(p, p + q, device=self.device)[None]
-        slots = torch.tensor([batch.first], device=self.device)
-        keep = torch.arange(q, device=self.device)[None]
+    def verify(self, batch: SlotBatch, drafts: list[list[int]]) -> torch.Tensor:
+        """Speculative decoding (engine/speculate.py): feed every row its next token and its
+        draft in one forward. Returns logits (B, 1 + W, V) for W = the longest draft, [i, j]
+        predicting the token after row i's input j (inputs past a row's draft are padding, their
+        logits meaningless). The KV of the inputs lies past each row's end until accept() keeps
+        some of it; what is not kept is never read (a row attends only to its own columns below
+        its end) and later tokens overwrite it. The caller keeps pos + 1 + len(draft) <= context."""
+        if batch.ghost:
+            raise ValueError("verify() does not decode a ghost row")
+        b, q = batch.rows, 1 + max(len(d) for d in drafts)
+        ids = torch.full((b, q), self.pad_id, dtype=torch.long)
+        pos = torch.full((b, q), self.context, dtype=torch.long)  # padding: the trash column
+        starts, nexts = batch.pos.tolist(), batch.next_ids.tolist()
+        for i, (draft, p, nxt) in enumerate(zip(drafts, starts, nexts, strict=True)):
+            n = 1 + len(draft)
+            ids[i, :n] = torch.tensor([nxt, *draft], dtype=torch.long)
+            pos[i, :n] = torch.arange(p, p + n)
+        ids, pos = ids.to(self.device), pos.to(self.device)
+        slots = torch.arange(batch.first, batch.first + b, device=self.device)
+        keep = torch.arange(q, device=self.device)[None].expand(b, q)
         if self._fast_prefill is not None:
-            return self._fast_prefill_run(ids, slots, pos, keep)[0]
-        return self._run(ids, slots, pos, keep)[0]
+            return self._fast_prefill_run(ids, slots, pos, keep)
+        return self._run(ids, slots, pos, keep)
 
-    def accept(self, batch: SlotBatch, fed: int, next_id: int) -> None:
-        """After verify(): the first `fed` inputs are the row's (their KV stays), and `next_id`
-        is the token it feeds next."""
-        batch.pos = batch.pos + fed
-        batch.set_next([next_id])
+    def accept(self, batch: SlotBatch, fed: list[int], next_ids: list[int]) -> None:
+        """After verify(): the first fed[i] inputs of row i are its own now (their KV stays), and
+        next_ids[i] is the token it feeds next."""
+        batch.pos = batch.pos + torch.tensor(fed, dtype=torch.long, device=batch.pos.device)
+        batch.set_next(next_ids)
 
     def _width(self, pos: torch.Tensor) -> int:
         """Cache columns a forward attends over: the furthest real position + 1, rounded up to
