@@ -871,7 +871,7 @@ def report(args, results: dict, elapsed: float) -> str:
         "server and its clients on these cores; a load well above that means other work competed)",
         f"- model: {results['model']}; device/dtype: {results['device']}; server `--compile {args.compile} --engine-process {args.engine_process}"
         + ("" if args.speculative_tokens is None else f" --speculative-tokens {args.speculative_tokens}")
-        + "` (the one-token decode step of engine/fast_decode.py, under torch.compile when on; a lone greedy "
+        + "` (the one-token decode step of engine/fast_decode.py, under torch.compile when on; greedy "
         "request decodes speculatively with prompt-lookup drafts unless --speculative-tokens 0)",
         f"- requests: {args.requests} distinct prompts of {args.prompt_tokens} tokens cut from the standard "
         f"library's source, {args.max_tokens} greedy tokens each (EOS ignored so every request makes the same work)",
@@ -1041,7 +1041,7 @@ def main(argv: list[str] | None = None) -> None:
         "--speculative-tokens",
         type=int,
         default=None,
-        help="the server's --speculative-tokens (prompt-lookup drafts for a lone greedy request; default: "
+        help="the server's --speculative-tokens (prompt-lookup drafts for greedy requests; default: "
         "the server's); unless 0, the single-client latency is measured once more with it off",
     )
     p.add_argument("--quick", action="store_true", help="a smoke run: fewer requests, nothing written")

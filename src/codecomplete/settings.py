@@ -75,7 +75,7 @@ class ServerSettings(BaseSettings):
     token_healing_max_chars: int = Field(8, ge=1)
     """Longest prompt tail (characters) that token healing may re-type."""
     speculative_tokens: int = Field(4, ge=0, le=64)
-    """Speculative decoding for a lone greedy request: up to this many tokens guessed from its own
+    """Speculative decoding for greedy requests: up to this many tokens guessed from its own
     prompt and output (prompt lookup, as llama.cpp's lookup and vLLM's ngram) are checked in one
     forward, and the ones the model agrees with are kept; 0 turns it off (docs/engine.md)."""
     num_threads: int | None = Field(None, ge=1)

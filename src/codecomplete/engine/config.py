@@ -65,7 +65,7 @@ class EngineConfig:
     token_healing_max_chars: int = 8
     """Longest tail (in characters) that healing may remove from a prompt."""
     speculative_tokens: int = 4
-    """Speculative decoding of a lone greedy sequence with prompt-lookup drafts
+    """Speculative decoding of greedy sequences (alone or in a batch of greedy rows) with prompt-lookup drafts
     (engine/speculate.py): up to this many tokens guessed from the sequence's own context are
     checked in one forward; 0 turns it off. Static-cache families only (docs/engine.md)."""
 

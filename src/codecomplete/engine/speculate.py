@@ -1,18 +1,20 @@
-"""Prompt-lookup drafts for speculative decoding of a lone greedy sequence (torch-free).
+"""Prompt-lookup drafts for speculative decoding of greedy sequences (torch-free).
 
 Code completions repeat their context: a call written like the one three lines up, a name from
 the signature, the rest of a line that appeared before. A lone sequence's decode step is bound by
-reading the weights once per token, so checking a few guessed tokens in one forward costs a
-fraction of decoding them one at a time. The guess is the n-gram lookup llama.cpp ("lookup") and
-vLLM ("ngram") use: find the most recent earlier place where the sequence's last n tokens (n from
-`max_n` down to `min_n`) occurred in its prompt or output, and propose the tokens that followed.
+reading the weights once per token, and a batch's step on a small model mostly by per-op
+overhead, so checking a few guessed tokens per row in one forward costs a fraction of decoding
+them one at a time. The guess is the n-gram lookup llama.cpp ("lookup") and vLLM ("ngram") use:
+find the most recent earlier place where the sequence's last n tokens (n from `max_n` down to
+`min_n`) occurred in its prompt or output, and propose the tokens that followed.
 
-The engine (core.py) feeds the sequence's next token and the draft in one forward, then samples
-each position's logits in order exactly as a plain step would (same penalties, bias, stop and
-length checks, one token at a time) and keeps the tokens up to the first one that differs from
-the draft. So what a greedy request gets does not depend on the draft, up to float rounding: the
-draft's positions are computed by the multi-token kernels of a prompt step, whose last bits can
-differ from a one-token step's (as a batched step's can from a lone one's).
+The engine (core.py) feeds each greedy row's next token and draft in one forward, then samples
+position j of every row before position j + 1, exactly as plain steps would (same penalties,
+bias, stop and length checks, one token at a time), and keeps each row's tokens up to the first
+one that differs from its draft. So what a greedy request gets does not depend on the draft, up
+to float rounding: the draft's positions are computed by the multi-token kernels of a prompt
+step, whose last bits can differ from a one-token step's (as a batched step's can from a lone
+one's).
 """
 
 from __future__ import annotations
