@@ -932,9 +932,15 @@ def report(args, results: dict, elapsed: float) -> str:
         itl1, itl16 = pct(tp[1]["itl"], 50), pct(tp[16]["itl"], 50)
         lines += [
             "",
-            f"Reading: a decode step for 16 sequences takes {itl16 * 1e3:.0f} ms against {itl1 * 1e3:.0f} ms for one "
+            f"Reading: a step for 16 sequences takes {itl16 * 1e3:.0f} ms against {itl1 * 1e3:.0f} ms for one "
             f"(ITL p50), so batching can at best give {16 * itl1 / itl16:.1f}x on decode alone here, and prompt "
             "prefill (the same work as the baseline's) is not made cheaper by batching. "
+            + (
+                "With speculative decoding on, a step can bring a row several tokens in one event, and ITL is "
+                "the time between events (so, per step). "
+                if args.speculative_tokens != 0
+                else ""
+            )
             + (
                 f"Of the batch-16 step, the model's GEMMs alone take {results['floor']['gemm16_ms']:.1f} ms "
                 "(timed at their own shapes); the rest is attention over the cached keys, elementwise work, "

@@ -86,10 +86,15 @@ def _codecomplete(*args: str, timeout: int = 420) -> subprocess.CompletedProcess
     )
 
 
-def _train(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+def _train(recipe: Path, *args: str, port: int | None = None) -> subprocess.CompletedProcess:
     return _codecomplete(
-        "train", "--config", str(recipe), "--num-gpus", "2", "--master-port", str(_port()), *args
+        "train", "--config", str(recipe), "--num-gpus", "2", "--master-port", str(port or _port()), *args
     )
+
+
+def _shm_buffers(port: int) -> list[Path]:
+    """DeepSpeed's CPU allreduce segments of a run on `port` still named in /dev/shm."""
+    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
 
 
 def _metrics(out: Path) -> dict[int, dict]:
@@ -107,8 +112,12 @@ def _valid_losses(out: Path) -> list[float]:
 @pytest.fixture(scope="module")
 def zero2_run(tmp_path_factory, token_dataset, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("ds")
-    proc = _train(_recipe(tmp, token_dataset, tiny_model_dir, "zero2"))
+    port = _port()
+    proc = _train(_recipe(tmp, token_dataset, tiny_model_dir, "zero2"), port=port)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # Nothing left in /dev/shm: DeepSpeed leaves its 69 MB per-rank allreduce segments behind,
+    # and runs add up until the machine is out of memory (training/loop.py unlinks them).
+    assert _shm_buffers(port) == []
     return tmp, tmp / "zero2", proc.stdout + proc.stderr
 
 
@@ -152,8 +161,10 @@ def test_killed_run_resumes_to_the_same_losses(zero2_run, token_dataset, tiny_mo
 
     # 1. SIGKILL in the middle of writing step 20's checkpoint: every rank's shards are on disk, the
     #    checkpoint is not marked complete. The run dies between two complete checkpoints (10 and 30).
-    first = _train(recipe, "--set", "run.fault_kill_in_save_at=20")
+    port = _port()
+    first = _train(recipe, "--set", "run.fault_kill_in_save_at=20", port=port)
     assert first.returncode != 0
+    assert _shm_buffers(port) == []  # a killed run leaves no shared memory behind either
     assert sorted(p.name for p in ckpts.iterdir()) == [".tmp-step-00000020", "step-00000010"]
     assert any((ckpts / ".tmp-step-00000020" / "ds").iterdir())
 
