@@ -103,7 +103,10 @@ def metric(base: str, sample: str) -> float:
 
 
 def test_ghost_text_appears_tab_accepts_and_the_prompt_panel_shows_the_fim_prompt(page, server):
-    settings(page, max_tokens=12, temperature=0, n=1, debounce=150)
+    # No stop strings: what the shipped model writes at this cursor is its own business (run 8's
+    # weights start the infill with a blank line, which the default stop "\n\n" cuts to nothing);
+    # this test is about the ghost text, Tab and the prompt panel.
+    settings(page, max_tokens=12, temperature=0, n=1, debounce=150, stop="[]")
     # Code after the cursor: it goes as `suffix` (an empty suffix would be left-to-right completion).
     page.fill("#code", "def fibonacci(n):\n    \n    return a\n\n\nprint(fibonacci(10))\n")
     page.click("#code")
