@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from engine_helpers import greedy, ids_of, run_until_idle, submit, text_of
 
-from codecomplete.engine.core import UNHEALTHY_AFTER
+from codecomplete.engine.async_engine import FAILING_STEPS
 from codecomplete.engine.types import SamplingParams
 
 PROMPT = "def fibonacci(n):\n    if n < 2:\n        return n\n    return"
@@ -25,7 +25,7 @@ def test_poison_rows_fail_alone_inside_a_busy_batch(gpt2_core):
         run_until_idle(gpt2_core)
     normal = [submit(gpt2_core, f"n{i}", greedy(16), PROMPT + " " * i) for i in range(4)]
     gpt2_core.step()  # the normal ones are running when the poison arrives
-    bad = [submit(gpt2_core, f"p{i}", poison(), "x = ") for i in range(UNHEALTHY_AFTER + 2)]
+    bad = [submit(gpt2_core, f"p{i}", poison(), "x = ") for i in range(FAILING_STEPS + 2)]
     run_until_idle(gpt2_core)
     for outs in bad:
         assert outs[-1].finished and outs[-1].error is not None

@@ -38,7 +38,6 @@ from codecomplete.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 Sink = Callable[[RequestOutput], None]
-UNHEALTHY_AFTER = 3  # consecutive failed steps before health() says the model is broken
 
 
 class EngineCore:
@@ -302,8 +301,9 @@ class EngineCore:
         tokens = [0] * len(seqs)  # what each row feeds next
         active = list(range(len(seqs)))
         for j in range(width + 1):
-            res = sample(logits[active, j], [seqs[i] for i in active])
-            self.output.apply([seqs[i] for i in active], res.token_ids, res.logprobs, res.top, res.failed)
+            rows = [seqs[i] for i in active]
+            res = sample(logits[active, j], rows)
+            self.output.apply(rows, res.token_ids, res.logprobs, res.top, res.failed)
             still = []
             for i, token in zip(active, res.token_ids, strict=True):
                 tokens[i], fed[i] = token, j + 1

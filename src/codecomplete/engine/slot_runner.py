@@ -248,18 +248,29 @@ class SlotRunner:
         its end) and later tokens overwrite it. The caller keeps pos + 1 + len(draft) <= context."""
         if batch.ghost:
             raise ValueError("verify() does not decode a ghost row")
-        b, q = batch.rows, 1 + max(len(d) for d in drafts)
-        ids = torch.full((b, q), self.pad_id, dtype=torch.long)
-        pos = torch.full((b, q), self.context, dtype=torch.long)  # padding: the trash column
-        starts, nexts = batch.pos.tolist(), batch.next_ids.tolist()
-        for i, (draft, p, nxt) in enumerate(zip(drafts, starts, nexts, strict=True)):
-            n = 1 + len(draft)
-            ids[i, :n] = torch.tensor([nxt, *draft], dtype=torch.long)
-            pos[i, :n] = torch.arange(p, p + n)
-        ids, pos = ids.to(self.device), pos.to(self.device)
+        rows = [[nxt, *draft] for nxt, draft in zip(batch.next_ids.tolist(), drafts, strict=True)]
+        ids, pos = self._pack(rows, batch.pos.tolist())
+        b, q = ids.shape
         slots = torch.arange(batch.first, batch.first + b, device=self.device)
         keep = torch.arange(q, device=self.device)[None].expand(b, q)
-        if self._fast_prefill is not None:
+        return self._forward(ids, slots, pos, keep)
+
+    def _pack(self, rows: list[list[int]], starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token rows of different lengths as (R, W) ids and positions on the device: row i's
+        tokens at positions starts[i], starts[i] + 1, ...; after a row's end, pad_id written to
+        the trash column `context`."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        pos = torch.full((len(rows), width), self.context, dtype=torch.long)
+        for i, (tokens, s) in enumerate(zip(rows, starts, strict=True)):
+            ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            pos[i, : len(tokens)] = torch.arange(s, s + len(tokens))
+        return ids.to(self.device), pos.to(self.device)
+
+    def _forward(self, ids, slots, pos, keep, fast: bool = True) -> torch.Tensor:
+        """Several tokens per row: the family's own multi-token step (fast_decode.py) when it has
+        one and the slots are consecutive (and `fast`), else the model's forward. (B, k, V)."""
+        if fast and self._fast_prefill is not None and self._consecutive(slots):
             return self._fast_prefill_run(ids, slots, pos, keep)
         return self._run(ids, slots, pos, keep)
 
@@ -325,25 +336,17 @@ class SlotRunner:
 
     def _prefill_into(self, slots, prompts, starts, full: set[int]):
         r = len(prompts)
-        width = max(len(p) - s for p, s in zip(prompts, starts, strict=True))
-        ids = torch.full((r, width), self.pad_id, dtype=torch.long)
-        pos = torch.empty((r, width), dtype=torch.long)
+        ids, pos = self._pack([p[s:] for p, s in zip(prompts, starts, strict=True)], starts)
+        width = ids.shape[1]
         keep_n = 2 if r == 1 and not full else 1  # a lone row keeps two positions: a 2-row GEMM
         keep = torch.zeros((r, width if full else keep_n), dtype=torch.long)
         for i, (p, s) in enumerate(zip(prompts, starts, strict=True)):
             n = len(p) - s
-            ids[i, :n] = torch.tensor(p[s:], dtype=torch.long)
-            pos[i, :n] = torch.arange(s, s + n)
-            pos[i, n:] = self.context  # padding after a row's end writes to the trash column
             if full:
                 keep[i] = torch.arange(width).clamp(max=n - 1)
             else:
                 keep[i] = torch.arange(n - keep_n, n).clamp(min=0)
-        ids, pos, keep = ids.to(self.device), pos.to(self.device), keep.to(self.device)
-        if self._fast_prefill is not None and not full and self._consecutive(slots):
-            logits = self._fast_prefill_run(ids, slots, pos, keep)
-        else:
-            logits = self._run(ids, slots, pos, keep)  # (R, k, V)
+        logits = self._forward(ids, slots, pos, keep.to(self.device), fast=not full)  # (R, k, V)
         last = torch.tensor([len(p) - s - 1 for p, s in zip(prompts, starts, strict=True)])
         if full:
             out = logits[torch.arange(r), last.to(self.device)]
