@@ -59,7 +59,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--speculative-tokens",
         type=int,
-        help="tokens guessed from a greedy request's own context and checked in one forward, 0 = off (default 4)",
+        help="tokens guessed from a request's own context and checked in one forward, 0 = off (default 4)",
     )
     p.add_argument(
         "--num-threads", type=int, help="CPU threads for torch (default: all cores but one on the CPU)"

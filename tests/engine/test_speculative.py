@@ -1,4 +1,4 @@
-"""Speculative decoding of a lone greedy sequence with prompt-lookup drafts (engine/speculate.py):
+"""Speculative decoding with prompt-lookup drafts (engine/speculate.py):
 the drafts are what earlier context suggests, the engine keeps the tokens the model agrees with,
 and a request gets the same tokens, text and finish as without speculation."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from engine_helpers import finish_of, greedy, ids_of, make_core, run_until_idle, submit, text_of
 
 from codecomplete.engine.speculate import PromptLookup
@@ -148,20 +149,105 @@ def test_drafts_stop_at_the_end_of_the_context(tiny_model_dir):
     assert spec.metrics()["spec_draft_tokens_total"] > 0
 
 
-def test_sampled_sequences_are_not_drafted(tiny_model_dir):
-    """A sampled row would need rejection sampling to keep its distribution: alone (with its ghost
-    twin) or in a batch with a greedy row, nothing is drafted while it runs."""
+def _sampled(seed: int, temperature: float = 0.7, n: int = 30) -> SamplingParams:
+    return SamplingParams(max_tokens=n, temperature=temperature, top_p=0.95, seed=seed, ignore_eos=True)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode"])
+def test_exact_verify_has_the_bits_of_one_token_steps(arch, tiny_model_factory):
+    """The runner checks a draft with the one-token step's kernels: the logits at every drafted
+    position are bit-identical to those of one-token steps fed the same tokens, for a batch and
+    for a lone row with its ghost twin."""
+    model_dir = tiny_model_factory(arch)
+    for prompts in (("def f(x):\n    return x", "import os\nimport", "x = [1, 2, 3]\ny = "), ("class A:\n",)):
+        core = make_core(model_dir, prefix_cache_mb=0, speculative_tokens=0)
+        assert core.runner.exact_verify
+        for i, p in enumerate(prompts):
+            submit(core, f"r{i}", _sampled(i), p)
+        for _ in range(4):
+            core.step()
+        runner, batch = core.runner, core.batch
+        assert batch.rows == len(prompts) and batch.ghost == (len(prompts) == 1)
+        saved = [(layer.k.clone(), layer.v.clone()) for layer in runner.cache.layers]
+        pos, nxt = batch.pos.clone(), batch.next_ids.clone()
+        steps = []
+        for _ in range(4):
+            logits = runner.decode(batch)
+            steps.append(logits.clone())
+            batch.set_next(logits.argmax(-1).tolist())
+        drafts = [[int(steps[j][i].argmax()) for j in range(3)] for i in range(batch.rows)]
+        for exact in (True, False):
+            for layer, (k, v) in zip(runner.cache.layers, saved, strict=True):
+                layer.k.copy_(k)
+                layer.v.copy_(v)
+            batch.pos, batch.next_ids = pos.clone(), nxt.clone()
+            logits = runner.verify(batch, drafts, exact=exact)
+            same = [torch.equal(logits[:, j], steps[j]) for j in range(4)]
+            if exact:
+                assert same == [True] * 4
+            else:  # one GEMM for a row's queries rounds differently: what exact is for
+                assert max((logits[:, j] - steps[j]).abs().max().item() for j in range(4)) < 1e-3
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode"])
+def test_sampled_rows_speculate_and_draw_the_tokens_of_plain_decoding(arch, tiny_model_factory):
+    """Seeded sampled requests, alone (ghost twin) and batched with a greedy one (3 rows, within
+    EXACT_SPEC_MAX_ROWS), get drafts and exactly the tokens they get without speculation."""
+    model_dir = tiny_model_factory(arch)
+    prompts = [REPEATING, "import os\nimport sys\nimport os\nimport", "def f(a):\n    return a\n" * 3]
+    runs = {}
+    for k in (4, 0):
+        core = make_core(model_dir, prefix_cache_mb=0, speculative_tokens=k)
+        lone = submit(core, "lone", _sampled(7, 0.05, 40), REPEATING)  # nearly greedy: it loops
+        run_until_idle(core)
+        lone_drafts = core.metrics()["spec_draft_tokens_total"]
+        outs = [
+            submit(core, f"r{i}", _sampled(i, (0.05, 0.8)[i // 2]) if i != 1 else greedy(30), p)
+            for i, p in enumerate(prompts)
+        ]
+        run_until_idle(core)
+        runs[k] = [ids_of(o) for o in (lone, *outs)], lone_drafts, core.metrics()
+    assert runs[4][0] == runs[0][0]
+    assert runs[4][1] > 0  # the lone sampled row drafted (no ghost needed for a multi-token check)
+    assert runs[4][2]["spec_draft_tokens_total"] > runs[4][1]
+    assert runs[0][2]["spec_draft_tokens_total"] == 0
+
+
+def test_more_sampled_rows_than_the_exact_check_pays_for_decode_plainly(tiny_model_dir):
+    """The exact check rereads the KV once per drafted position: beyond EXACT_SPEC_MAX_ROWS rows
+    with a sampled one among them, plain steps run; greedy rows that many still draft."""
+    from codecomplete.engine.core import EXACT_SPEC_MAX_ROWS
+
+    n = EXACT_SPEC_MAX_ROWS + 1
     core = make_core(tiny_model_dir, prefix_cache_mb=0)
-    sampled = SamplingParams(max_tokens=20, temperature=0.8, seed=3, ignore_eos=True)
-    submit(core, "s", sampled, REPEATING)
+    outs = [submit(core, f"s{i}", _sampled(i, 0.05, 20), REPEATING) for i in range(n)]
+    while core.step() and not any(finish_of(o) for o in outs):
+        pass
+    assert core.metrics()["spec_draft_tokens_total"] == 0
+    run_until_idle(core)
+    for i in range(n):
+        submit(core, f"g{i}", greedy(20), REPEATING)
+    run_until_idle(core)
+    assert core.metrics()["spec_draft_tokens_total"] > 0
+
+
+def test_without_an_exact_check_sampled_rows_are_not_drafted(tiny_model_factory):
+    """Llama's decoder has no multi-token step with the one-token step's kernels: while a sampled
+    row runs (alone or beside a greedy one) nothing is drafted; greedy rows alone still are."""
+    core = make_core(tiny_model_factory("llama"), prefix_cache_mb=0)
+    assert not core.runner.exact_verify
+    submit(core, "s", _sampled(3, 0.8, 20), REPEATING)
     run_until_idle(core)
     assert core.metrics()["spec_draft_tokens_total"] == 0
     a = submit(core, "a", greedy(20), REPEATING)
-    b = submit(core, "b", sampled, REPEATING + "\n")
+    b = submit(core, "b", _sampled(3, 0.8, 20), REPEATING + "\n")
     while core.step() and not (finish_of(a) or finish_of(b)):
         pass
     assert core.metrics()["spec_draft_tokens_total"] == 0  # not until one of them finished
     run_until_idle(core)
+    submit(core, "g", greedy(30), REPEATING)
+    run_until_idle(core)
+    assert core.metrics()["spec_draft_tokens_total"] > 0
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
@@ -196,9 +282,9 @@ def test_no_draft_runs_past_max_tokens():
     calls = []
     verify = core.runner.verify
 
-    def recording(batch, drafts):
+    def recording(batch, drafts, **kwargs):
         calls.append((len(drafts[0]), len(batch.seqs[0].output_ids)))
-        return verify(batch, drafts)
+        return verify(batch, drafts, **kwargs)
 
     core.runner.verify = recording
     outs = submit(core, "r", greedy(12), REPEATING)

@@ -65,9 +65,10 @@ class EngineConfig:
     token_healing_max_chars: int = 8
     """Longest tail (in characters) that healing may remove from a prompt."""
     speculative_tokens: int = 4
-    """Speculative decoding of greedy sequences (alone or in a batch of greedy rows) with prompt-lookup drafts
-    (engine/speculate.py): up to this many tokens guessed from the sequence's own context are
-    checked in one forward; 0 turns it off. Static-cache families only (docs/engine.md)."""
+    """Speculative decoding with prompt-lookup drafts (engine/speculate.py): up to this many tokens
+    guessed from the sequence's own context are checked in one forward; 0 turns it off. Greedy
+    rows alone or batched; sampled rows where the check is exact (GPT-2 family, up to
+    EXACT_SPEC_MAX_ROWS rows). Static-cache families only (docs/engine.md)."""
 
     def __post_init__(self) -> None:
         if self.device not in _DEVICES:

@@ -133,12 +133,26 @@ class GPT2Decoder:
         return self.head(x)
 
     @torch.inference_mode()
-    def prefill(self, ids: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor, first: int, context: int):
+    def prefill(
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        keep: torch.Tensor,
+        first: int,
+        context: int,
+        exact: bool = False,
+    ):
         """Several tokens per row at once (a prompt, or the few new tokens of a keystroke whose
         prefix came from the cache). ids, pos: (B, q), padding at position `context` (the cache's
         trash column); rows in slots first..first+B-1; the caller has set the cache's `flat_index`
         (B, H, q order) and `width`. keep: (B, k) the input positions whose logits are wanted.
-        Returns logits (B, k, V)."""
+        Returns logits (B, k, V).
+
+        exact: attend for each input position on its own, with the one-token step's kernels
+        (`_attend_one`), so the logits at every position have the bits a one-token step at that
+        position would give in a batch (speculative decoding of sampled rows, whose seeded
+        tokens must not change). Without it a row's q queries go through one GEMM per head,
+        which rounds differently from the one-token step's GEMV (1e-5 apart, measured)."""
         c = self.cache
         b, q = ids.shape
         width, flat = c.width, c.flat_index
@@ -162,11 +176,14 @@ class GPT2Decoder:
             layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
             keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
             values = layer.v[first : first + b, :, :width]
-            qs = qs.reshape(b, q, kvh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kvh, g * q, hd)
-            scores = torch.matmul(qs, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G * q, W)
-            scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
-            o = torch.matmul(scores, values)  # (B, KVH, G * q, D)
-            o = o.view(b, kvh, g, q, hd).permute(0, 3, 1, 2, 4).reshape(b * q, h * hd)
+            if exact:
+                o = self._attend_each(qs.view(b, q, h * hd), keys, values, pos)
+            else:
+                qs = qs.reshape(b, q, kvh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kvh, g * q, hd)
+                scores = torch.matmul(qs, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G * q, W)
+                scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
+                o = torch.matmul(scores, values)  # (B, KVH, G * q, D)
+                o = o.view(b, kvh, g, q, hd).permute(0, 3, 1, 2, 4).reshape(b * q, h * hd)
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = fc_out(act(fc(m))) + x
@@ -174,6 +191,21 @@ class GPT2Decoder:
         picked = x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, k, C)
         picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
         return self.head(picked.contiguous())
+
+    def _attend_each(self, qs: torch.Tensor, keys, values, pos: torch.Tensor) -> torch.Tensor:
+        """qs (B, q, H*D): each input position attends on its own, as `_attend_one` does for a
+        one-token step (same shapes, same kernels, the columns past that position hidden).
+        Returns (B * q, H*D)."""
+        b, q, _ = qs.shape
+        width = keys.shape[2]
+        cols = torch.arange(width, device=qs.device)
+        outs = []
+        for j in range(q):
+            hide = (cols[None, :] > pos[:, j, None])[:, None, None, :]  # (B, 1, 1, W)
+            outs.append(
+                _attend(qs[:, j], keys, values, hide, self.scale, self.heads, self.kv_heads, self.head_dim)
+            )
+        return torch.stack(outs, dim=1).view(b * q, -1)
 
 
 class LlamaDecoder:
@@ -263,6 +295,13 @@ def _attend_one(layer, q, k, v, flat, slots, first, width, hide, scale, h, kvh, 
         values = layer.v[first : first + b, :, :width]
     else:
         keys, values = layer.k[slots, :, :width], layer.v[slots, :, :width]
+    return _attend(q, keys, values, hide, scale, h, kvh, hd)
+
+
+def _attend(q, keys, values, hide, scale, h, kvh, hd) -> torch.Tensor:
+    """One query per row over its cached keys/values (B, KVH, W, D), columns in `hide` masked.
+    Returns (B, H*D)."""
+    b = q.shape[0]
     q = q.reshape(b, kvh, h // kvh, hd)
     scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, KVH, G, W)
     if hide is not None:

@@ -190,6 +190,9 @@ class SlotRunner:
         # Prompts too, where the family's decoder has a multi-token step (GPT-2, GPTBigCode MQA).
         decoder = getattr(self.fast, "decoder", self.fast)
         self._fast_prefill = getattr(decoder, "prefill", None)
+        # verify(exact=True) gives the bits of one-token steps: only where both run the same eager
+        # kernels (the family has a multi-token step and the one-token step is not compiled).
+        self.exact_verify = self._fast_prefill is not None and decoder is self.fast
 
     # --- forward passes ---------------------------------------------------------------------
 
@@ -239,20 +242,27 @@ class SlotRunner:
         return logits[:n, 0]
 
     @torch.inference_mode()
-    def verify(self, batch: SlotBatch, drafts: list[list[int]]) -> torch.Tensor:
+    def verify(self, batch: SlotBatch, drafts: list[list[int]], exact: bool = False) -> torch.Tensor:
         """Speculative decoding (engine/speculate.py): feed every row its next token and its
         draft in one forward. Returns logits (B, 1 + W, V) for W = the longest draft, [i, j]
         predicting the token after row i's input j (inputs past a row's draft are padding, their
         logits meaningless). The KV of the inputs lies past each row's end until accept() keeps
         some of it; what is not kept is never read (a row attends only to its own columns below
-        its end) and later tokens overwrite it. The caller keeps pos + 1 + len(draft) <= context."""
-        if batch.ghost:
-            raise ValueError("verify() does not decode a ghost row")
+        its end) and later tokens overwrite it. The caller keeps pos + 1 + len(draft) <= context.
+
+        exact (needs `exact_verify`): [i, j] has the bits a one-token step would give row i at
+        that position in a batch, so sampled rows draw the tokens they would draw without
+        drafts. A lone row needs no ghost twin here: 1 + W >= 2 inputs already make its GEMMs
+        multi-row."""
+        if exact and not self.exact_verify:
+            raise ValueError("this runner has no exact multi-token step")
         rows = [[nxt, *draft] for nxt, draft in zip(batch.next_ids.tolist(), drafts, strict=True)]
         ids, pos = self._pack(rows, batch.pos.tolist())
         b, q = ids.shape
         slots = torch.arange(batch.first, batch.first + b, device=self.device)
         keep = torch.arange(q, device=self.device)[None].expand(b, q)
+        if exact:
+            return self._fast_prefill_run(ids, slots, pos, keep, exact=True)
         return self._forward(ids, slots, pos, keep)
 
     def _pack(self, rows: list[list[int]], starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,12 +302,12 @@ class SlotRunner:
         first = int(slots[0])
         return torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
 
-    def _fast_prefill_run(self, ids, slots, pos, keep) -> torch.Tensor:
+    def _fast_prefill_run(self, ids, slots, pos, keep, exact: bool = False) -> torch.Tensor:
         """Prompt tokens through fast_decode.py's multi-token step (GPT-2 family)."""
         c = self.cache
         c.width = self._width(pos)
         c.locate(slots, pos)
-        return self._fast_prefill(ids, pos, keep, int(slots[0]), self.context)
+        return self._fast_prefill(ids, pos, keep, int(slots[0]), self.context, exact=exact)
 
     def _fast_decode(self, ids, slots, pos) -> torch.Tensor:
         """One token per row through fast_decode.py (no model forward). Logits (B, V)."""
