@@ -153,7 +153,7 @@ def _sampled(seed: int, temperature: float = 0.7, n: int = 30) -> SamplingParams
     return SamplingParams(max_tokens=n, temperature=temperature, top_p=0.95, seed=seed, ignore_eos=True)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode"])
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2"])
 def test_exact_verify_has_the_bits_of_one_token_steps(arch, tiny_model_factory):
     """The runner checks a draft with the one-token step's kernels: the logits at every drafted
     position are bit-identical to those of one-token steps fed the same tokens, for a batch and
@@ -189,7 +189,7 @@ def test_exact_verify_has_the_bits_of_one_token_steps(arch, tiny_model_factory):
                 assert max((logits[:, j] - steps[j]).abs().max().item() for j in range(4)) < 1e-3
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode"])
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2"])
 def test_sampled_rows_speculate_and_draw_the_tokens_of_plain_decoding(arch, tiny_model_factory):
     """Seeded sampled requests, alone (ghost twin) and batched with a greedy one (3 rows, within
     EXACT_SPEC_MAX_ROWS), get drafts and exactly the tokens they get without speculation."""
@@ -231,16 +231,18 @@ def test_more_sampled_rows_than_the_exact_check_pays_for_decode_plainly(tiny_mod
     assert core.metrics()["spec_draft_tokens_total"] > 0
 
 
-def test_without_an_exact_check_sampled_rows_are_not_drafted(tiny_model_factory):
-    """Llama's decoder has no multi-token step with the one-token step's kernels: while a sampled
-    row runs (alone or beside a greedy one) nothing is drafted; greedy rows alone still are."""
-    core = make_core(tiny_model_factory("llama"), prefix_cache_mb=0)
+def test_without_an_exact_check_sampled_rows_are_not_drafted(tiny_model_dir, monkeypatch):
+    """Without the fast decoder (CODECOMPLETE_FAST_DECODE=0: the model's forward checks drafts,
+    with other kernels than its one-token steps) nothing is drafted while a sampled row runs,
+    alone or beside a greedy one; greedy rows alone still are."""
+    monkeypatch.setenv("CODECOMPLETE_FAST_DECODE", "0")
+    core = make_core(tiny_model_dir, prefix_cache_mb=0)
     assert not core.runner.exact_verify
-    submit(core, "s", _sampled(3, 0.8, 20), REPEATING)
+    submit(core, "s", _sampled(3, 0.05, 20), REPEATING)
     run_until_idle(core)
     assert core.metrics()["spec_draft_tokens_total"] == 0
     a = submit(core, "a", greedy(20), REPEATING)
-    b = submit(core, "b", _sampled(3, 0.8, 20), REPEATING + "\n")
+    b = submit(core, "b", _sampled(3, 0.05, 20), REPEATING + "\n")
     while core.step() and not (finish_of(a) or finish_of(b)):
         pass
     assert core.metrics()["spec_draft_tokens_total"] == 0  # not until one of them finished

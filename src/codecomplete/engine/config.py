@@ -67,8 +67,8 @@ class EngineConfig:
     speculative_tokens: int = 4
     """Speculative decoding with prompt-lookup drafts (engine/speculate.py): up to this many tokens
     guessed from the sequence's own context are checked in one forward; 0 turns it off. Greedy
-    rows alone or batched; sampled rows where the check is exact (GPT-2 family, up to
-    EXACT_SPEC_MAX_ROWS rows). Static-cache families only (docs/engine.md)."""
+    rows alone or batched; sampled rows where the check is exact (the fast decoder's families,
+    not compiled, up to EXACT_SPEC_MAX_ROWS rows). Static-cache families only (docs/engine.md)."""
 
     def __post_init__(self) -> None:
         if self.device not in _DEVICES:

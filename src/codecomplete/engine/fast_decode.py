@@ -11,7 +11,9 @@ as a straight sequence of tensor ops over the slot cache's tensors (engine/slot_
 - attention for one query is two batched matmuls over the first W cached columns of each row,
   with the columns past a row's end masked to -inf (exact zeros after the softmax), so a row's
   numbers do not depend on the other rows of the batch (tests/engine/test_generation.py);
-- the prompt's prefill still runs through the model's forward (it is arithmetic-bound).
+- several tokens per row (a prompt, a keystroke's new tokens, a speculative draft) go through
+  `prefill`, the same code with a causal mask per row; `exact=True` attends once per position
+  with the one-token step's kernels, so its logits are a one-token step's to the bit.
 
 `build(model, cache)` returns a decoder for the families written here (GPT-2; GPTBigCode with
 multi-query attention, as StarCoder/SantaCoder use it; Llama and Qwen2 without sliding windows), or None: the slot runner then decodes through the model's forward as
@@ -157,13 +159,9 @@ class GPT2Decoder:
         b, q = ids.shape
         width, flat = c.width, c.flat_index
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
-        g = h // kvh
         x = F.embedding(ids, self.wte) + F.embedding(pos.clamp(max=context - 1), self.wpe)  # (B, q, C)
         x = x.view(b * q, -1)
-        cols = torch.arange(width, device=ids.device)
-        hide = (cols[None, None, :] > pos[:, :, None])[:, None]  # (B, 1, q, W)
-        if g > 1:
-            hide = hide.repeat(1, 1, g, 1)  # query rows are (head in group, position)
+        hide = None if exact else _hidden_block(pos, width, h // kvh)
         for (ln1, qkv_proj, out_proj, ln2, fc, act, fc_out), layer in zip(
             self.layers, self.cache.layers, strict=True
         ):
@@ -176,14 +174,7 @@ class GPT2Decoder:
             layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
             keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
             values = layer.v[first : first + b, :, :width]
-            if exact:
-                o = self._attend_each(qs.view(b, q, h * hd), keys, values, pos)
-            else:
-                qs = qs.reshape(b, q, kvh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kvh, g * q, hd)
-                scores = torch.matmul(qs, keys.transpose(-1, -2)).mul_(self.scale)  # (B, KVH, G * q, W)
-                scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
-                o = torch.matmul(scores, values)  # (B, KVH, G * q, D)
-                o = o.view(b, kvh, g, q, hd).permute(0, 3, 1, 2, 4).reshape(b * q, h * hd)
+            o = _attend_many(qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact)
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = fc_out(act(fc(m))) + x
@@ -191,21 +182,6 @@ class GPT2Decoder:
         picked = x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, k, C)
         picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
         return self.head(picked.contiguous())
-
-    def _attend_each(self, qs: torch.Tensor, keys, values, pos: torch.Tensor) -> torch.Tensor:
-        """qs (B, q, H*D): each input position attends on its own, as `_attend_one` does for a
-        one-token step (same shapes, same kernels, the columns past that position hidden).
-        Returns (B * q, H*D)."""
-        b, q, _ = qs.shape
-        width = keys.shape[2]
-        cols = torch.arange(width, device=qs.device)
-        outs = []
-        for j in range(q):
-            hide = (cols[None, :] > pos[:, j, None])[:, None, None, :]  # (B, 1, 1, W)
-            outs.append(
-                _attend(qs[:, j], keys, values, hide, self.scale, self.heads, self.kv_heads, self.head_dim)
-            )
-        return torch.stack(outs, dim=1).view(b * q, -1)
 
 
 class LlamaDecoder:
@@ -270,6 +246,77 @@ class LlamaDecoder:
             m = ln2(x)
             x = down(act(gate(m)) * up(m)) + x
         return self.head(self.norm(x))
+
+    @torch.inference_mode()
+    def prefill(
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        keep: torch.Tensor,
+        first: int,
+        context: int,
+        exact: bool = False,
+    ):
+        """Several tokens per row at once, as GPT2Decoder.prefill (same arguments, same layout of
+        the cache writes). Returns logits (B, k, V)."""
+        c = self.cache
+        b, q = ids.shape
+        width, flat = c.width, c.flat_index
+        hd, h, kvh = self.head_dim, self.heads, self.kv_heads
+        x = F.embedding(ids, self.embed).view(b * q, -1)  # (B * q, C)
+        # The rotary table as b * q one-token rows: the same numbers as the one-token step's.
+        cos, sin = self.rotary(x[:, None], position_ids=pos.clamp(max=context - 1).reshape(-1, 1))
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # (B * q, 1, D)
+        hide = None if exact else _hidden_block(pos, width, h // kvh)
+        for (ln1, q_proj, k_proj, v_proj, o_proj, ln2, gate, up, act, down), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
+            a = ln1(x)
+            qs = _rotate(q_proj(a).view(b * q, h, hd), cos, sin)
+            k = _rotate(k_proj(a).view(b * q, kvh, hd), cos, sin)
+            k = k.view(b, q, kvh, hd).transpose(1, 2)  # (B, KVH, q, D): the flat index's order
+            v = v_proj(a).view(b, q, kvh, hd).transpose(1, 2)
+            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
+            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
+            keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
+            values = layer.v[first : first + b, :, :width]
+            o = _attend_many(qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact)
+            x = o_proj(o) + x
+            m = ln2(x)
+            x = down(act(gate(m)) * up(m)) + x
+        x = x.view(b, q, -1)
+        picked = x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, k, C)
+        return self.head(self.norm(picked).contiguous())
+
+
+def _hidden_block(pos: torch.Tensor, width: int, group: int) -> torch.Tensor:
+    """(B, 1, G * q, W): for a multi-token step, the columns each query must not see (past its
+    own position). Query rows are (head in group, position), as `_attend_many` lays them out."""
+    cols = torch.arange(width, device=pos.device)
+    hide = (cols[None, None, :] > pos[:, :, None])[:, None]  # (B, 1, q, W)
+    return hide.repeat(1, 1, group, 1) if group > 1 else hide
+
+
+def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool) -> torch.Tensor:
+    """Several queries per row: qs (B, q, H*D) over the rows' cached keys/values (B, KVH, W, D),
+    already written. exact: each position attends on its own with the one-token step's kernels
+    (`_attend`, the columns past that position hidden), so its numbers are a one-token step's to
+    the bit; otherwise one GEMM per head takes a row's queries together (faster; rounds
+    differently, 1e-5). Returns (B * q, H*D)."""
+    b, q, _ = qs.shape
+    if exact:
+        cols = torch.arange(keys.shape[2], device=qs.device)
+        outs = []
+        for j in range(q):
+            hidden = (cols[None, :] > pos[:, j, None])[:, None, None, :]  # (B, 1, 1, W)
+            outs.append(_attend(qs[:, j], keys, values, hidden, scale, h, kvh, hd))
+        return torch.stack(outs, dim=1).view(b * q, h * hd)
+    g = h // kvh
+    qs = qs.reshape(b, q, kvh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kvh, g * q, hd)
+    scores = torch.matmul(qs, keys.transpose(-1, -2)).mul_(scale)  # (B, KVH, G * q, W)
+    scores = scores.masked_fill_(hide, float("-inf")).softmax(dim=-1)
+    o = torch.matmul(scores, values)  # (B, KVH, G * q, D)
+    return o.view(b, kvh, g, q, hd).permute(0, 3, 1, 2, 4).reshape(b * q, h * hd)
 
 
 def _hidden_columns(pos: torch.Tensor, width: int) -> torch.Tensor | None:

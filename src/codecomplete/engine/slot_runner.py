@@ -187,7 +187,7 @@ class SlotRunner:
 
         # One-token steps without the model's forward where the family is written (fast_decode.py).
         self.fast = fast_decode.build(model, self.cache, compile=compile, max_rows=max_rows)
-        # Prompts too, where the family's decoder has a multi-token step (GPT-2, GPTBigCode MQA).
+        # Prompts too, through the decoder's multi-token step (every family fast_decode.py writes).
         decoder = getattr(self.fast, "decoder", self.fast)
         self._fast_prefill = getattr(decoder, "prefill", None)
         # verify(exact=True) gives the bits of one-token steps: only where both run the same eager
@@ -303,7 +303,7 @@ class SlotRunner:
         return torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
 
     def _fast_prefill_run(self, ids, slots, pos, keep, exact: bool = False) -> torch.Tensor:
-        """Prompt tokens through fast_decode.py's multi-token step (GPT-2 family)."""
+        """Several tokens per row through fast_decode.py's multi-token step."""
         c = self.cache
         c.width = self._width(pos)
         c.locate(slots, pos)
