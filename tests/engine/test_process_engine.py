@@ -50,7 +50,10 @@ def test_same_tokens_aborts_queue_and_metrics_across_the_pipe(tiny_model_dir):
         finally:
             await local.stop()
 
-        engine = build_engine(_config(tiny_model_dir, max_queue=1, max_batch_size=1))
+        # `a` below must still run when it is cancelled: without drafts its 200 tokens take 200
+        # steps (a random model's greedy loop is drafted well enough to finish in a few dozen,
+        # which a loaded machine's slow event loop let happen once before the cancel).
+        engine = build_engine(_config(tiny_model_dir, max_queue=1, max_batch_size=1, speculative_tokens=0))
         assert not engine.health().ok  # not loaded yet
         await engine.start()
         try:
