@@ -65,8 +65,8 @@ def code_prompts(tokenizer, count: int, tokens: int) -> list[str]:
     raise RuntimeError("not enough source text for prompts")
 
 
-def params(max_tokens: int) -> SamplingParams:
-    return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+def params(max_tokens: int, temperature: float = 0.0, seed: int | None = None) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed, ignore_eos=True)
 
 
 class Runner:
@@ -76,12 +76,14 @@ class Runner:
         self.engine = engine
         self._n = 0
 
-    async def one(self, prompt: str, max_tokens: int) -> dict:
+    async def one(
+        self, prompt: str, max_tokens: int, temperature: float = 0.0, seed: int | None = None
+    ) -> dict:
         self._n += 1
         t0 = time.perf_counter()
         times, tokens = [], 0
         async for out in self.engine.generate(
-            GenerationRequest(f"b{self._n}", params(max_tokens), prompt=prompt)
+            GenerationRequest(f"b{self._n}", params(max_tokens, temperature, seed), prompt=prompt)
         ):
             if out.error:
                 raise RuntimeError(out.error.message)
@@ -119,24 +121,28 @@ class HttpRunner:
         self.eos_id = eos_id
         self.client = httpx.AsyncClient(base_url=base, timeout=600)
 
-    def body(self, prompt: str, max_tokens: int) -> dict:
+    def body(self, prompt: str, max_tokens: int, temperature: float = 0.0, seed: int | None = None) -> dict:
         return {
             "model": "bench",
             "prompt": prompt,
             "max_tokens": max_tokens,
-            "temperature": 0,
+            "temperature": temperature,
+            **({} if seed is None else {"seed": seed}),
             "stream": True,
             "stream_options": {"include_usage": True},
             "logit_bias": {str(self.eos_id): -100},
             "deadline_ms": 0,  # no editor budget: every request does all its work (docs/api.md)
         }
 
-    async def one(self, prompt: str, max_tokens: int) -> dict:
+    async def one(
+        self, prompt: str, max_tokens: int, temperature: float = 0.0, seed: int | None = None
+    ) -> dict:
         import json
 
         t0 = time.perf_counter()
         times, tokens = [], 0
-        async with self.client.stream("POST", "/v1/completions", json=self.body(prompt, max_tokens)) as resp:
+        body = self.body(prompt, max_tokens, temperature, seed)
+        async with self.client.stream("POST", "/v1/completions", json=body) as resp:
             if resp.status_code != 200:
                 raise RuntimeError(f"HTTP {resp.status_code}: {await resp.aread()}")
             async for line in resp.aiter_lines():
@@ -611,7 +617,17 @@ async def bench(args) -> tuple[list[str], dict]:
         out.update(drafted=drafted, accepted=accepted)
         return out
 
+    async def sampled_client(runner) -> float:
+        """Median latency of a lone seeded request at temperature 0.2 (fauxpilot's 0.1, Copilot's
+        0.2 for n > 1): sampled rows speculate only where the check is exact (docs/engine.md)."""
+        lat_s = []
+        for i in range(args.latency_reps):
+            r = await runner.one(prompts[i % len(prompts)], max_tokens, temperature=0.2, seed=i)
+            lat_s.append(r["end"] - r["start"])
+        return statistics.median(lat_s)
+
     results["latency"] = lat = await single_client(runner, metrics)
+    results["latency_sampled"] = await sampled_client(runner)
     say(
         f"single client, {max_tokens} tokens: engine {lat['engine'] * 1e3:.0f} ms vs generate "
         f"{lat['generate'] * 1e3:.0f} ms = {lat['engine'] / lat['generate']:.3f}x; speculative decoding: "
@@ -635,12 +651,15 @@ async def bench(args) -> tuple[list[str], dict]:
         runner, metrics, close = await open_runner(0, speculative_tokens=0)
         await runner.one(prompts[0], 4)
         results["latency_plain"] = plain = await single_client(runner, metrics)
+        results["latency_sampled_plain"] = await sampled_client(runner)
         results["throughput_plain_16"] = (await runner.clients(prompts, 16, max_tokens))["tps"]
         await close()
         say(
             f"single client without speculative decoding: engine {plain['engine'] * 1e3:.0f} ms vs generate "
             f"{plain['generate'] * 1e3:.0f} ms = {plain['engine'] / plain['generate']:.3f}x; 16 clients "
-            f"{results['throughput_plain_16']:.1f} tok/s"
+            f"{results['throughput_plain_16']:.1f} tok/s; a sampled request (temperature 0.2, seeded) "
+            f"{results['latency_sampled'] * 1e3:.0f} ms with speculative decoding, "
+            f"{results['latency_sampled_plain'] * 1e3:.0f} ms without"
         )
 
     # 4. keystroke replay: each prompt is the previous one plus a few characters
@@ -815,6 +834,16 @@ def _speculative_note(lat: dict, plain: dict | None) -> str:
     return note
 
 
+def _sampled_note(results: dict) -> str:
+    """A lone sampled request (temperature 0.2, seeded) with and without speculative decoding."""
+    if "latency_sampled" not in results:
+        return ""
+    note = f"; a sampled request (temperature 0.2, seeded): {results['latency_sampled'] * 1e3:.0f} ms"
+    if "latency_sampled_plain" in results:
+        note += f", without speculative decoding {results['latency_sampled_plain'] * 1e3:.0f} ms"
+    return note
+
+
 def report(args, results: dict, elapsed: float) -> str:
     base = results["baseline"]
     tp = results["throughput"]
@@ -906,6 +935,7 @@ def report(args, results: dict, elapsed: float) -> str:
             else ""
         )
         + _speculative_note(lat, results.get("latency_plain"))
+        + _sampled_note(results)
         + f") | {verdict(lat_ratio <= 0.5)} |",
         f"| keystroke replay mean latency with prefix reuse <= 0.3x without | {k['ratio']:.2f}x "
         f"({k['with prefix reuse']['mean'] * 1e3:.0f} vs {k['without prefix reuse']['mean'] * 1e3:.0f} ms, "
