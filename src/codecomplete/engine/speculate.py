@@ -1,4 +1,4 @@
-"""Prompt-lookup drafts for speculative decoding of greedy sequences (torch-free).
+"""Prompt-lookup drafts for speculative decoding (torch-free).
 
 Code completions repeat their context: a call written like the one three lines up, a name from
 the signature, the rest of a line that appeared before. A lone sequence's decode step is bound by
@@ -8,13 +8,13 @@ them one at a time. The guess is the n-gram lookup llama.cpp ("lookup") and vLLM
 find the most recent earlier place where the sequence's last n tokens (n from `max_n` down to
 `min_n`) occurred in its prompt or output, and propose the tokens that followed.
 
-The engine (core.py) feeds each greedy row's next token and draft in one forward, then samples
-position j of every row before position j + 1, exactly as plain steps would (same penalties,
-bias, stop and length checks, one token at a time), and keeps each row's tokens up to the first
-one that differs from its draft. So what a greedy request gets does not depend on the draft, up
-to float rounding: the draft's positions are computed by the multi-token kernels of a prompt
-step, whose last bits can differ from a one-token step's (as a batched step's can from a lone
-one's).
+The engine (core.py) feeds each row's next token and draft in one forward, then samples position
+j of every row before position j + 1, exactly as plain steps would (same penalties, bias, stop
+and length checks, the same random stream, one token at a time), and keeps each row's tokens up
+to the first one that differs from its draft. So what a request gets does not depend on the
+draft: for sampled rows the check is exact (the logits of one-token steps, to the bit), for
+greedy rows it may be the multi-token kernels', whose last bits can differ from a one-token
+step's (as a batched step's can from a lone one's).
 """
 
 from __future__ import annotations
