@@ -900,8 +900,9 @@ def report(args, results: dict, elapsed: float) -> str:
         "server and its clients on these cores; a load well above that means other work competed)",
         f"- model: {results['model']}; device/dtype: {results['device']}; server `--compile {args.compile} --engine-process {args.engine_process}"
         + ("" if args.speculative_tokens is None else f" --speculative-tokens {args.speculative_tokens}")
-        + "` (the one-token decode step of engine/fast_decode.py, under torch.compile when on; greedy "
-        "request decodes speculatively with prompt-lookup drafts unless --speculative-tokens 0)",
+        + "` (the one-token decode step of engine/fast_decode.py, under torch.compile when on; requests "
+        "decode speculatively with prompt-lookup drafts, sampled ones in steps of up to 3 rows, unless "
+        "--speculative-tokens 0)",
         f"- requests: {args.requests} distinct prompts of {args.prompt_tokens} tokens cut from the standard "
         f"library's source, {args.max_tokens} greedy tokens each (EOS ignored so every request makes the same work)",
         (

@@ -161,11 +161,14 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=500)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--num-threads", type=int, default=None)
+    p.add_argument("--speculative-tokens", type=int, default=None, help="the server's (default: its own, 4)")
     p.add_argument("--append", default=None, help="append the result as a section of this Markdown file")
     args = p.parse_args()
     flags = [] if args.deadline_ms is None else ["--completion-deadline-ms", str(args.deadline_ms)]
     if args.num_threads:
         flags += ["--num-threads", str(args.num_threads)]
+    if args.speculative_tokens is not None:
+        flags += ["--speculative-tokens", str(args.speculative_tokens)]
     proc, base = start(args.model, flags)
     try:
         load = os.getloadavg()[0]
