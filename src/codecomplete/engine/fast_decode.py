@@ -168,18 +168,14 @@ class GPT2Decoder:
             a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
             qkv = qkv_proj(a)  # (B * q, (H + 2 * KVH) * D)
             qs, k, v = qkv.split((h * hd, kvh * hd, kvh * hd), dim=1)
-            k = k.reshape(b, q, kvh, hd).transpose(1, 2)  # (B, KVH, q, D): the flat index's order
-            v = v.reshape(b, q, kvh, hd).transpose(1, 2)
-            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
-            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
-            keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
-            values = layer.v[first : first + b, :, :width]
+            keys, values = _store_many(
+                layer, k.reshape(b, q, kvh, hd), v.reshape(b, q, kvh, hd), flat, first, width
+            )
             o = _attend_many(qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact)
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = fc_out(act(fc(m))) + x
-        x = x.view(b, q, -1)
-        picked = x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, k, C)
+        picked = _kept(x.view(b, q, -1), keep)
         picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
         return self.head(picked.contiguous())
 
@@ -273,20 +269,28 @@ class LlamaDecoder:
         ):
             a = ln1(x)
             qs = _rotate(q_proj(a).view(b * q, h, hd), cos, sin)
-            k = _rotate(k_proj(a).view(b * q, kvh, hd), cos, sin)
-            k = k.view(b, q, kvh, hd).transpose(1, 2)  # (B, KVH, q, D): the flat index's order
-            v = v_proj(a).view(b, q, kvh, hd).transpose(1, 2)
-            layer.k.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
-            layer.v.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
-            keys = layer.k[first : first + b, :, :width]  # (B, KVH, W, D)
-            values = layer.v[first : first + b, :, :width]
+            k = _rotate(k_proj(a).view(b * q, kvh, hd), cos, sin).view(b, q, kvh, hd)
+            keys, values = _store_many(layer, k, v_proj(a).view(b, q, kvh, hd), flat, first, width)
             o = _attend_many(qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact)
             x = o_proj(o) + x
             m = ln2(x)
             x = down(act(gate(m)) * up(m)) + x
-        x = x.view(b, q, -1)
-        picked = x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, k, C)
-        return self.head(self.norm(picked).contiguous())
+        return self.head(self.norm(_kept(x.view(b, q, -1), keep)).contiguous())
+
+
+def _store_many(layer, k: torch.Tensor, v: torch.Tensor, flat: torch.Tensor, first: int, width: int):
+    """Write several tokens' keys/values per row, k and v (B, q, KVH, D), into the slot cache at
+    the flat index (laid out (B, KVH, q)); return the rows' first `width` cached columns (B, KVH,
+    W, D) of keys and of values (views)."""
+    b, hd = k.shape[0], k.shape[-1]
+    layer.k.view(-1, hd).index_copy_(0, flat, k.transpose(1, 2).reshape(-1, hd))
+    layer.v.view(-1, hd).index_copy_(0, flat, v.transpose(1, 2).reshape(-1, hd))
+    return layer.k[first : first + b, :, :width], layer.v[first : first + b, :, :width]
+
+
+def _kept(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x (B, q, C) at the input positions keep (B, k): (B, k, C)."""
+    return x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))
 
 
 def _hidden_block(pos: torch.Tensor, width: int, group: int) -> torch.Tensor:
