@@ -157,7 +157,7 @@ class GPT2Decoder:
         which rounds differently from the one-token step's GEMV (1e-5 apart, measured)."""
         c = self.cache
         b, q = ids.shape
-        width, flat = c.width, c.flat_index
+        width, flat, shapes = c.width, c.flat_index, getattr(c, "row_shapes", None)
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.wte) + F.embedding(pos.clamp(max=context - 1), self.wpe)  # (B, q, C)
         x = x.view(b * q, -1)
@@ -171,7 +171,9 @@ class GPT2Decoder:
             keys, values = _store_many(
                 layer, k.reshape(b, q, kvh, hd), v.reshape(b, q, kvh, hd), flat, first, width
             )
-            o = _attend_many(qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact)
+            o = _attend_many(
+                qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact, shapes
+            )
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = fc_out(act(fc(m))) + x
@@ -257,7 +259,7 @@ class LlamaDecoder:
         the cache writes). Returns logits (B, k, V)."""
         c = self.cache
         b, q = ids.shape
-        width, flat = c.width, c.flat_index
+        width, flat, shapes = c.width, c.flat_index, getattr(c, "row_shapes", None)
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.embed).view(b * q, -1)  # (B * q, C)
         # The rotary table as b * q one-token rows: the same numbers as the one-token step's.
@@ -271,7 +273,9 @@ class LlamaDecoder:
             qs = _rotate(q_proj(a).view(b * q, h, hd), cos, sin)
             k = _rotate(k_proj(a).view(b * q, kvh, hd), cos, sin).view(b, q, kvh, hd)
             keys, values = _store_many(layer, k, v_proj(a).view(b, q, kvh, hd), flat, first, width)
-            o = _attend_many(qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact)
+            o = _attend_many(
+                qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, kvh, hd, exact, shapes
+            )
             x = o_proj(o) + x
             m = ln2(x)
             x = down(act(gate(m)) * up(m)) + x
@@ -293,6 +297,10 @@ def _kept(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))
 
 
+PV_BLOCK = 256  # columns per block of a grouped-head p @ V (_attend): well inside the widths where
+# appending zero columns keeps the GEMM's bits (up to 384, measured)
+
+
 def _hidden_block(pos: torch.Tensor, width: int, group: int) -> torch.Tensor:
     """(B, 1, G * q, W): for a multi-token step, the columns each query must not see (past its
     own position). Query rows are (head in group, position), as `_attend_many` lays them out."""
@@ -301,13 +309,34 @@ def _hidden_block(pos: torch.Tensor, width: int, group: int) -> torch.Tensor:
     return hide.repeat(1, 1, group, 1) if group > 1 else hide
 
 
-def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool) -> torch.Tensor:
+def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, shapes=None) -> torch.Tensor:
     """Several queries per row: qs (B, q, H*D) over the rows' cached keys/values (B, KVH, W, D),
     already written. exact: each position attends on its own with the one-token step's kernels
     (`_attend`, the columns past that position hidden), so its numbers are a one-token step's to
     the bit; otherwise one GEMM per head takes a row's queries together (faster; rounds
-    differently, 1e-5). Returns (B * q, H*D)."""
+    differently, 1e-5). shapes: [(tokens, width)] per row: each row attends on its own, with the
+    shapes it has alone (the CPU kernels round differently with the batch's padded rows and
+    width once they pass a few hundred: tests/engine/test_long_invariance.py), padding rows of
+    the output left zero. Returns (B * q, H*D)."""
     b, q, _ = qs.shape
+    if shapes is not None and not exact and b > 1:
+        out = qs.new_zeros((b, q, h * hd))
+        for i, (n, w) in enumerate(shapes):
+            row_pos = pos[i : i + 1, :n]
+            o = _attend_many(
+                qs[i : i + 1, :n],
+                keys[i : i + 1, :, :w],
+                values[i : i + 1, :, :w],
+                row_pos,
+                _hidden_block(row_pos, w, h // kvh),
+                scale,
+                h,
+                kvh,
+                hd,
+                False,
+            )
+            out[i, :n] = o
+        return out.view(b * q, h * hd)
     if exact:
         cols = torch.arange(keys.shape[2], device=qs.device)
         outs = []
@@ -357,7 +386,18 @@ def _attend(q, keys, values, hide, scale, h, kvh, hd) -> torch.Tensor:
     scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scale)  # (B, KVH, G, W)
     if hide is not None:
         scores = scores.masked_fill_(hide, float("-inf"))
-    return torch.matmul(scores.softmax(dim=-1), values).reshape(b, h * hd)
+    p = scores.softmax(dim=-1)
+    width = p.shape[-1]
+    if kvh == h or width <= PV_BLOCK:  # one query per KV head (a GEMV), or a short row: one GEMM
+        return torch.matmul(p, values).reshape(b, h * hd)
+    # G query heads per KV head make p @ V a G-row GEMM, and the CPU's GEMM changes its last bits
+    # when zero columns are appended past ~400 (measured: torch 2.13's CPU build, G = 2..8), which a
+    # batch's width does to a shorter row. Blocks of PV_BLOCK columns, summed in order, give a row
+    # the same bits at any width: the blocks past its end add exact zeros.
+    o = torch.matmul(p[..., :PV_BLOCK], values[:, :, :PV_BLOCK])
+    for start in range(PV_BLOCK, width, PV_BLOCK):
+        o = o + torch.matmul(p[..., start : start + PV_BLOCK], values[:, :, start : start + PV_BLOCK])
+    return o.reshape(b, h * hd)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

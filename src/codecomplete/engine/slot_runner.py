@@ -103,6 +103,8 @@ class SlotCache(Cache):
     """The static cache handed to the model. `rows`, `write_pos`, `width` and `first` describe the
     forward pass in flight (set by the runner before each call)."""
 
+    row_shapes: list[tuple[int, int]] | None = None  # a prompt step's rows: (tokens, width) each
+
     def __init__(self, layers: list[SlotLayer]):  # noqa: D107 - Cache.__init__ wants a config
         self.layers = layers
         self.rows: torch.Tensor | None = None  # (B,) slot of each input row
@@ -356,7 +358,16 @@ class SlotRunner:
                 keep[i] = torch.arange(width).clamp(max=n - 1)
             else:
                 keep[i] = torch.arange(n - keep_n, n).clamp(min=0)
-        logits = self._forward(ids, slots, pos, keep.to(self.device), fast=not full)  # (R, k, V)
+        # Each prompt's attention on the shapes it has alone (its tokens, its width), so a prompt's
+        # numbers do not depend on the longer ones beside it (fast_decode._attend_many).
+        self.cache.row_shapes = [
+            (len(p) - s, min(self.context, _round_up(len(p), WIDTH_STEP)))
+            for p, s in zip(prompts, starts, strict=True)
+        ]
+        try:
+            logits = self._forward(ids, slots, pos, keep.to(self.device), fast=not full)  # (R, k, V)
+        finally:
+            self.cache.row_shapes = None
         last = torch.tensor([len(p) - s - 1 for p, s in zip(prompts, starts, strict=True)])
         if full:
             out = logits[torch.arange(r), last.to(self.device)]
