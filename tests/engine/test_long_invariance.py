@@ -25,28 +25,15 @@ SHORT, LONG = list(range(100, 520)), list(range(200, 1100))  # 420 and 900 promp
 
 
 def _model(kind: str, out: Path) -> Path:
-    """A random 2-layer model of the family with a 1024-token context, the shipped tokenizer."""
-    import transformers as tf
+    """A random 2-layer model of the family (models/tiny.py's config: Llama with grouped KV heads,
+    GPTBigCode multi-query) with a 1024-token context and the shipped tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from codecomplete.models.tiny import tiny_config
 
     torch.manual_seed(0)
-    if kind == "llama":  # grouped KV heads: 2 query heads per KV head
-        cfg = tf.LlamaConfig(
-            vocab_size=8192,
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-        )
-        tf.LlamaForCausalLM(cfg).save_pretrained(out)
-    elif kind == "gpt_bigcode":  # multi-query: 4 query heads on one KV head
-        cfg = tf.GPTBigCodeConfig(vocab_size=8192, n_embd=128, n_layer=2, n_head=4, n_positions=1024)
-        tf.GPTBigCodeForCausalLM(cfg).save_pretrained(out)
-    else:
-        cfg = tf.GPT2Config(vocab_size=8192, n_embd=128, n_layer=2, n_head=4, n_positions=1024)
-        tf.GPT2LMHeadModel(cfg).save_pretrained(out)
-    tf.AutoTokenizer.from_pretrained(SHIPPED).save_pretrained(out)
+    AutoModelForCausalLM.from_config(tiny_config(kind, 8192, n_ctx=1024, width=128)).save_pretrained(out)
+    AutoTokenizer.from_pretrained(SHIPPED).save_pretrained(out)
     return out
 
 

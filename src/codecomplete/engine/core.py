@@ -55,8 +55,7 @@ class EngineCore:
         self.config = config
         pad = spec.eos_token_ids[0] if spec.eos_token_ids else 0
         self.runner = _build_runner(model, device, config, pad)
-        # Bit-identical logits alone or in any batch are promised on the CPU (docs/engine.md).
-        self.invariant = str(device) == "cpu" and config.batch_invariance != "off"
+        self.invariant = _promises_invariance(config, device)
         self.scheduler = Scheduler(config.max_batch_size, config.max_step_tokens, config.max_queue)
         self.prefix_cache = PrefixCache(config.prefix_cache_mb * 2**20, config.prefix_min_tokens)
         # Token healing's vocabulary index is built on first use (or at load, see from_config).
@@ -121,7 +120,7 @@ class EngineCore:
         if attn == attention.NAME and not getattr(model, "_supports_attention_backend", False):
             # The family has its own attention code, which would misread the boolean masks.
             model, tok, device, _ = load_for_inference(config.model, config.device, config.dtype, None)
-        if config.batch_invariance != "off" and str(device) == "cpu":
+        if _promises_invariance(config, device):
             attention.transpose_linear_weights(model)
         from codecomplete.engine import fast_decode
 
@@ -734,6 +733,12 @@ def _build_runner(model, device, config: EngineConfig, pad: int):
             f"(supported: {', '.join(slot_runner.SUPPORTED)})"
         )
     return ModelRunner(model, device, pad_id=pad)
+
+
+def _promises_invariance(config: EngineConfig, device) -> bool:
+    """Bit-identical logits alone or in any batch are promised on the CPU unless turned off
+    (docs/engine.md, Batch invariance)."""
+    return str(device) == "cpu" and config.batch_invariance != "off"
 
 
 def _wants_compile(setting: str, device) -> bool:

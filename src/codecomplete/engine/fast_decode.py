@@ -143,6 +143,7 @@ class GPT2Decoder:
         first: int,
         context: int,
         exact: bool = False,
+        shapes: list[tuple[int, int]] | None = None,
     ):
         """Several tokens per row at once (a prompt, or the few new tokens of a keystroke whose
         prefix came from the cache). ids, pos: (B, q), padding at position `context` (the cache's
@@ -150,6 +151,8 @@ class GPT2Decoder:
         (B, H, q order) and `width`. keep: (B, k) the input positions whose logits are wanted.
         Returns logits (B, k, V).
 
+        shapes: each row's (tokens, width) when prefilled alone: rows attend on their own shapes
+        (`_attend_many`), so a prompt's numbers do not depend on the longer ones beside it.
         exact: attend for each input position on its own, with the one-token step's kernels
         (`_attend_one`), so the logits at every position have the bits a one-token step at that
         position would give in a batch (speculative decoding of sampled rows, whose seeded
@@ -157,7 +160,7 @@ class GPT2Decoder:
         which rounds differently from the one-token step's GEMV (1e-5 apart, measured)."""
         c = self.cache
         b, q = ids.shape
-        width, flat, shapes = c.width, c.flat_index, getattr(c, "row_shapes", None)
+        width, flat = c.width, c.flat_index
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.wte) + F.embedding(pos.clamp(max=context - 1), self.wpe)  # (B, q, C)
         x = x.view(b * q, -1)
@@ -254,12 +257,13 @@ class LlamaDecoder:
         first: int,
         context: int,
         exact: bool = False,
+        shapes: list[tuple[int, int]] | None = None,
     ):
         """Several tokens per row at once, as GPT2Decoder.prefill (same arguments, same layout of
         the cache writes). Returns logits (B, k, V)."""
         c = self.cache
         b, q = ids.shape
-        width, flat, shapes = c.width, c.flat_index, getattr(c, "row_shapes", None)
+        width, flat = c.width, c.flat_index
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.embed).view(b * q, -1)  # (B * q, C)
         # The rotary table as b * q one-token rows: the same numbers as the one-token step's.
@@ -319,7 +323,13 @@ def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, sh
     width once they pass a few hundred: tests/engine/test_long_invariance.py), padding rows of
     the output left zero. Returns (B * q, H*D)."""
     b, q, _ = qs.shape
-    if shapes is not None and not exact and b > 1:
+    if exact:
+        outs = [
+            _attend(qs[:, j], keys, values, _columns_past(pos[:, j], keys.shape[2]), scale, h, kvh, hd)
+            for j in range(q)
+        ]
+        return torch.stack(outs, dim=1).view(b * q, h * hd)
+    if shapes is not None and b > 1:
         out = qs.new_zeros((b, q, h * hd))
         for i, (n, w) in enumerate(shapes):
             row_pos = pos[i : i + 1, :n]
@@ -337,13 +347,6 @@ def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, sh
             )
             out[i, :n] = o
         return out.view(b * q, h * hd)
-    if exact:
-        cols = torch.arange(keys.shape[2], device=qs.device)
-        outs = []
-        for j in range(q):
-            hidden = (cols[None, :] > pos[:, j, None])[:, None, None, :]  # (B, 1, 1, W)
-            outs.append(_attend(qs[:, j], keys, values, hidden, scale, h, kvh, hd))
-        return torch.stack(outs, dim=1).view(b * q, h * hd)
     g = h // kvh
     qs = qs.reshape(b, q, kvh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kvh, g * q, hd)
     scores = torch.matmul(qs, keys.transpose(-1, -2)).mul_(scale)  # (B, KVH, G * q, W)
@@ -355,8 +358,11 @@ def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, sh
 def _hidden_columns(pos: torch.Tensor, width: int) -> torch.Tensor | None:
     """(B, 1, 1, W): the cached columns past each row's end, which its query must not see. None
     for a lone row, which the runner reads to exactly its own length."""
-    if pos.shape[0] == 1:
-        return None
+    return None if pos.shape[0] == 1 else _columns_past(pos, width)
+
+
+def _columns_past(pos: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, 1, 1, W): for one query per row at positions pos (B,), the columns past it."""
     cols = torch.arange(width, device=pos.device)
     return (cols[None, :] > pos[:, None])[:, None, None, :]
 

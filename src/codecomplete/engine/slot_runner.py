@@ -103,8 +103,6 @@ class SlotCache(Cache):
     """The static cache handed to the model. `rows`, `write_pos`, `width` and `first` describe the
     forward pass in flight (set by the runner before each call)."""
 
-    row_shapes: list[tuple[int, int]] | None = None  # a prompt step's rows: (tokens, width) each
-
     def __init__(self, layers: list[SlotLayer]):  # noqa: D107 - Cache.__init__ wants a config
         self.layers = layers
         self.rows: torch.Tensor | None = None  # (B,) slot of each input row
@@ -279,11 +277,12 @@ class SlotRunner:
             pos[i, : len(tokens)] = torch.arange(s, s + len(tokens))
         return ids.to(self.device), pos.to(self.device)
 
-    def _forward(self, ids, slots, pos, keep, fast: bool = True) -> torch.Tensor:
+    def _forward(self, ids, slots, pos, keep, fast: bool = True, shapes=None) -> torch.Tensor:
         """Several tokens per row: the family's own multi-token step (fast_decode.py) when it has
-        one and the slots are consecutive (and `fast`), else the model's forward. (B, k, V)."""
+        one and the slots are consecutive (and `fast`), else the model's forward. shapes: each
+        row's (tokens, width) alone, for the multi-token step to attend per row. (B, k, V)."""
         if fast and self._fast_prefill is not None and self._consecutive(slots):
-            return self._fast_prefill_run(ids, slots, pos, keep)
+            return self._fast_prefill_run(ids, slots, pos, keep, shapes=shapes)
         return self._run(ids, slots, pos, keep)
 
     def accept(self, batch: SlotBatch, fed: list[int], next_ids: list[int]) -> None:
@@ -296,7 +295,11 @@ class SlotRunner:
         """Cache columns a forward attends over: the furthest real position + 1, rounded up to
         WIDTH_STEP (padding sits at the trash column `context` and does not count)."""
         real = pos[pos < self.context]
-        return min(self.context, _round_up(int(real.max()) + 1 if real.numel() else 1, WIDTH_STEP))
+        return self._columns(int(real.max()) + 1 if real.numel() else 1)
+
+    def _columns(self, end: int) -> int:
+        """The attention width for positions below `end`: end rounded up to WIDTH_STEP."""
+        return min(self.context, _round_up(end, WIDTH_STEP))
 
     @staticmethod
     def _consecutive(slots) -> bool:
@@ -304,12 +307,12 @@ class SlotRunner:
         first = int(slots[0])
         return torch.equal(slots, torch.arange(first, first + slots.shape[0], device=slots.device))
 
-    def _fast_prefill_run(self, ids, slots, pos, keep, exact: bool = False) -> torch.Tensor:
+    def _fast_prefill_run(self, ids, slots, pos, keep, exact: bool = False, shapes=None) -> torch.Tensor:
         """Several tokens per row through fast_decode.py's multi-token step."""
         c = self.cache
         c.width = self._width(pos)
         c.locate(slots, pos)
-        return self._fast_prefill(ids, pos, keep, int(slots[0]), self.context, exact=exact)
+        return self._fast_prefill(ids, pos, keep, int(slots[0]), self.context, exact=exact, shapes=shapes)
 
     def _fast_decode(self, ids, slots, pos) -> torch.Tensor:
         """One token per row through fast_decode.py (no model forward). Logits (B, V)."""
@@ -360,14 +363,10 @@ class SlotRunner:
                 keep[i] = torch.arange(n - keep_n, n).clamp(min=0)
         # Each prompt's attention on the shapes it has alone (its tokens, its width), so a prompt's
         # numbers do not depend on the longer ones beside it (fast_decode._attend_many).
-        self.cache.row_shapes = [
-            (len(p) - s, min(self.context, _round_up(len(p), WIDTH_STEP)))
-            for p, s in zip(prompts, starts, strict=True)
-        ]
-        try:
-            logits = self._forward(ids, slots, pos, keep.to(self.device), fast=not full)  # (R, k, V)
-        finally:
-            self.cache.row_shapes = None
+        shapes = [(len(p) - s, self._columns(len(p))) for p, s in zip(prompts, starts, strict=True)]
+        logits = self._forward(
+            ids, slots, pos, keep.to(self.device), fast=not full, shapes=shapes
+        )  # (R, k, V)
         last = torch.tensor([len(p) - s - 1 for p, s in zip(prompts, starts, strict=True)])
         if full:
             out = logits[torch.arange(r), last.to(self.device)]
