@@ -65,6 +65,22 @@ def code_prompts(tokenizer, count: int, tokens: int) -> list[str]:
     raise RuntimeError("not enough source text for prompts")
 
 
+def keystroke_replay(base_prompt: str) -> list[str]:
+    """Ten prompts, each the one before plus three typed characters (an editor's keystrokes)."""
+    typed = "    result = compute(values, key=lambda item: item[1])\n"
+    return [base_prompt + typed[: 3 * (i + 1)] for i in range(10)]
+
+
+def context_length(model) -> int | None:
+    """The model's context in tokens, from its config (None when it names none)."""
+    cfg = model.config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def params(max_tokens: int, temperature: float = 0.0, seed: int | None = None) -> SamplingParams:
     return SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed, ignore_eos=True)
 
@@ -663,29 +679,41 @@ async def bench(args) -> tuple[list[str], dict]:
         )
 
     # 4. keystroke replay: each prompt is the previous one plus a few characters
+    async def keystrokes(base_prompt: str) -> dict:
+        out: dict = {}
+        for label, mb in (("without prefix reuse", 0), ("with prefix reuse", 256)):
+            runner, metrics, close = await open_runner(mb)
+            await runner.one(prompts[0], 2)  # warm-up (a different prompt: no reuse from it)
+            lat = []
+            for p in keystroke_replay(base_prompt):
+                r = await runner.one(p, args.keystroke_max_tokens)
+                lat.append(r["end"] - r["start"])
+            out[label] = dict(mean=statistics.mean(lat), hit_rate=(await metrics())["prefix_cache_hit_rate"])
+            await close()
+        out["ratio"] = out["with prefix reuse"]["mean"] / out["without prefix reuse"]["mean"]
+        return out
+
     base_prompt = code_prompts(tokenizer, 1, args.keystroke_tokens)[0]
-    typed = "    result = compute(values, key=lambda item: item[1])\n"
-    replay = [base_prompt + typed[: 3 * (i + 1)] for i in range(10)]
-    results["keystroke"] = {}
-    for label, mb in (("without prefix reuse", 0), ("with prefix reuse", 256)):
-        runner, metrics, close = await open_runner(mb)
-        await runner.one(prompts[0], 2)  # warm-up (a different prompt: no reuse from it)
-        lat = []
-        for p in replay:
-            r = await runner.one(p, args.keystroke_max_tokens)
-            lat.append(r["end"] - r["start"])
-        results["keystroke"][label] = dict(
-            mean=statistics.mean(lat), hit_rate=(await metrics())["prefix_cache_hit_rate"]
-        )
-        await close()
-    k = results["keystroke"]
-    ratio = k["with prefix reuse"]["mean"] / k["without prefix reuse"]["mean"]
-    results["keystroke"]["ratio"] = ratio
+    replay = keystroke_replay(base_prompt)
+    results["keystroke"] = k = await keystrokes(base_prompt)
     say(
         f"keystroke replay ({len(tokenizer(base_prompt)['input_ids'])}-token prompt, {args.keystroke_max_tokens} new tokens): "
         f"mean {k['without prefix reuse']['mean'] * 1e3:.0f} ms without reuse, {k['with prefix reuse']['mean'] * 1e3:.0f} ms "
-        f"with = {ratio:.2f}x (hit rate {k['with prefix reuse']['hit_rate']:.2f})"
+        f"with = {k['ratio']:.2f}x (hit rate {k['with prefix reuse']['hit_rate']:.2f})"
     )
+    # The same typing in a file longer than the context: the prompt's start is cut in steps
+    # (engine/inputs.py truncation_step), so the keystrokes keep one window and reuse it.
+    ctx = context_length(model)
+    if ctx and args.keystroke_tokens < ctx:
+        long_prompt = code_prompts(tokenizer, 1, ctx + ctx // 2)[0]
+        results["keystroke_long"] = kl = await keystrokes(long_prompt)
+        kl["tokens"], kl["context"] = len(tokenizer(long_prompt)["input_ids"]), ctx
+        say(
+            f"keystroke replay past the context ({kl['tokens']}-token prompt, context {ctx}): mean "
+            f"{kl['without prefix reuse']['mean'] * 1e3:.0f} ms without reuse, "
+            f"{kl['with prefix reuse']['mean'] * 1e3:.0f} ms with = {kl['ratio']:.2f}x "
+            f"(hit rate {kl['with prefix reuse']['hit_rate']:.2f})"
+        )
     if args.llamacpp:
         say("llama.cpp: building llama-server if this machine has none (scripts/llamacpp.py, once) ...")
         ll = await bench_llamacpp(args, str(model_dir), tokenizer, prompts, replay)
@@ -844,6 +872,18 @@ def _sampled_note(results: dict) -> str:
     return note
 
 
+def _keystroke_long_rows(results: dict) -> list[str]:
+    kl = results.get("keystroke_long")
+    if not kl:
+        return []
+    return [
+        f"| (no target) the same replay past the context: a {kl['tokens']}-token prompt, context "
+        f"{kl['context']} | {kl['ratio']:.2f}x ({kl['with prefix reuse']['mean'] * 1e3:.0f} vs "
+        f"{kl['without prefix reuse']['mean'] * 1e3:.0f} ms, hit rate "
+        f"{kl['with prefix reuse']['hit_rate']:.2f}) | - |"
+    ]
+
+
 def report(args, results: dict, elapsed: float) -> str:
     base = results["baseline"]
     tp = results["throughput"]
@@ -941,6 +981,7 @@ def report(args, results: dict, elapsed: float) -> str:
         f"| keystroke replay mean latency with prefix reuse <= 0.3x without | {k['ratio']:.2f}x "
         f"({k['with prefix reuse']['mean'] * 1e3:.0f} vs {k['without prefix reuse']['mean'] * 1e3:.0f} ms, "
         f"hit rate {k['with prefix reuse']['hit_rate']:.2f}) | {verdict(k['ratio'] <= 0.3)} |",
+        *_keystroke_long_rows(results),
         *floor_rows,
         *ready_rows,
         f"| tokens generated after cancel <= 1 per request | {per_req:.2f} ({c['after_cancel']} for "

@@ -80,3 +80,31 @@ def test_a_keystroke_reuses_the_entry_without_copying_its_kv_again(tiny_model_di
     submit(core, "long", greedy(2), prompt_token_ids=longer)
     run_until_idle(core)
     assert list(core.prefix_cache.entries) == [tuple(longer)]  # the old entry was its prefix
+
+
+def test_keystrokes_past_the_context_keep_one_window_and_reuse_it(tiny_model_dir):
+    """A file longer than the context: the prompt's start is cut in steps (engine/inputs.py), so
+    the keystrokes after the first share their window's start with the one before, reuse its KV,
+    and still write what a fresh engine writes. Cutting exactly the excess moved the window by
+    every token typed, and no keystroke reused anything."""
+    core = make_core(tiny_model_dir, prefix_min_tokens=8)
+    fresh = make_core(tiny_model_dir, prefix_cache_mb=0)
+    ctx = core.spec.context_length
+    ids = (_tokens(core, PROMPT) * 8)[: ctx + ctx // 2]
+    typed = _tokens(core, "values = [fibonacci(i) for i in range(30)]")
+    assert len(typed) >= 6
+    reused = []
+    for i in range(1, 6):
+        nxt = ids + typed[:i]
+        before = core.prefix_cache.tokens_reused
+        outs = submit(core, f"k{i}", greedy(4), prompt_token_ids=nxt)
+        run_until_idle(core)
+        reused.append(core.prefix_cache.tokens_reused - before)
+        ref = submit(fresh, f"r{i}", greedy(4), prompt_token_ids=nxt)
+        run_until_idle(fresh)
+        assert ids_of(outs) == ids_of(ref)
+        assert outs[0].prompt_token_ids == ref[0].prompt_token_ids
+        kept = len(outs[0].prompt_token_ids)
+        assert ctx // 2 < kept <= ctx - 4  # truncated, with room for the 4 tokens
+    # The 16-token step (ctx // 16) leaves room for these few typed tokens: one window for all.
+    assert all(n >= ctx // 2 for n in reused[1:]), reused

@@ -1,8 +1,9 @@
 """Turn a GenerationRequest into the token ids fed to the model.
 
 Fill-in-the-middle through the model's template (models/fim.py), left-truncation of prompts longer
-than the context (keeping the end of the prefix, the start of the suffix), token healing of a text
-prompt's last word (engine/healing.py) and max_tokens clamped to what fits. Pure Python over a
+than the context (keeping the end of the prefix, the start of the suffix, and cutting the start in
+steps so that consecutive keystrokes keep one window and their prefix reuse), token healing of a
+text prompt's last word (engine/healing.py) and max_tokens clamped to what fits. Pure Python over a
 Hugging Face tokenizer: no torch.
 """
 
@@ -43,6 +44,29 @@ def generation_reserve(max_tokens: int, context_length: int) -> int:
     return max(1, min(max_tokens, context_length // 4))
 
 
+def truncation_step(context_length: int) -> int:
+    """A prompt longer than the context loses its start in multiples of this many tokens (1/16 of
+    the context: 32 for a 512-token model, 256 for 4096).
+
+    Cutting exactly what does not fit moves the window's first token with every token typed at the
+    end, so an editor's next keystroke shares no prefix with the last one and re-reads its whole
+    window: every keystroke in a file longer than the context paid a full prefill. With the cut
+    rounded up to a step, keystrokes keep the same window (and the prefix cache's KV, here or in
+    vLLM's prefix caching) until a step's worth has been typed, at the price of up to step - 1
+    tokens of the oldest context. (llama.cpp's server answers such a prompt with an error, and its
+    editor plugins size their prompts to fit.)"""
+    return max(1, context_length // 16)
+
+
+def _left_cut(n: int, keep: int, step: int) -> int:
+    """How many of `n` tokens to drop from the left so that at most `keep` remain: the excess
+    rounded up to a multiple of `step` (counted from the prompt's first token, so the cut moves only
+    when the prompt has grown by a step)."""
+    if n <= keep:
+        return 0
+    return min(n, -(-(n - keep) // step) * step)
+
+
 def prepare_prompt(
     request: GenerationRequest, tokenizer, spec: ModelSpec, healer: TokenHealer | None = None
 ) -> PreparedPrompt:
@@ -74,6 +98,7 @@ def prepare_prompt(
     use_fim = request.suffix is not None and wants_fim and spec.fim is not None
     reserve = generation_reserve(params.max_tokens, ctx)
     budget = max(1, ctx - reserve)
+    step = truncation_step(ctx)
     truncated = False
     stop_ids = set() if params.ignore_eos else set(spec.eos_token_ids)
 
@@ -85,7 +110,7 @@ def prepare_prompt(
             truncated = True
             keep_suffix = min(len(suffix_ids), max(room // 4, room - len(prefix_ids)))
             suffix_ids = suffix_ids[:keep_suffix]  # the start of the suffix: nearest the cursor
-            prefix_ids = prefix_ids[len(prefix_ids) - (room - keep_suffix) :] if room > keep_suffix else []
+            prefix_ids = prefix_ids[_left_cut(len(prefix_ids), max(0, room - keep_suffix), step) :]
         vocab = tokenizer.get_vocab()
         ids = specials + spec.fim.encode(prefix_ids, suffix_ids, vocab.__getitem__)
         if not params.ignore_eos:
@@ -94,7 +119,7 @@ def prepare_prompt(
         room = max(1, budget - len(specials))
         if len(prefix_ids) > room:
             truncated = True
-            prefix_ids = prefix_ids[len(prefix_ids) - room :]  # the end: nearest the cursor
+            prefix_ids = prefix_ids[_left_cut(len(prefix_ids), room, step) :]  # the end: nearest the cursor
         ids = specials + list(prefix_ids)
         if not ids:
             if spec.bos_token_id is None:
