@@ -57,12 +57,11 @@ def shown_path(data) -> str:
         return str(data)
     path = Path(str(data).split(" (")[0])
     rest = str(data)[len(str(path)) :]
-    if path.is_absolute():
-        if path.is_relative_to(Path.cwd()):
-            return str(path.relative_to(Path.cwd())) + rest
-        if "site-packages" in path.parts:
-            parts = path.parts[path.parts.index("site-packages") + 1 :]
-            return f"{Path(*parts)} (installed package){rest}"
+    if "site-packages" in path.parts:  # absolute, or relative to a venv inside the repository
+        parts = path.parts[path.parts.index("site-packages") + 1 :]
+        return f"{Path(*parts)} (installed package){rest}"
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd())) + rest
     return str(data)
 
 

