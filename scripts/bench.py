@@ -30,6 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from codecomplete.engine import EngineConfig, build_engine  # noqa: E402
 from codecomplete.engine.types import GenerationRequest, SamplingParams  # noqa: E402
 from codecomplete.models.loading import cpu_bf16_flags  # noqa: E402
+from codecomplete.models.registry import ModelSpec  # noqa: E402
 
 BENCH_MODEL = dict(arch="gpt2", vocab_size=8192, n_ctx=2048, width=384, layers=6)
 
@@ -69,16 +70,6 @@ def keystroke_replay(base_prompt: str) -> list[str]:
     """Ten prompts, each the one before plus three typed characters (an editor's keystrokes)."""
     typed = "    result = compute(values, key=lambda item: item[1])\n"
     return [base_prompt + typed[: 3 * (i + 1)] for i in range(10)]
-
-
-def context_length(model) -> int | None:
-    """The model's context in tokens, from its config (None when it names none)."""
-    cfg = model.config
-    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def params(max_tokens: int, temperature: float = 0.0, seed: int | None = None) -> SamplingParams:
@@ -679,13 +670,13 @@ async def bench(args) -> tuple[list[str], dict]:
         )
 
     # 4. keystroke replay: each prompt is the previous one plus a few characters
-    async def keystrokes(base_prompt: str) -> dict:
+    async def keystrokes(typed_prompts: list[str]) -> dict:
         out: dict = {}
         for label, mb in (("without prefix reuse", 0), ("with prefix reuse", 256)):
             runner, metrics, close = await open_runner(mb)
             await runner.one(prompts[0], 2)  # warm-up (a different prompt: no reuse from it)
             lat = []
-            for p in keystroke_replay(base_prompt):
+            for p in typed_prompts:
                 r = await runner.one(p, args.keystroke_max_tokens)
                 lat.append(r["end"] - r["start"])
             out[label] = dict(mean=statistics.mean(lat), hit_rate=(await metrics())["prefix_cache_hit_rate"])
@@ -695,7 +686,7 @@ async def bench(args) -> tuple[list[str], dict]:
 
     base_prompt = code_prompts(tokenizer, 1, args.keystroke_tokens)[0]
     replay = keystroke_replay(base_prompt)
-    results["keystroke"] = k = await keystrokes(base_prompt)
+    results["keystroke"] = k = await keystrokes(replay)
     say(
         f"keystroke replay ({len(tokenizer(base_prompt)['input_ids'])}-token prompt, {args.keystroke_max_tokens} new tokens): "
         f"mean {k['without prefix reuse']['mean'] * 1e3:.0f} ms without reuse, {k['with prefix reuse']['mean'] * 1e3:.0f} ms "
@@ -703,10 +694,10 @@ async def bench(args) -> tuple[list[str], dict]:
     )
     # The same typing in a file longer than the context: the prompt's start is cut in steps
     # (engine/inputs.py truncation_step), so the keystrokes keep one window and reuse it.
-    ctx = context_length(model)
-    if ctx and args.keystroke_tokens < ctx:
+    ctx = ModelSpec.from_pretrained(model.config, tokenizer).context_length  # what the server truncates to
+    if args.keystroke_tokens < ctx:
         long_prompt = code_prompts(tokenizer, 1, ctx + ctx // 2)[0]
-        results["keystroke_long"] = kl = await keystrokes(long_prompt)
+        results["keystroke_long"] = kl = await keystrokes(keystroke_replay(long_prompt))
         kl["tokens"], kl["context"] = len(tokenizer(long_prompt)["input_ids"]), ctx
         say(
             f"keystroke replay past the context ({kl['tokens']}-token prompt, context {ctx}): mean "
