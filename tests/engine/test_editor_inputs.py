@@ -1,11 +1,12 @@
 """Issue 13's engine-side pieces, torch-free: a whitespace-only suffix is left-to-right, and
-trim_by_indentation stops a sequence as soon as its block has ended."""
+trim_by_indentation stops a sequence as soon as its block has ended; prompts longer than the
+context (issue 12): stepped windows, and whole documents not tokenised past what can be fed."""
 
 from __future__ import annotations
 
 import pytest
 
-from codecomplete.engine.inputs import prepare_prompt, truncation_step
+from codecomplete.engine.inputs import CHARS_PER_TOKEN, prepare_prompt, truncation_step
 from codecomplete.engine.stopping import StopChecker
 from codecomplete.engine.types import GenerationRequest, SamplingParams
 
@@ -71,3 +72,46 @@ def test_a_growing_prompt_past_the_context_keeps_its_window_start(gpt2_core, suf
     assert len(set(starts)) < len(starts) // 2
     room = max(lengths)
     assert all(room - step < n <= room for n in lengths)
+
+
+class RecordingTokenizer:
+    """The model's tokenizer, recording the length of every text it is asked to tokenise."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.lengths: list[int] = []
+
+    def __call__(self, text, **kwargs):
+        self.lengths.append(len(text))
+        return self.tokenizer(text, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+@pytest.mark.parametrize("fim", [False, True])
+def test_a_whole_document_is_tokenised_only_as_far_as_the_context_can_reach(gpt2_core, fim):
+    """Editors send whole files (Copilot the full prefix and suffix): tokenising all of a big one
+    stalled the engine's loop for every running stream (~70 ms per 100 KB). The text is cut
+    first, and the model is fed the same tokens as from the whole document, nearest the cursor."""
+    tok, spec = gpt2_core.tokenizer, gpt2_core.spec
+    ctx = spec.context_length
+    prefix = "".join(f"value_{i} = compute({i}, key='k{i}')\n" for i in range(8000))  # ~300 KB
+    suffix = "".join(f"check(value_{i})\n" for i in range(8000)) if fim else None
+    recording = RecordingTokenizer(tok)
+    request = GenerationRequest("r", SamplingParams(max_tokens=16), prompt=prefix, suffix=suffix)
+    p = prepare_prompt(request, recording, spec)
+    assert p.truncated and p.fim == fim
+    assert max(recording.lengths) <= ctx * CHARS_PER_TOKEN < len(prefix) // 10
+    vocab = tok.get_vocab()
+    if fim:
+        cut = p.token_ids.index(vocab["<fim_suffix>"])
+        fed_prefix = p.token_ids[1:cut]
+        fed_suffix = p.token_ids[cut + 1 : p.token_ids.index(vocab["<fim_middle>"])]
+        assert fed_suffix == tok(suffix, add_special_tokens=False)["input_ids"][: len(fed_suffix)]
+    else:
+        fed_prefix = p.token_ids
+    whole = tok(prefix, add_special_tokens=False)["input_ids"]
+    assert fed_prefix == whole[-len(fed_prefix) :]  # the end of the document, token for token
+    room = ctx - 16 - (2 + len(fed_suffix) + 1 if fim else 0)  # max_tokens 16 are kept free
+    assert room - truncation_step(ctx) < len(fed_prefix) <= room

@@ -58,6 +58,31 @@ def truncation_step(context_length: int) -> int:
     return max(1, context_length // 16)
 
 
+CHARS_PER_TOKEN = 16
+"""A bound on the characters one token of a prompt covers, for `text_window` (source code averages
+3-4 characters per token; runs of spaces and long identifiers make some tokens longer)."""
+
+
+def text_window(text: str, context_length: int, from_start: bool = False) -> str:
+    """The part of a prompt text (its end; `from_start`: its start, for a FIM suffix) that can
+    still reach a context of `context_length` tokens, cut before tokenising.
+
+    Editors send whole documents (Copilot the full prefix and suffix of the file), and tokenising
+    100 KB of text took ~70 ms of the engine's loop, during which every running stream waits, to
+    keep the last few hundred tokens. No prompt keeps more than `context_length` tokens, and those
+    cover at most CHARS_PER_TOKEN characters each, so text beyond `context_length *
+    CHARS_PER_TOKEN` characters from the cursor is never fed. The end is cut in steps of 1/16 of
+    that (counted from the text's first character, as `_left_cut` does with tokens), so a
+    keystroke at the end of a long file keeps the same first character, and with it the same token
+    window, until a step's worth has been typed."""
+    keep = context_length * CHARS_PER_TOKEN
+    if len(text) <= keep:
+        return text
+    if from_start:
+        return text[:keep]
+    return text[_left_cut(len(text), keep, max(1, keep // 16)) :]
+
+
 def _left_cut(n: int, keep: int, step: int) -> int:
     """How many of `n` tokens to drop from the left so that at most `keep` remain: the excess
     rounded up to a multiple of `step` (counted from the prompt's first token, so the cut moves only
@@ -88,7 +113,8 @@ def prepare_prompt(
         prompt_text = None
     else:
         prompt_text = request.prompt or ""
-        prefix_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        window = text_window(prompt_text, ctx)
+        prefix_ids = tokenizer(window, add_special_tokens=False)["input_ids"]
         specials = list(spec.prompt_prefix_ids)
 
     # A suffix of only whitespace is no middle to fill: Copilot always sends `suffix`, "" (or a
@@ -103,7 +129,9 @@ def prepare_prompt(
     stop_ids = set() if params.ignore_eos else set(spec.eos_token_ids)
 
     if use_fim:
-        suffix_ids = tokenizer(request.suffix, add_special_tokens=False)["input_ids"]
+        suffix_ids = tokenizer(text_window(request.suffix, ctx, from_start=True), add_special_tokens=False)[
+            "input_ids"
+        ]
         n_special = len(spec.fim.encode([], [], lambda t: 0)) + len(specials)
         room = max(2, budget - n_special)
         if len(prefix_ids) + len(suffix_ids) > room:
@@ -126,6 +154,7 @@ def prepare_prompt(
                 raise _bad("the prompt is empty and the model has no BOS token to start from", "prompt")
             ids = [spec.bos_token_id]
 
+    truncated = truncated or (prompt_text is not None and len(window) < len(prompt_text))
     if truncated or prompt_text is None:
         text = tokenizer.decode(prefix_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     else:
