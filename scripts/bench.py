@@ -678,23 +678,23 @@ async def bench(args) -> tuple[list[str], dict]:
     # 4. keystroke replay: each prompt is the previous one plus a few characters
     async def keystrokes(replays: list[list[str]]) -> dict:
         """Typing in `replays` (one list of keystroke prompts per file), measured side by side:
-        a server without prefix reuse and one with it run at once and every keystroke goes to
-        both, in alternating order, so that what the machine's neighbours do falls on both
-        alike (one phase after the other gave ratios from 0.26x to 0.37x for the same code)."""
+        a server without prefix reuse and one with it run at once and type each file in turn, in
+        alternating order (A B, B A, A B, ...), so that what the machine's neighbours do falls on
+        both alike (one whole phase after the other gave 0.26x-0.37x for the same code). Not
+        keystroke by keystroke: two models' weights and caches do not fit the CPU's cache together,
+        and alternating every request made both slower (the decode-bound one more: 0.44x). Each
+        turn starts with a short unrelated request that brings its model back into the cache."""
         labels = ("without prefix reuse", "with prefix reuse")
         opened = [await open_runner(mb) for mb in (0, 256)]
         try:
-            for runner, _, _ in opened:
-                await runner.one(WARM_UP, 2)  # no prefix in common with the typed files
             lat: dict[str, list[float]] = {label: [] for label in labels}
-            turn = 0
-            for replay in replays:
-                for p in replay:
-                    pairs = list(zip(labels, opened, strict=True))
-                    for label, (runner, _, _) in pairs if turn % 2 == 0 else pairs[::-1]:
+            for i, replay in enumerate(replays):
+                pairs = list(zip(labels, opened, strict=True))
+                for label, (runner, _, _) in pairs if i % 2 == 0 else pairs[::-1]:
+                    await runner.one(WARM_UP, 2)  # no prefix in common with the typed files
+                    for p in replay:
                         r = await runner.one(p, args.keystroke_max_tokens)
                         lat[label].append(r["end"] - r["start"])
-                    turn += 1
             out: dict = {
                 label: dict(
                     mean=statistics.mean(lat[label]), hit_rate=(await metrics())["prefix_cache_hit_rate"]
