@@ -346,7 +346,7 @@ class LlamaCppRunner:
 
 
 async def bench_llamacpp(
-    args, model_dir: str, tokenizer, prompts: list[str], replays: list[list[str]]
+    args, model_dir: str, tokenizer, prompts: list[str], keystroke_bases: list[str]
 ) -> dict:
     """The same load against llama-server: throughput at the same concurrencies, single-client
     latency, keystroke replay with and without its prompt cache. Returns the numbers."""
@@ -355,7 +355,7 @@ async def bench_llamacpp(
 
     exe = llamacpp.ensure_server()
     gguf = llamacpp.ensure_gguf(model_dir)
-    typed = [p for replay in replays for p in replay]
+    typed = [p for base in keystroke_bases for p in keystroke_replay(base)]
     ctx = max(len(tokenizer(p)["input_ids"]) for p in [*prompts, *typed]) + args.max_tokens + 16
     server = LlamaCppServer(exe, gguf, args.threads, max(args.concurrency), ctx)
     await server.wait()
@@ -676,8 +676,8 @@ async def bench(args) -> tuple[list[str], dict]:
         )
 
     # 4. keystroke replay: each prompt is the previous one plus a few characters
-    async def keystrokes(replays: list[list[str]]) -> dict:
-        """Typing in `replays` (one list of keystroke prompts per file), measured side by side:
+    async def keystrokes(bases: list[str]) -> dict:
+        """Typing at the end of each of `bases` (one file each), measured side by side:
         a server without prefix reuse and one with it run at once and type each file in turn, in
         alternating order (A B, B A, A B, ...), so that what the machine's neighbours do falls on
         both alike (one whole phase after the other gave 0.26x-0.37x for the same code). Not
@@ -688,11 +688,11 @@ async def bench(args) -> tuple[list[str], dict]:
         opened = [await open_runner(mb) for mb in (0, 256)]
         try:
             lat: dict[str, list[float]] = {label: [] for label in labels}
-            for i, replay in enumerate(replays):
+            for i, base in enumerate(bases):
                 pairs = list(zip(labels, opened, strict=True))
                 for label, (runner, _, _) in pairs if i % 2 == 0 else pairs[::-1]:
                     await runner.one(WARM_UP, 2)  # no prefix in common with the typed files
-                    for p in replay:
+                    for p in keystroke_replay(base):
                         r = await runner.one(p, args.keystroke_max_tokens)
                         lat[label].append(r["end"] - r["start"])
             out: dict = {
@@ -705,13 +705,12 @@ async def bench(args) -> tuple[list[str], dict]:
             for _, _, close in opened:
                 await close()
         out["ratio"] = out["with prefix reuse"]["mean"] / out["without prefix reuse"]["mean"]
-        out["files"] = len(replays)
+        out["files"] = len(bases)
+        out["tokens"] = round(statistics.mean(len(tokenizer(b)["input_ids"]) for b in bases))
         return out
 
     bases = code_prompts(tokenizer, args.keystroke_files, args.keystroke_tokens)
-    replays = [keystroke_replay(b) for b in bases]
-    results["keystroke"] = k = await keystrokes(replays)
-    k["tokens"] = round(statistics.mean(len(tokenizer(b)["input_ids"]) for b in bases))
+    results["keystroke"] = k = await keystrokes(bases)
     say(
         f"keystroke replay ({k['tokens']}-token prompts, {len(bases)} files, {args.keystroke_max_tokens} new "
         f"tokens): mean {k['without prefix reuse']['mean'] * 1e3:.0f} ms without reuse, "
@@ -723,11 +722,8 @@ async def bench(args) -> tuple[list[str], dict]:
     ctx = ModelSpec.from_pretrained(model.config, tokenizer).context_length  # what the server truncates to
     if args.keystroke_tokens < ctx:
         longs = code_prompts(tokenizer, args.keystroke_files, ctx + ctx // 2)
-        results["keystroke_long"] = kl = await keystrokes([keystroke_replay(b) for b in longs])
-        kl["tokens"], kl["context"] = (
-            round(statistics.mean(len(tokenizer(b)["input_ids"]) for b in longs)),
-            ctx,
-        )
+        results["keystroke_long"] = kl = await keystrokes(longs)
+        kl["context"] = ctx
         say(
             f"keystroke replay past the context ({kl['tokens']}-token prompts, context {ctx}): mean "
             f"{kl['without prefix reuse']['mean'] * 1e3:.0f} ms without reuse, "
@@ -736,7 +732,7 @@ async def bench(args) -> tuple[list[str], dict]:
         )
     if args.llamacpp:
         say("llama.cpp: building llama-server if this machine has none (scripts/llamacpp.py, once) ...")
-        ll = await bench_llamacpp(args, str(model_dir), tokenizer, prompts, replays)
+        ll = await bench_llamacpp(args, str(model_dir), tokenizer, prompts, bases)
         results["llamacpp"] = ll
         for c, r in ll["throughput"].items():
             ours = results["throughput"].get(c, {}).get("tps", float("nan"))
@@ -1007,7 +1003,7 @@ def report(args, results: dict, elapsed: float) -> str:
         + f") | {verdict(lat_ratio <= 0.5)} |",
         f"| keystroke replay mean latency with prefix reuse <= 0.3x without | {k['ratio']:.2f}x "
         f"({k['with prefix reuse']['mean'] * 1e3:.0f} vs {k['without prefix reuse']['mean'] * 1e3:.0f} ms, "
-        f"{k.get('files', 1)} files x 10 keystrokes, ~{k.get('tokens', args.keystroke_tokens)} tokens, hit rate "
+        f"{k['files']} files x 10 keystrokes, ~{k['tokens']} tokens, hit rate "
         f"{k['with prefix reuse']['hit_rate']:.2f}) | {verdict(k['ratio'] <= 0.3)} |",
         *_keystroke_long_rows(results),
         *floor_rows,
@@ -1067,7 +1063,6 @@ def report(args, results: dict, elapsed: float) -> str:
             o = tp.get(conc, {}).get("tps", float("nan"))
             lines.append(f"| {conc} | {r['tps']:.1f} | {o:.1f} | {o / r['tps']:.2f}x |")
         lk = ll.get("keystroke")
-        k = results["keystroke"]
         keystroke = (
             f"Keystroke replay: llama.cpp {lk['with prefix reuse'] * 1e3:.0f} ms with its prompt cache vs "
             f"{lk['without prefix reuse'] * 1e3:.0f} ms without = {lk['ratio']:.2f}x; ours "

@@ -72,7 +72,7 @@ def text_window(text: str, context_length: int, from_start: bool = False) -> str
     keep the last few hundred tokens. No prompt keeps more than `context_length` tokens, and those
     cover at most CHARS_PER_TOKEN characters each, so text beyond `context_length *
     CHARS_PER_TOKEN` characters from the cursor is never fed. The end is cut in steps of 1/16 of
-    that (counted from the text's first character, as `_left_cut` does with tokens), so a
+    that (`truncation_step`'s share, counted from the text's first character as with tokens), so a
     keystroke at the end of a long file keeps the same first character, and with it the same token
     window, until a step's worth has been typed."""
     keep = context_length * CHARS_PER_TOKEN
@@ -80,7 +80,7 @@ def text_window(text: str, context_length: int, from_start: bool = False) -> str
         return text
     if from_start:
         return text[:keep]
-    return text[_left_cut(len(text), keep, max(1, keep // 16)) :]
+    return text[_left_cut(len(text), keep, truncation_step(keep)) :]
 
 
 def _left_cut(n: int, keep: int, step: int) -> int:
@@ -111,9 +111,11 @@ def prepare_prompt(
             raise _bad(f"token id {bad[0]} is out of the vocabulary (0..{spec.vocab_size - 1})", "prompt")
         prefix_ids, specials = ids, []
         prompt_text = None
+        truncated = False
     else:
         prompt_text = request.prompt or ""
         window = text_window(prompt_text, ctx)
+        truncated = len(window) < len(prompt_text)
         prefix_ids = tokenizer(window, add_special_tokens=False)["input_ids"]
         specials = list(spec.prompt_prefix_ids)
 
@@ -125,7 +127,6 @@ def prepare_prompt(
     reserve = generation_reserve(params.max_tokens, ctx)
     budget = max(1, ctx - reserve)
     step = truncation_step(ctx)
-    truncated = False
     stop_ids = set() if params.ignore_eos else set(spec.eos_token_ids)
 
     if use_fim:
@@ -154,7 +155,6 @@ def prepare_prompt(
                 raise _bad("the prompt is empty and the model has no BOS token to start from", "prompt")
             ids = [spec.bos_token_id]
 
-    truncated = truncated or (prompt_text is not None and len(window) < len(prompt_text))
     if truncated or prompt_text is None:
         text = tokenizer.decode(prefix_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     else:
