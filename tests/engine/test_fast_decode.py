@@ -25,11 +25,13 @@ def _generate(core, prompts, max_tokens=12, **params):
     return [ids_of(o) for o in outs]
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2"])
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2", "codegen"])
 def test_fast_decode_writes_the_tokens_of_the_models_own_forward(arch, tiny_model_factory, monkeypatch):
     model_dir = tiny_model_factory(arch)
     fast = make_core(model_dir, prefix_cache_mb=0)
-    assert isinstance(fast.runner.fast, (fast_decode.GPT2Decoder, fast_decode.LlamaDecoder))
+    assert isinstance(
+        fast.runner.fast, (fast_decode.GPT2Decoder, fast_decode.LlamaDecoder, fast_decode.CodeGenDecoder)
+    )
     monkeypatch.setenv("CODECOMPLETE_FAST_DECODE", "0")
     slow = make_core(model_dir, prefix_cache_mb=0)
     assert slow.runner.fast is None
@@ -51,10 +53,9 @@ def _sampled(max_tokens, **kw):
     return SamplingParams(max_tokens=max_tokens, ignore_eos=True, **kw)
 
 
-@pytest.mark.parametrize("arch", ["gpt_neo", "codegen"])
-def test_families_without_a_fast_step_keep_the_models_forward(arch, tiny_model_factory):
-    core = make_core(tiny_model_factory(arch))
-    assert getattr(core.runner, "fast", None) is None  # the dynamic-cache families
+def test_a_family_without_a_fast_step_keeps_the_models_forward(tiny_model_factory):
+    core = make_core(tiny_model_factory("gpt_neo"))
+    assert getattr(core.runner, "fast", None) is None  # GPT-Neo: the dynamic cache
     assert _generate(core, PROMPTS[:1], 4)[0]
 
 

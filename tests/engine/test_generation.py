@@ -262,7 +262,7 @@ def test_chunked_prefill_gives_the_same_tokens_and_keeps_decoding(gpt2_core, tin
 
 
 @pytest.mark.parametrize("kv_cache", ["slots", "dynamic"])
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "codegen"])
 def test_logits_are_bit_identical_alone_and_in_a_padded_batch(arch, kv_cache, tiny_model_factory):
     from codecomplete.engine.runner import PrefillRow
 

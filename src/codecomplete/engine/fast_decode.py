@@ -16,7 +16,8 @@ as a straight sequence of tensor ops over the slot cache's tensors (engine/slot_
   with the one-token step's kernels, so its logits are a one-token step's to the bit.
 
 `build(model, cache)` returns a decoder for the families written here (GPT-2; GPTBigCode with
-multi-query attention, as StarCoder/SantaCoder use it; Llama and Qwen2 without sliding windows), or None: the slot runner then decodes through the model's forward as
+multi-query attention, as StarCoder/SantaCoder use it; Llama and Qwen2 without sliding windows;
+CodeGen, fauxpilot's models), or None: the slot runner then decodes through the model's forward as
 before. `CODECOMPLETE_FAST_DECODE=0` turns it off (a debugging switch; the tests compare both).
 """
 
@@ -44,13 +45,13 @@ def build(model, cache, compile: bool = False, max_rows: int = 1):
         return None
     cfg = model.config
     kind = cfg.model_type
-    if kind not in ("gpt2", "gpt_bigcode", "llama", "qwen2"):
+    if kind not in ("gpt2", "gpt_bigcode", "llama", "qwen2", "codegen"):
         return None
-    if kind in ("llama", "qwen2"):
+    if kind in ("llama", "qwen2", "codegen"):
         if "sliding_attention" in (getattr(cfg, "layer_types", None) or ()):
             return None  # Qwen2's sliding-window layers: not written here
         try:
-            decoder = LlamaDecoder(model, cache)
+            decoder = LlamaDecoder(model, cache) if kind != "codegen" else CodeGenDecoder(model, cache)
         except (AttributeError, ValueError) as exc:
             log.info("fast decode off for %s: %s", kind, exc)
             return None
@@ -284,6 +285,129 @@ class LlamaDecoder:
             m = ln2(x)
             x = down(act(gate(m)) * up(m)) + x
         return self.head(self.norm(_kept(x.view(b, q, -1), keep)).contiguous())
+
+
+class CodeGenDecoder:
+    """CodeGen (Salesforce's codegen-*-mono/multi, the models fauxpilot serves): GPT-J's block,
+    attention and MLP side by side on one LayerNorm's output, a fused QKV projection laid out in
+    four model-parallel parts of (query, value, key), and rotary positions on the first
+    `rotary_dim` dimensions of each head with GPT-J's interleaved pairs. The sinusoid table is
+    the model's own buffer, and the sums run in the model's order, so the numbers are its own."""
+
+    MP_PARTS = 4  # transformers' CodeGenAttention.mp_num: the checkpoints' QKV layout
+
+    def __init__(self, model, cache):
+        cfg = model.config
+        t = model.transformer
+        self.cache = cache
+        self.wte = t.wte.weight
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
+        self.table = t.rotary_emb.embed_positions  # (positions, rotary dims): sin half, cos half
+        self.head = model.get_output_embeddings()
+        self.hidden = cfg.n_embd
+        self.heads = cfg.n_head
+        self.head_dim = self.hidden // self.heads
+        self.rotary = cfg.rotary_dim or self.head_dim
+        if self.hidden % self.MP_PARTS or self.rotary % 2 or self.rotary > self.head_dim:
+            raise ValueError("unexpected CodeGen layout")
+        self.kv_heads = self.heads
+        self.scale = self.head_dim**-0.5
+        self.layers = []
+        for block in t.h:
+            attn, mlp = block.attn, block.mlp
+            if getattr(attn, "mp_num", self.MP_PARTS) != self.MP_PARTS:
+                raise ValueError("unexpected QKV partitioning")
+            self.layers.append(
+                (
+                    (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+                    _projection(attn.qkv_proj),
+                    _projection(attn.out_proj),
+                    _projection(mlp.fc_in),
+                    mlp.act,
+                    _projection(mlp.fc_out),
+                )
+            )
+        if len(self.layers) != len(cache.layers):
+            raise ValueError("the cache and the model have different numbers of layers")
+
+    def _qkv(self, proj, a: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor):
+        """a (N, C) -> q, k, v (N, H, D), q and k rotated at each row's position."""
+        n, local = a.shape[0], self.hidden // self.MP_PARTS
+        q, v, k = proj(a).view(n, self.MP_PARTS, 3 * local).split(local, dim=-1)
+        shape = (n, self.heads, self.head_dim)
+        return (
+            _rotate_pairs(q.reshape(shape), sin, cos, self.rotary),
+            _rotate_pairs(k.reshape(shape), sin, cos, self.rotary),
+            v.reshape(shape),
+        )
+
+    def _sincos(self, pos: torch.Tensor):
+        """(N,) positions -> sin, cos (N, 1, rotary) with each frequency twice (GPT-J's pairs)."""
+        sin, cos = self.table[pos].split(self.rotary // 2, dim=-1)
+        return sin.repeat_interleave(2, -1)[:, None], cos.repeat_interleave(2, -1)[:, None]
+
+    @torch.inference_mode()
+    def __call__(self, ids, pos, slots, first):
+        c = self.cache
+        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+
+    def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
+        hd, h = self.head_dim, self.heads
+        x = F.embedding(ids, self.wte)  # (B, C)
+        sin, cos = self._sincos(pos)
+        hide = _hidden_columns(pos, width)
+        for (ln1, qkv_proj, out_proj, fc_in, act, fc_out), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
+            a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
+            q, k, v = self._qkv(qkv_proj, a, sin, cos)
+            o = _attend_one(layer, q, k, v, flat, slots, first, width, hide, self.scale, h, h, hd)
+            x = out_proj(o) + fc_out(act(fc_in(a))) + x
+        x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
+        return self.head(x)
+
+    @torch.inference_mode()
+    def prefill(
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        keep: torch.Tensor,
+        first: int,
+        context: int,
+        exact: bool = False,
+        shapes: list[tuple[int, int]] | None = None,
+    ):
+        """Several tokens per row at once, as GPT2Decoder.prefill (same arguments, same layout of
+        the cache writes). Returns logits (B, k, V)."""
+        c = self.cache
+        b, q = ids.shape
+        width, flat = c.width, c.flat_index
+        hd, h = self.head_dim, self.heads
+        x = F.embedding(ids, self.wte).view(b * q, -1)  # (B * q, C)
+        sin, cos = self._sincos(pos.clamp(max=context - 1).reshape(-1))  # as b * q one-token rows
+        hide = None if exact else _hidden_block(pos, width, 1)
+        for (ln1, qkv_proj, out_proj, fc_in, act, fc_out), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
+            a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
+            qs, k, v = self._qkv(qkv_proj, a, sin, cos)
+            keys, values = _store_many(layer, k.view(b, q, h, hd), v.view(b, q, h, hd), flat, first, width)
+            o = _attend_many(
+                qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, h, hd, exact, shapes
+            )
+            x = out_proj(o) + fc_out(act(fc_in(a))) + x
+        picked = _kept(x.view(b, q, -1), keep)
+        picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
+        return self.head(picked.contiguous())
+
+
+def _rotate_pairs(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dims: int) -> torch.Tensor:
+    """GPT-J's rotary embedding of the first `dims` of each head of x (N, H, D): dimensions
+    (2i, 2i + 1) rotate together; sin/cos (N, 1, dims)."""
+    rot = x[..., :dims]
+    pairs = torch.stack((-rot[..., 1::2], rot[..., ::2]), dim=-1).flatten(-2)
+    rot = rot * cos + pairs * sin
+    return rot if dims == x.shape[-1] else torch.cat([rot, x[..., dims:]], dim=-1)
 
 
 def _store_many(layer, k: torch.Tensor, v: torch.Tensor, flat: torch.Tensor, first: int, width: int):

@@ -21,8 +21,8 @@ sampled sequence runs twice: `ghost`), a sequence's logits are bit-identical alo
 batch. Checked by tests/engine/test_generation.py.
 
 Works for the families whose attention goes through transformers' AttentionInterface and that
-take a 4D mask as given (GPT-2, GPTBigCode, Llama, Qwen2); runner.py's ModelRunner keeps the
-others (GPT-Neo's local attention slices its own mask by key length).
+take a 4D mask as given (GPT-2, GPTBigCode, Llama, Qwen2, CodeGen); runner.py's ModelRunner keeps
+the others (GPT-Neo's local attention slices its own mask by key length).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from transformers.cache_utils import Cache
 from codecomplete.engine.runner import KV, PrefillRow
 
 NAME = "codecomplete_slots"
-SUPPORTED = ("gpt2", "gpt_bigcode", "llama", "qwen2")
+SUPPORTED = ("gpt2", "gpt_bigcode", "llama", "qwen2", "codegen")
 WIDTH_STEP = 64  # attention width granularity (columns past a row's end are masked)
 _registered = False
 
