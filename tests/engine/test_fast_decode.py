@@ -25,16 +25,20 @@ def _generate(core, prompts, max_tokens=12, **params):
     return [ids_of(o) for o in outs]
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2", "codegen"])
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2", "codegen", "gpt_neo"])
 def test_fast_decode_writes_the_tokens_of_the_models_own_forward(arch, tiny_model_factory, monkeypatch):
     model_dir = tiny_model_factory(arch)
     fast = make_core(model_dir, prefix_cache_mb=0)
-    assert isinstance(
-        fast.runner.fast, (fast_decode.GPT2Decoder, fast_decode.LlamaDecoder, fast_decode.CodeGenDecoder)
+    decoders = (
+        fast_decode.GPT2Decoder,
+        fast_decode.LlamaDecoder,
+        fast_decode.CodeGenDecoder,
+        fast_decode.GPTNeoDecoder,
     )
+    assert isinstance(fast.runner.fast, decoders)
     monkeypatch.setenv("CODECOMPLETE_FAST_DECODE", "0")
     slow = make_core(model_dir, prefix_cache_mb=0)
-    assert slow.runner.fast is None
+    assert getattr(slow.runner, "fast", None) is None  # GPT-Neo: the dynamic cache
     # Alone (one row), together (three rows of different lengths), and sampled with a seed (a
     # lone sampled row runs with its ghost twin, the gathered path).
     for prompts in (PROMPTS[:1], PROMPTS):
@@ -53,9 +57,12 @@ def _sampled(max_tokens, **kw):
     return SamplingParams(max_tokens=max_tokens, ignore_eos=True, **kw)
 
 
-def test_a_family_without_a_fast_step_keeps_the_models_forward(tiny_model_factory):
+def test_gpt_neo_without_its_decoder_keeps_the_dynamic_cache(tiny_model_factory, monkeypatch):
+    """GPT-Neo's own attention cannot read the slot cache: without fast_decode.py's decoder
+    (CODECOMPLETE_FAST_DECODE=0) it runs on the dynamic cache, and still generates."""
+    monkeypatch.setenv("CODECOMPLETE_FAST_DECODE", "0")
     core = make_core(tiny_model_factory("gpt_neo"))
-    assert getattr(core.runner, "fast", None) is None  # GPT-Neo: the dynamic cache
+    assert type(core.runner).__name__ == "ModelRunner"
     assert _generate(core, PROMPTS[:1], 4)[0]
 
 
@@ -139,3 +146,49 @@ def compiled_vs_eager(model_dir: str) -> dict:
     )
     out["new_graphs"] = counters["stats"]["unique_graphs"] - graphs
     return out
+
+
+@pytest.mark.parametrize("arch", ["gpt_neo", "codegen"])
+def test_a_long_prompt_past_the_local_window_decodes_as_generate(arch, tmp_path):
+    """Prompts and completions longer than GPT-Neo's local attention window (16 positions here):
+    the decoder's banded mask, in the prompt's multi-token step and in one-token steps alone and in
+    a batch (speculative decoding on, as served), gives model.generate's greedy tokens (which use the model's
+    own banded causal mask). CodeGen rides along: positions far into its rotary table."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from codecomplete.models.tiny import tiny_config
+
+    shipped = Path(__file__).parents[2] / "models" / "codecomplete-tiny-py"
+    torch.manual_seed(0)
+    cfg = tiny_config(arch, 8192, n_ctx=256, width=64, layers=2)
+    if arch == "gpt_neo":
+        cfg.window_size = 16
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(shipped).save_pretrained(tmp_path)
+    prompts = [
+        "import os\nimport sys\n\n\ndef main(argv):\n    for arg in argv:\n        print(arg, file=sys.stderr)\n",
+        "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"
+        "        self.items.append(item)\n",
+    ]
+    core = make_core(tmp_path)
+    assert core.runner.fast is not None
+    model, tok = core.runner.model, core.tokenizer
+    assert all(len(tok(p)["input_ids"]) > 2 * 16 for p in prompts)
+
+    def reference(prompt: str) -> list[int]:
+        ids = torch.tensor([tok(prompt)["input_ids"]])
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=24,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+        return out[0, ids.shape[1] :].tolist()
+
+    expected = [reference(p) for p in prompts]
+    assert [_generate(core, [p], 24)[0] for p in prompts] == expected  # alone
+    assert _generate(core, prompts, 24) == expected  # together

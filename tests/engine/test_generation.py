@@ -261,8 +261,16 @@ def test_chunked_prefill_gives_the_same_tokens_and_keeps_decoding(gpt2_core, tin
     assert tokens_meanwhile >= n_prompt // 16  # the batch decoded while the long prompt was chunked
 
 
-@pytest.mark.parametrize("kv_cache", ["slots", "dynamic"])
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "codegen"])
+@pytest.mark.parametrize(
+    ("arch", "kv_cache"),
+    # GPT-Neo's own attention on the dynamic cache is not bit-invariant (docs/engine.md)
+    [
+        (a, k)
+        for a in ("gpt2", "llama", "codegen", "gpt_neo")
+        for k in ("slots", "dynamic")
+        if (a, k) != ("gpt_neo", "dynamic")
+    ],
+)
 def test_logits_are_bit_identical_alone_and_in_a_padded_batch(arch, kv_cache, tiny_model_factory):
     from codecomplete.engine.runner import PrefillRow
 

@@ -65,7 +65,7 @@ def _short_row(model_dir: Path, with_long: bool):
     return kv, logits
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "gpt_bigcode", "llama", "codegen"])
+@pytest.mark.parametrize("kind", ["gpt2", "gpt_bigcode", "llama", "codegen", "gpt_neo"])
 def test_a_long_prompt_has_the_same_bits_alone_or_beside_a_longer_one(kind, tmp_path):
     model_dir = _model(kind, tmp_path / kind)
     kv_alone, logits_alone = _short_row(model_dir, with_long=False)

@@ -80,7 +80,7 @@ def _run(core, prompt, params, rid="r"):
     return ids_of(outs), text_of(outs), finish_of(outs)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2", "codegen"])
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2", "codegen", "gpt_neo"])
 def test_speculation_gives_the_tokens_of_plain_decoding(arch, tiny_model_factory):
     model_dir = tiny_model_factory(arch)
     spec = make_core(model_dir, prefix_cache_mb=0, speculative_tokens=4)
@@ -153,7 +153,7 @@ def _sampled(seed: int, temperature: float = 0.7, n: int = 30) -> SamplingParams
     return SamplingParams(max_tokens=n, temperature=temperature, top_p=0.95, seed=seed, ignore_eos=True)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2", "codegen"])
+@pytest.mark.parametrize("arch", ["gpt2", "gpt_bigcode", "llama", "qwen2", "codegen", "gpt_neo"])
 def test_exact_verify_has_the_bits_of_one_token_steps(arch, tiny_model_factory):
     """The runner checks a draft with the one-token step's kernels: the logits at every drafted
     position are bit-identical to those of one-token steps fed the same tokens, for a batch and

@@ -8,7 +8,7 @@ shapes the sequence would have alone, so a sequence's numbers never depend on it
 
 Registered with transformers' AttentionInterface under NAME; families whose attention goes through
 that interface (GPT-2, GPTBigCode, Llama, Qwen2, and CodeGen since transformers 5) use it. GPT-Neo
-has its own attention code (local windows) and keeps it.
+has its own attention code (local windows) and keeps it on the dynamic cache.
 
 `transpose_linear_weights`: nn.Linear computes x @ W.t(); with W stored (out, in) row-major, the
 CPU GEMM picks kernels by the number of rows M and rows come out different for M=2 vs M=3

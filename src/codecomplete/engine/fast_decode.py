@@ -17,7 +17,7 @@ as a straight sequence of tensor ops over the slot cache's tensors (engine/slot_
 
 `build(model, cache)` returns a decoder for the families written here (GPT-2; GPTBigCode with
 multi-query attention, as StarCoder/SantaCoder use it; Llama and Qwen2 without sliding windows;
-CodeGen, fauxpilot's models), or None: the slot runner then decodes through the model's forward as
+CodeGen, fauxpilot's models; GPT-Neo with its local-window layers), or None: the slot runner then decodes through the model's forward as
 before. `CODECOMPLETE_FAST_DECODE=0` turns it off (a debugging switch; the tests compare both).
 """
 
@@ -37,35 +37,43 @@ def enabled() -> bool:
     return os.environ.get("CODECOMPLETE_FAST_DECODE", "1") not in ("0", "false", "no")
 
 
+def writes(cfg) -> bool:
+    """Whether this module has a decoder for a model of this config (family and options)."""
+    if not enabled():
+        return False
+    kind = cfg.model_type
+    if kind in ("llama", "qwen2"):
+        return "sliding_attention" not in (getattr(cfg, "layer_types", None) or ())  # Qwen2's windows
+    if kind == "gpt2":
+        return not (
+            cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn or cfg.add_cross_attention
+        )
+    if kind == "gpt_bigcode":  # per-head interleaved QKV (multi_query false): not written here
+        return bool(cfg.multi_query) and not getattr(cfg, "add_cross_attention", False)
+    if kind == "gpt_neo":
+        return set(cfg.attention_layers) <= {"global", "local"}
+    return kind == "codegen"
+
+
+_DECODERS = {
+    "llama": "LlamaDecoder",
+    "qwen2": "LlamaDecoder",
+    "codegen": "CodeGenDecoder",
+    "gpt_neo": "GPTNeoDecoder",
+}
+
+
 def build(model, cache, compile: bool = False, max_rows: int = 1):
     """A decoder for `model` over `cache` (a SlotCache), or None when this family is not written
     here or its config asks for something this path does not do. compile: wrap it in
     CompiledDecoder (call its warm_up() before the first request)."""
-    if not enabled():
-        return None
     cfg = model.config
-    kind = cfg.model_type
-    if kind not in ("gpt2", "gpt_bigcode", "llama", "qwen2", "codegen"):
-        return None
-    if kind in ("llama", "qwen2", "codegen"):
-        if "sliding_attention" in (getattr(cfg, "layer_types", None) or ()):
-            return None  # Qwen2's sliding-window layers: not written here
-        try:
-            decoder = LlamaDecoder(model, cache) if kind != "codegen" else CodeGenDecoder(model, cache)
-        except (AttributeError, ValueError) as exc:
-            log.info("fast decode off for %s: %s", kind, exc)
-            return None
-        return CompiledDecoder(decoder, cache.layers[0].k.device, max_rows) if compile else decoder
-    if kind == "gpt2" and (cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn):
-        return None
-    if kind == "gpt_bigcode" and not cfg.multi_query:  # per-head interleaved QKV: not written here
-        return None
-    if getattr(cfg, "add_cross_attention", False):
+    if not writes(cfg):
         return None
     try:
-        decoder = GPT2Decoder(model, cache)
+        decoder = globals()[_DECODERS.get(cfg.model_type, "GPT2Decoder")](model, cache)
     except (AttributeError, ValueError) as exc:  # an unexpected module layout: keep the model's forward
-        log.info("fast decode off for %s: %s", kind, exc)
+        log.info("fast decode off for %s: %s", cfg.model_type, exc)
         return None
     if compile:
         return CompiledDecoder(decoder, cache.layers[0].k.device, max_rows)
@@ -401,6 +409,116 @@ class CodeGenDecoder:
         return self.head(picked.contiguous())
 
 
+class GPTNeoDecoder:
+    """GPT-Neo: GPT-2's pre-LayerNorm block with separate q/k/v projections (no biases), no
+    scaling of the attention scores, and layers that alternate global attention with local
+    attention over the last `window_size` positions (a query at p sees keys p - window + 1 .. p,
+    which is what the model's own banded causal mask allows)."""
+
+    def __init__(self, model, cache):
+        cfg = model.config
+        t = model.transformer
+        self.cache = cache
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
+        self.head = model.get_output_embeddings()
+        self.heads = cfg.num_heads
+        self.head_dim = cfg.hidden_size // cfg.num_heads
+        self.kv_heads = self.heads
+        self.layers = []
+        for block, kind in zip(t.h, cfg.attention_layers, strict=True):
+            attn, mlp = block.attn.attention, block.mlp
+            self.layers.append(
+                (
+                    (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+                    _projection(attn.q_proj),
+                    _projection(attn.k_proj),
+                    _projection(attn.v_proj),
+                    _projection(attn.out_proj),
+                    (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+                    _projection(mlp.c_fc),
+                    mlp.act,
+                    _projection(mlp.c_proj),
+                    cfg.window_size if kind == "local" else None,
+                )
+            )
+        if len(self.layers) != len(cache.layers):
+            raise ValueError("the cache and the model have different numbers of layers")
+
+    @torch.inference_mode()
+    def __call__(self, ids, pos, slots, first):
+        c = self.cache
+        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+
+    def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
+        hd, h = self.head_dim, self.heads
+        x = F.embedding(ids, self.wte) + F.embedding(pos, self.wpe)  # (B, C)
+        hide = {None: _hidden_columns(pos, width)}  # a lone row's local layers need their band
+        for (ln1, q_proj, k_proj, v_proj, out_proj, ln2, fc, act, fc_out, window), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
+            if window not in hide:
+                hide[window] = _columns_past(pos, width, window)
+            a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
+            o = _attend_one(
+                layer, q_proj(a), k_proj(a), v_proj(a), flat, slots, first, width, hide[window], 1.0, h, h, hd
+            )
+            x = out_proj(o) + x
+            m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
+            x = x + fc_out(act(fc(m)))
+        x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
+        return self.head(x)
+
+    @torch.inference_mode()
+    def prefill(
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        keep: torch.Tensor,
+        first: int,
+        context: int,
+        exact: bool = False,
+        shapes: list[tuple[int, int]] | None = None,
+    ):
+        """Several tokens per row at once, as GPT2Decoder.prefill (same arguments, same layout of
+        the cache writes). Returns logits (B, k, V)."""
+        c = self.cache
+        b, q = ids.shape
+        width, flat = c.width, c.flat_index
+        hd, h = self.head_dim, self.heads
+        x = F.embedding(ids, self.wte) + F.embedding(pos.clamp(max=context - 1), self.wpe)  # (B, q, C)
+        x = x.view(b * q, -1)
+        hide: dict = {}
+        for (ln1, q_proj, k_proj, v_proj, out_proj, ln2, fc, act, fc_out, window), layer in zip(
+            self.layers, self.cache.layers, strict=True
+        ):
+            if not exact and window not in hide:
+                hide[window] = _hidden_block(pos, width, 1, window)
+            a = F.layer_norm(x, (x.shape[-1],), *ln1[:2], ln1[2])
+            k, v = k_proj(a).view(b, q, h, hd), v_proj(a).view(b, q, h, hd)
+            keys, values = _store_many(layer, k, v, flat, first, width)
+            o = _attend_many(
+                q_proj(a).view(b, q, h * hd),
+                keys,
+                values,
+                pos,
+                hide.get(window),
+                1.0,
+                h,
+                h,
+                hd,
+                exact,
+                shapes,
+                window,
+            )
+            x = out_proj(o) + x
+            m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
+            x = x + fc_out(act(fc(m)))
+        picked = _kept(x.view(b, q, -1), keep)
+        picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
+        return self.head(picked.contiguous())
+
+
 def _rotate_pairs(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dims: int) -> torch.Tensor:
     """GPT-J's rotary embedding of the first `dims` of each head of x (N, H, D): dimensions
     (2i, 2i + 1) rotate together; sin/cos (N, 1, dims)."""
@@ -429,15 +547,21 @@ PV_BLOCK = 256  # columns per block of a grouped-head p @ V (_attend): well insi
 # appending zero columns keeps the GEMM's bits (up to 384, measured)
 
 
-def _hidden_block(pos: torch.Tensor, width: int, group: int) -> torch.Tensor:
+def _hidden_block(pos: torch.Tensor, width: int, group: int, window: int | None = None) -> torch.Tensor:
     """(B, 1, G * q, W): for a multi-token step, the columns each query must not see (past its
-    own position). Query rows are (head in group, position), as `_attend_many` lays them out."""
+    own position, and with a local `window`, window or more positions before it). Query rows are
+    (head in group, position), as `_attend_many` lays them out."""
     cols = torch.arange(width, device=pos.device)
-    hide = (cols[None, None, :] > pos[:, :, None])[:, None]  # (B, 1, q, W)
+    hide = cols[None, None, :] > pos[:, :, None]  # (B, q, W)
+    if window is not None:  # padding (at the trash column, past the width) keeps every column
+        hide = hide | ((cols[None, None, :] <= pos[:, :, None] - window) & (pos[:, :, None] < width))
+    hide = hide[:, None]  # (B, 1, q, W)
     return hide.repeat(1, 1, group, 1) if group > 1 else hide
 
 
-def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, shapes=None) -> torch.Tensor:
+def _attend_many(
+    qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, shapes=None, window: int | None = None
+) -> torch.Tensor:
     """Several queries per row: qs (B, q, H*D) over the rows' cached keys/values (B, KVH, W, D),
     already written. exact: each position attends on its own with the one-token step's kernels
     (`_attend`, the columns past that position hidden), so its numbers are a one-token step's to
@@ -449,7 +573,9 @@ def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, sh
     b, q, _ = qs.shape
     if exact:
         outs = [
-            _attend(qs[:, j], keys, values, _columns_past(pos[:, j], keys.shape[2]), scale, h, kvh, hd)
+            _attend(
+                qs[:, j], keys, values, _columns_past(pos[:, j], keys.shape[2], window), scale, h, kvh, hd
+            )
             for j in range(q)
         ]
         return torch.stack(outs, dim=1).view(b * q, h * hd)
@@ -462,7 +588,7 @@ def _attend_many(qs, keys, values, pos, hide, scale, h, kvh, hd, exact: bool, sh
                 keys[i : i + 1, :, :w],
                 values[i : i + 1, :, :w],
                 row_pos,
-                _hidden_block(row_pos, w, h // kvh),
+                _hidden_block(row_pos, w, h // kvh, window),
                 scale,
                 h,
                 kvh,
@@ -485,10 +611,14 @@ def _hidden_columns(pos: torch.Tensor, width: int) -> torch.Tensor | None:
     return None if pos.shape[0] == 1 else _columns_past(pos, width)
 
 
-def _columns_past(pos: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, 1, 1, W): for one query per row at positions pos (B,), the columns past it."""
+def _columns_past(pos: torch.Tensor, width: int, window: int | None = None) -> torch.Tensor:
+    """(B, 1, 1, W): for one query per row at positions pos (B,), the columns past it (and with a
+    local `window`, those window or more positions before it; padding past the width keeps all)."""
     cols = torch.arange(width, device=pos.device)
-    return (cols[None, :] > pos[:, None])[:, None, None, :]
+    hide = cols[None, :] > pos[:, None]
+    if window is not None:
+        hide = hide | ((cols[None, :] <= pos[:, None] - window) & (pos[:, None] < width))
+    return hide[:, None, None, :]
 
 
 def _attend_one(layer, q, k, v, flat, slots, first, width, hide, scale, h, kvh, hd) -> torch.Tensor:

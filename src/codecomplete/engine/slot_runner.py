@@ -21,8 +21,9 @@ sampled sequence runs twice: `ghost`), a sequence's logits are bit-identical alo
 batch. Checked by tests/engine/test_generation.py.
 
 Works for the families whose attention goes through transformers' AttentionInterface and that
-take a 4D mask as given (GPT-2, GPTBigCode, Llama, Qwen2, CodeGen); runner.py's ModelRunner keeps
-the others (GPT-Neo's local attention slices its own mask by key length).
+take a 4D mask as given (GPT-2, GPTBigCode, Llama, Qwen2, CodeGen), and for GPT-Neo, whose own
+attention code (local windows) cannot read this cache, through fast_decode.py alone (every prompt,
+draft and decode step goes through its decoder there). runner.py's ModelRunner keeps the others.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from codecomplete.engine.runner import KV, PrefillRow
 
 NAME = "codecomplete_slots"
 SUPPORTED = ("gpt2", "gpt_bigcode", "llama", "qwen2", "codegen")
+DECODER_ONLY = ("gpt_neo",)  # no model forward over this cache: only where fast_decode writes it
 WIDTH_STEP = 64  # attention width granularity (columns past a row's end are masked)
 _registered = False
 
@@ -56,7 +58,12 @@ def register() -> str:
 
 
 def supports(model) -> bool:
-    return model.config.model_type in SUPPORTED and getattr(model, "_supports_attention_backend", False)
+    kind = model.config.model_type
+    if kind in DECODER_ONLY:
+        from codecomplete.engine import fast_decode
+
+        return fast_decode.writes(model.config)
+    return kind in SUPPORTED and getattr(model, "_supports_attention_backend", False)
 
 
 def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -157,9 +164,11 @@ class SlotRunner:
         self.device = torch.device(device)
         self.pad_id = pad_id
         register()
-        if hasattr(model, "set_attn_implementation"):
+        # The model's own forward runs over this cache only where its attention takes it.
+        self.model_forward = model.config.model_type not in DECODER_ONLY
+        if self.model_forward and hasattr(model, "set_attn_implementation"):
             model.set_attn_implementation(NAME)
-        else:
+        elif self.model_forward:
             model.config._attn_implementation = NAME
         self.base = model.base_model
         self.head = model.get_output_embeddings()
@@ -187,6 +196,8 @@ class SlotRunner:
 
         # One-token steps without the model's forward where the family is written (fast_decode.py).
         self.fast = fast_decode.build(model, self.cache, compile=compile, max_rows=max_rows)
+        if self.fast is None and not self.model_forward:
+            raise ValueError(f"no decode step for {model.config.model_type} over the slot cache")
         # Prompts too, through the decoder's multi-token step (every family fast_decode.py writes).
         decoder = getattr(self.fast, "decoder", self.fast)
         self._fast_prefill = getattr(decoder, "prefill", None)
@@ -199,6 +210,8 @@ class SlotRunner:
     def _run(self, ids, rows, pos, keep) -> torch.Tensor:
         """ids, pos: (B, q); rows: (B,) slots; keep: (B, k) input positions whose logits are
         wanted. Returns logits (B, k, V)."""
+        if not self.model_forward:  # callers route these families through the decoder
+            raise RuntimeError("this family's forward cannot read the slot cache")
         c = self.cache
         b, q = ids.shape
         width = self._width(pos)
@@ -281,7 +294,7 @@ class SlotRunner:
         """Several tokens per row: the family's own multi-token step (fast_decode.py) when it has
         one and the slots are consecutive (and `fast`), else the model's forward. shapes: each
         row's (tokens, width) alone, for the multi-token step to attend per row. (B, k, V)."""
-        if fast and self._fast_prefill is not None and self._consecutive(slots):
+        if (fast or not self.model_forward) and self._fast_prefill is not None and self._consecutive(slots):
             return self._fast_prefill_run(ids, slots, pos, keep, shapes=shapes)
         return self._run(ids, slots, pos, keep)
 
