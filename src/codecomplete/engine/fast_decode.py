@@ -80,16 +80,78 @@ def build(model, cache, compile: bool = False, max_rows: int = 1):
     return decoder
 
 
-class GPT2Decoder:
+class SlotDecoder:
+    """What the family decoders share. The slot runner calls a decoder for one token per row
+    (`__call__`) and its `prefill` for several; each family writes `forward` (one token per row:
+    what `--compile` compiles), `_prefill_hidden` (several) and `_final_norm`."""
+
+    def __init__(self, model, cache):
+        self.cache = cache
+        self.head = model.get_output_embeddings()
+
+    @torch.inference_mode()
+    def __call__(
+        self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, first: int | None
+    ) -> torch.Tensor:
+        """ids, pos, slots: (B,) the token each row feeds, its position and its cache slot; first:
+        slots are first..first+B-1 (the cache is read as a view), or None (they are gathered: a
+        lone row and its ghost twin share one slot). The caller has set the cache's `flat_index`
+        and `width`. Returns logits (B, V)."""
+        c = self.cache
+        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+
+    def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def prefill(
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        keep: torch.Tensor,
+        first: int,
+        context: int,
+        exact: bool = False,
+        shapes: list[tuple[int, int]] | None = None,
+    ) -> torch.Tensor:
+        """Several tokens per row at once (a prompt, or the few new tokens of a keystroke whose
+        prefix came from the cache). ids, pos: (B, q), padding at position `context` (the cache's
+        trash column); rows in slots first..first+B-1; the caller has set the cache's `flat_index`
+        (B, H, q order) and `width`. keep: (B, k) the input positions whose logits are wanted.
+        Returns logits (B, k, V).
+
+        shapes: each row's (tokens, width) when prefilled alone: rows attend on their own shapes
+        (`_attend_many`), so a prompt's numbers do not depend on the longer ones beside it.
+        exact: attend for each input position on its own, with the one-token step's kernels
+        (`_attend_one`), so the logits at every position have the bits a one-token step at that
+        position would give in a batch (speculative decoding of sampled rows, whose seeded
+        tokens must not change). Without it a row's q queries go through one GEMM per head,
+        which rounds differently from the one-token step's GEMV (1e-5 apart, measured)."""
+        b, q = ids.shape
+        c = self.cache
+        x = self._prefill_hidden(ids, pos, first, context, exact, shapes, c.width, c.flat_index)
+        return self._logits(_kept(x.view(b, q, -1), keep))
+
+    def _prefill_hidden(self, ids, pos, first: int, context: int, exact: bool, shapes, width, flat):
+        """The last block's output (B * q, C) for prefill's inputs, their KV written to the cache
+        (at `flat`, the cache's flat index; attention over its first `width` columns)."""
+        raise NotImplementedError
+
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self._final_norm(x).contiguous())
+
+
+class GPT2Decoder(SlotDecoder):
     """GPT-2 and GPTBigCode: learned positions, pre-LayerNorm blocks, fused QKV projection."""
 
     def __init__(self, model, cache):
         cfg = model.config
         t = model.transformer
-        self.cache = cache
-        self.wte, self.wpe = t.wte.weight, t.wpe.weight
-        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
-        self.head = model.get_output_embeddings()
+        super().__init__(model, cache)
+        self.wte, self.wpe, self.ln_f = t.wte.weight, t.wpe.weight, _norm_args(t.ln_f)
         self.hidden = cfg.hidden_size if hasattr(cfg, "hidden_size") else cfg.n_embd
         self.heads = cfg.num_attention_heads
         self.head_dim = self.hidden // self.heads
@@ -112,19 +174,10 @@ class GPT2Decoder:
                     _projection(mlp.c_proj),
                 )
             )
-        if len(self.layers) != len(cache.layers):
-            raise ValueError("the cache and the model have different numbers of layers")
+        self.layers = _one_per_cache_layer(self.layers, cache)
 
-    @torch.inference_mode()
-    def __call__(
-        self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, first: int | None
-    ) -> torch.Tensor:
-        """ids, pos, slots: (B,) the token each row feeds, its position and its cache slot; first:
-        slots are first..first+B-1 (the cache is read as a view), or None (they are gathered: a
-        lone row and its ghost twin share one slot). The caller has set the cache's `flat_index`
-        and `width`. Returns logits (B, V)."""
-        c = self.cache
-        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
 
     def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
@@ -140,36 +193,10 @@ class GPT2Decoder:
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = fc_out(act(fc(m))) + x
-        x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
-        return self.head(x)
+        return self._logits(x)
 
-    @torch.inference_mode()
-    def prefill(
-        self,
-        ids: torch.Tensor,
-        pos: torch.Tensor,
-        keep: torch.Tensor,
-        first: int,
-        context: int,
-        exact: bool = False,
-        shapes: list[tuple[int, int]] | None = None,
-    ):
-        """Several tokens per row at once (a prompt, or the few new tokens of a keystroke whose
-        prefix came from the cache). ids, pos: (B, q), padding at position `context` (the cache's
-        trash column); rows in slots first..first+B-1; the caller has set the cache's `flat_index`
-        (B, H, q order) and `width`. keep: (B, k) the input positions whose logits are wanted.
-        Returns logits (B, k, V).
-
-        shapes: each row's (tokens, width) when prefilled alone: rows attend on their own shapes
-        (`_attend_many`), so a prompt's numbers do not depend on the longer ones beside it.
-        exact: attend for each input position on its own, with the one-token step's kernels
-        (`_attend_one`), so the logits at every position have the bits a one-token step at that
-        position would give in a batch (speculative decoding of sampled rows, whose seeded
-        tokens must not change). Without it a row's q queries go through one GEMM per head,
-        which rounds differently from the one-token step's GEMV (1e-5 apart, measured)."""
-        c = self.cache
+    def _prefill_hidden(self, ids, pos, first: int, context: int, exact: bool, shapes, width, flat):
         b, q = ids.shape
-        width, flat = c.width, c.flat_index
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.wte) + F.embedding(pos.clamp(max=context - 1), self.wpe)  # (B, q, C)
         x = x.view(b * q, -1)
@@ -189,12 +216,10 @@ class GPT2Decoder:
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = fc_out(act(fc(m))) + x
-        picked = _kept(x.view(b, q, -1), keep)
-        picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
-        return self.head(picked.contiguous())
+        return x
 
 
-class LlamaDecoder:
+class LlamaDecoder(SlotDecoder):
     """Llama and Qwen2: rotary positions, RMSNorm, SwiGLU, grouped KV heads, separate q/k/v
     projections (Qwen2's with biases). The norms, the rotary table and the activation are the
     model's own modules and the rotation is Llama's formula, so the numbers are the model's."""
@@ -202,11 +227,10 @@ class LlamaDecoder:
     def __init__(self, model, cache):
         cfg = model.config
         inner = model.model
-        self.cache = cache
+        super().__init__(model, cache)
         self.embed = inner.embed_tokens.weight
         self.norm = inner.norm
         self.rotary = inner.rotary_emb
-        self.head = model.get_output_embeddings()
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -230,13 +254,10 @@ class LlamaDecoder:
                     _projection(m.down_proj),
                 )
             )
-        if len(self.layers) != len(cache.layers):
-            raise ValueError("the cache and the model have different numbers of layers")
+        self.layers = _one_per_cache_layer(self.layers, cache)
 
-    @torch.inference_mode()
-    def __call__(self, ids, pos, slots, first):
-        c = self.cache
-        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
 
     def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
         b = ids.shape[0]
@@ -255,24 +276,10 @@ class LlamaDecoder:
             x = o_proj(o) + x
             m = ln2(x)
             x = down(act(gate(m)) * up(m)) + x
-        return self.head(self.norm(x))
+        return self._logits(x)
 
-    @torch.inference_mode()
-    def prefill(
-        self,
-        ids: torch.Tensor,
-        pos: torch.Tensor,
-        keep: torch.Tensor,
-        first: int,
-        context: int,
-        exact: bool = False,
-        shapes: list[tuple[int, int]] | None = None,
-    ):
-        """Several tokens per row at once, as GPT2Decoder.prefill (same arguments, same layout of
-        the cache writes). Returns logits (B, k, V)."""
-        c = self.cache
+    def _prefill_hidden(self, ids, pos, first: int, context: int, exact: bool, shapes, width, flat):
         b, q = ids.shape
-        width, flat = c.width, c.flat_index
         hd, h, kvh = self.head_dim, self.heads, self.kv_heads
         x = F.embedding(ids, self.embed).view(b * q, -1)  # (B * q, C)
         # The rotary table as b * q one-token rows: the same numbers as the one-token step's.
@@ -292,10 +299,10 @@ class LlamaDecoder:
             x = o_proj(o) + x
             m = ln2(x)
             x = down(act(gate(m)) * up(m)) + x
-        return self.head(self.norm(_kept(x.view(b, q, -1), keep)).contiguous())
+        return x
 
 
-class CodeGenDecoder:
+class CodeGenDecoder(SlotDecoder):
     """CodeGen (Salesforce's codegen-*-mono/multi, the models fauxpilot serves): GPT-J's block,
     attention and MLP side by side on one LayerNorm's output, a fused QKV projection laid out in
     four model-parallel parts of (query, value, key), and rotary positions on the first
@@ -307,11 +314,10 @@ class CodeGenDecoder:
     def __init__(self, model, cache):
         cfg = model.config
         t = model.transformer
-        self.cache = cache
+        super().__init__(model, cache)
         self.wte = t.wte.weight
-        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
+        self.ln_f = _norm_args(t.ln_f)
         self.table = t.rotary_emb.embed_positions  # (positions, rotary dims): sin half, cos half
-        self.head = model.get_output_embeddings()
         self.hidden = cfg.n_embd
         self.heads = cfg.n_head
         self.head_dim = self.hidden // self.heads
@@ -320,23 +326,14 @@ class CodeGenDecoder:
             raise ValueError("unexpected CodeGen layout")
         self.kv_heads = self.heads
         self.scale = self.head_dim**-0.5
-        self.layers = []
+        layers = []
         for block in t.h:
             attn, mlp = block.attn, block.mlp
             if getattr(attn, "mp_num", self.MP_PARTS) != self.MP_PARTS:
                 raise ValueError("unexpected QKV partitioning")
-            self.layers.append(
-                (
-                    (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
-                    _projection(attn.qkv_proj),
-                    _projection(attn.out_proj),
-                    _projection(mlp.fc_in),
-                    mlp.act,
-                    _projection(mlp.fc_out),
-                )
-            )
-        if len(self.layers) != len(cache.layers):
-            raise ValueError("the cache and the model have different numbers of layers")
+            qkv, out, fc_in, fc_out = map(_projection, (attn.qkv_proj, attn.out_proj, mlp.fc_in, mlp.fc_out))
+            layers.append((_norm_args(block.ln_1), qkv, out, fc_in, mlp.act, fc_out))
+        self.layers = _one_per_cache_layer(layers, cache)
 
     def _qkv(self, proj, a: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor):
         """a (N, C) -> q, k, v (N, H, D), q and k rotated at each row's position."""
@@ -354,10 +351,8 @@ class CodeGenDecoder:
         sin, cos = self.table[pos].split(self.rotary // 2, dim=-1)
         return sin.repeat_interleave(2, -1)[:, None], cos.repeat_interleave(2, -1)[:, None]
 
-    @torch.inference_mode()
-    def __call__(self, ids, pos, slots, first):
-        c = self.cache
-        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
 
     def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
         hd, h = self.head_dim, self.heads
@@ -371,25 +366,10 @@ class CodeGenDecoder:
             q, k, v = self._qkv(qkv_proj, a, sin, cos)
             o = _attend_one(layer, q, k, v, flat, slots, first, width, hide, self.scale, h, h, hd)
             x = out_proj(o) + fc_out(act(fc_in(a))) + x
-        x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
-        return self.head(x)
+        return self._logits(x)
 
-    @torch.inference_mode()
-    def prefill(
-        self,
-        ids: torch.Tensor,
-        pos: torch.Tensor,
-        keep: torch.Tensor,
-        first: int,
-        context: int,
-        exact: bool = False,
-        shapes: list[tuple[int, int]] | None = None,
-    ):
-        """Several tokens per row at once, as GPT2Decoder.prefill (same arguments, same layout of
-        the cache writes). Returns logits (B, k, V)."""
-        c = self.cache
+    def _prefill_hidden(self, ids, pos, first: int, context: int, exact: bool, shapes, width, flat):
         b, q = ids.shape
-        width, flat = c.width, c.flat_index
         hd, h = self.head_dim, self.heads
         x = F.embedding(ids, self.wte).view(b * q, -1)  # (B * q, C)
         sin, cos = self._sincos(pos.clamp(max=context - 1).reshape(-1))  # as b * q one-token rows
@@ -404,12 +384,10 @@ class CodeGenDecoder:
                 qs.view(b, q, h * hd), keys, values, pos, hide, self.scale, h, h, hd, exact, shapes
             )
             x = out_proj(o) + fc_out(act(fc_in(a))) + x
-        picked = _kept(x.view(b, q, -1), keep)
-        picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
-        return self.head(picked.contiguous())
+        return x
 
 
-class GPTNeoDecoder:
+class GPTNeoDecoder(SlotDecoder):
     """GPT-Neo: GPT-2's pre-LayerNorm block with separate q/k/v projections (no biases), no
     scaling of the attention scores, and layers that alternate global attention with local
     attention over the last `window_size` positions (a query at p sees keys p - window + 1 .. p,
@@ -418,37 +396,24 @@ class GPTNeoDecoder:
     def __init__(self, model, cache):
         cfg = model.config
         t = model.transformer
-        self.cache = cache
-        self.wte, self.wpe = t.wte.weight, t.wpe.weight
-        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
-        self.head = model.get_output_embeddings()
+        super().__init__(model, cache)
+        self.wte, self.wpe, self.ln_f = t.wte.weight, t.wpe.weight, _norm_args(t.ln_f)
         self.heads = cfg.num_heads
         self.head_dim = cfg.hidden_size // cfg.num_heads
         self.kv_heads = self.heads
-        self.layers = []
+        layers = []
         for block, kind in zip(t.h, cfg.attention_layers, strict=True):
             attn, mlp = block.attn.attention, block.mlp
-            self.layers.append(
-                (
-                    (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
-                    _projection(attn.q_proj),
-                    _projection(attn.k_proj),
-                    _projection(attn.v_proj),
-                    _projection(attn.out_proj),
-                    (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
-                    _projection(mlp.c_fc),
-                    mlp.act,
-                    _projection(mlp.c_proj),
-                    cfg.window_size if kind == "local" else None,
-                )
+            q, k, v, out = map(_projection, (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj))
+            fc, fc_out = _projection(mlp.c_fc), _projection(mlp.c_proj)
+            window = cfg.window_size if kind == "local" else None
+            layers.append(
+                (_norm_args(block.ln_1), q, k, v, out, _norm_args(block.ln_2), fc, mlp.act, fc_out, window)
             )
-        if len(self.layers) != len(cache.layers):
-            raise ValueError("the cache and the model have different numbers of layers")
+        self.layers = _one_per_cache_layer(layers, cache)
 
-    @torch.inference_mode()
-    def __call__(self, ids, pos, slots, first):
-        c = self.cache
-        return self.forward(ids, pos, slots, first, c.width, c.flat_index)
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
 
     def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
         hd, h = self.head_dim, self.heads
@@ -466,25 +431,10 @@ class GPTNeoDecoder:
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = x + fc_out(act(fc(m)))
-        x = F.layer_norm(x, (x.shape[-1],), *self.ln_f[:2], self.ln_f[2])
-        return self.head(x)
+        return self._logits(x)
 
-    @torch.inference_mode()
-    def prefill(
-        self,
-        ids: torch.Tensor,
-        pos: torch.Tensor,
-        keep: torch.Tensor,
-        first: int,
-        context: int,
-        exact: bool = False,
-        shapes: list[tuple[int, int]] | None = None,
-    ):
-        """Several tokens per row at once, as GPT2Decoder.prefill (same arguments, same layout of
-        the cache writes). Returns logits (B, k, V)."""
-        c = self.cache
+    def _prefill_hidden(self, ids, pos, first: int, context: int, exact: bool, shapes, width, flat):
         b, q = ids.shape
-        width, flat = c.width, c.flat_index
         hd, h = self.head_dim, self.heads
         x = F.embedding(ids, self.wte) + F.embedding(pos.clamp(max=context - 1), self.wpe)  # (B, q, C)
         x = x.view(b * q, -1)
@@ -514,9 +464,18 @@ class GPTNeoDecoder:
             x = out_proj(o) + x
             m = F.layer_norm(x, (x.shape[-1],), *ln2[:2], ln2[2])
             x = x + fc_out(act(fc(m)))
-        picked = _kept(x.view(b, q, -1), keep)
-        picked = F.layer_norm(picked, (picked.shape[-1],), *self.ln_f[:2], self.ln_f[2])
-        return self.head(picked.contiguous())
+        return x
+
+
+def _norm_args(ln) -> tuple:
+    """A LayerNorm module's (weight, bias, eps), for F.layer_norm."""
+    return ln.weight, ln.bias, ln.eps
+
+
+def _one_per_cache_layer(layers: list, cache) -> list:
+    if len(layers) != len(cache.layers):
+        raise ValueError("the cache and the model have different numbers of layers")
+    return layers
 
 
 def _rotate_pairs(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dims: int) -> torch.Tensor:
@@ -715,7 +674,7 @@ class CompiledDecoder:
     compilation fails, for a family or a platform, the decoder falls back to eager for good and
     says so in the log (`failed` holds why)."""
 
-    def __init__(self, decoder: GPT2Decoder, device: torch.device, max_rows: int):
+    def __init__(self, decoder: SlotDecoder, device: torch.device, max_rows: int):
         self.decoder = decoder
         self.cuda = device.type == "cuda"
         self.max_rows = max_rows
