@@ -29,6 +29,23 @@ def test_line_cuts_are_seeded_and_start_at_non_blank_lines(py_dir):
         assert lines[i].strip() and any(line.strip() for line in lines[:i])
 
 
+def test_cuts_are_distinct_and_a_small_set_gives_every_cut_once(py_dir, curated_dir):
+    files, _ = load_source_files(py_dir)
+    every = {(f.name, i) for f, i in tasks.sample_line_cuts(files, 10_000, seed=0)}
+    # every non-blank line below the file's first non-blank one, and nothing else
+    assert len(every) == sum(max(0, sum(1 for line in f.text.splitlines() if line.strip()) - 1) for f in files)
+    for n in (5, len(every) - 1, len(every), len(every) + 7):
+        cuts = [(f.name, i) for f, i in tasks.sample_line_cuts(files, n, seed=4)]
+        assert len(cuts) == len(set(cuts)) == min(n, len(every))
+    # The same seed's first cuts do not change with n: a larger set extends a smaller one.
+    small = tasks.sample_line_cuts(files, 5, seed=4)
+    assert tasks.sample_line_cuts(files, 9, seed=4)[:5] == small
+
+    fim_files, _ = load_source_files(curated_dir)
+    fim = [(c.file, c.first_line, c.middle) for c in tasks.sample_fim_cuts(fim_files, 1_000, seed=0)]
+    assert len(fim) == len(set(fim)) < 1_000
+
+
 def test_fim_cuts_are_whole_lines_inside_function_bodies(curated_dir):
     files, source = load_source_files(curated_dir)
     assert source.endswith("test") and {f.name for f in files} == {
