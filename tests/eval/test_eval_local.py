@@ -33,7 +33,9 @@ def test_cuts_are_distinct_and_a_small_set_gives_every_cut_once(py_dir, curated_
     files, _ = load_source_files(py_dir)
     every = {(f.name, i) for f, i in tasks.sample_line_cuts(files, 10_000, seed=0)}
     # every non-blank line below the file's first non-blank one, and nothing else
-    assert len(every) == sum(max(0, sum(1 for line in f.text.splitlines() if line.strip()) - 1) for f in files)
+    assert len(every) == sum(
+        max(0, sum(1 for line in f.text.splitlines() if line.strip()) - 1) for f in files
+    )
     for n in (5, len(every) - 1, len(every), len(every) + 7):
         cuts = [(f.name, i) for f, i in tasks.sample_line_cuts(files, n, seed=4)]
         assert len(cuts) == len(set(cuts)) == min(n, len(every))
