@@ -48,6 +48,29 @@ def test_cuts_are_distinct_and_a_small_set_gives_every_cut_once(py_dir, curated_
     assert len(fim) == len(set(fim)) < 1_000
 
 
+def test_two_files_with_one_name_give_each_file_its_cuts():
+    from codecomplete.eval.inputs import SourceFile
+
+    a = SourceFile("pkg/util.py", "def f(x):\n    y = x\n    return y\n")
+    b = SourceFile("pkg/util.py", "def g(x):\n    z = x\n    return z\n")
+    lines = tasks.sample_line_cuts([a, b], 100, seed=0)  # 2 cuts per file: all 4, no endless draw
+    assert sorted((f.text[:5], i) for f, i in lines) == [
+        ("def f", 1),
+        ("def f", 2),
+        ("def g", 1),
+        ("def g", 2),
+    ]
+    fim = tasks.sample_fim_cuts([a, b], 100, seed=0, max_lines=2)
+    assert sorted((c.prefix[:5], c.first_line, c.middle) for c in fim) == [
+        ("def f", 2, "    y = x\n"),
+        ("def f", 2, "    y = x\n    return y\n"),
+        ("def f", 3, "    return y\n"),
+        ("def g", 2, "    z = x\n"),
+        ("def g", 2, "    z = x\n    return z\n"),
+        ("def g", 3, "    return z\n"),
+    ]
+
+
 def test_fim_cuts_are_whole_lines_inside_function_bodies(curated_dir):
     files, source = load_source_files(curated_dir)
     assert source.endswith("test") and {f.name for f in files} == {

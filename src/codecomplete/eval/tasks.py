@@ -122,7 +122,7 @@ def sample_line_cuts(files: Sequence[SourceFile], n: int, seed: int) -> list[tup
     """n (file, line index) cuts at the start of random non-blank lines that have some code above."""
     rng = random.Random(seed)
     eligible = []
-    for f in files:
+    for j, f in enumerate(files):
         lines = f.text.splitlines(keepends=True)
         seen_code = False
         idx = []
@@ -132,15 +132,15 @@ def sample_line_cuts(files: Sequence[SourceFile], n: int, seed: int) -> list[tup
                     idx.append(i)
                 seen_code = True
         if idx:
-            eligible.append((f, idx))
+            eligible.append((j, f, idx))
     if not eligible:
         raise ValueError("no file has a non-blank line below some code: nothing to cut")
-    total = sum(len(idx) for _, idx in eligible)
+    total = sum(len(idx) for _, _, idx in eligible)
 
-    def draw():
-        f, idx = rng.choice(eligible)
+    def draw():  # a cut is told apart by its file's position, not its name, which may repeat
+        j, f, idx = rng.choice(eligible)
         i = rng.choice(idx)
-        return (f.name, i), (f, i)
+        return (j, i), (f, i)
 
     return _distinct(draw, n, total)
 
@@ -239,32 +239,32 @@ def sample_fim_cuts(files: Sequence[SourceFile], n: int, seed: int, max_lines: i
     line."""
     rng = random.Random(seed)
     bodies = []
-    for f in files:
+    for j, f in enumerate(files):
         if f.language not in (None, "python", "Python"):
             continue
         lines = f.text.splitlines(keepends=True)
         for first, last in function_bodies(f.text):
             starts = [i for i in range(first, min(last, len(lines) - 1) + 1) if lines[i].strip()]
             if starts:
-                bodies.append((f, lines, starts, last))
+                bodies.append((j, f, lines, starts, last))
     if not bodies:
         raise ValueError(
             "no Python function bodies found in the held-out files (the fim task parses them with ast)"
         )
     total = len(
         {
-            (f.name, s, min(last, s + k - 1))
-            for f, _, starts, last in bodies
+            (j, s, min(last, s + k - 1))  # nested functions' bodies share lines: one cut each
+            for j, _, _, starts, last in bodies
             for s in starts
             for k in range(1, max_lines + 1)
         }
     )
 
     def draw():
-        f, lines, starts, last = rng.choice(bodies)
+        j, f, lines, starts, last = rng.choice(bodies)
         s = rng.choice(starts)
         e = min(last, s + rng.randint(1, max_lines) - 1)
-        return (f.name, s, e), (f, lines, s, e)
+        return (j, s, e), (f, lines, s, e)
 
     return [
         FimCut(f.name, "".join(lines[:s]), "".join(lines[s : e + 1]), "".join(lines[e + 1 :]), s + 1)
