@@ -11,6 +11,10 @@
 #   FROM=... SEED=<last run's seed> START=<its last sample> make tiny-model
 #                                            # ... on the samples that run would have seen next
 #                                            # (the card's "Training history" gives both numbers)
+#   FROM=models/codecomplete-tiny-py AVERAGE=1 SEED=... START=... make tiny-model
+#                                            # ... and write the mean of the run's final weights and
+#                                            # FROM's (weight averaging, docs/train.md); the run's own
+#                                            # weights stay in $WORK/export for the next run to start from
 #   FROM=models/codecomplete-tiny-py EXTRA=configs/data/pypi-permissive.yaml SEED=6006 STEPS=2400 \
 #       LR=4.0e-4 WARMUP=50 EVAL_EVERY=200 make tiny-model
 #                                            # ... on more data: each curate recipe in EXTRA is curated
@@ -37,6 +41,11 @@ EVAL_EVERY=${EVAL_EVERY:-100}
 EXTRA=${EXTRA:-}          # more curate recipes (space-separated), e.g. configs/data/pypi-permissive.yaml
 EXTRA_DIR=${EXTRA_DIR:-data}
 EVAL_N=${EVAL_N:-200}
+AVERAGE=${AVERAGE:-}      # with FROM: write the mean of the run's end and FROM's weights
+if [ -n "$AVERAGE" ] && [ -z "$FROM" ]; then
+  echo "make_tiny_model.sh: AVERAGE needs FROM (the weights to average the run's end with)" >&2
+  exit 2
+fi
 # Line completion and FIM are scored on the committed held-out files (evalsets/heldout-python), so
 # every version of the model is scored on the same cuts; HELDOUT=$WORK/corpus scores the new
 # corpus's held-out split instead.
@@ -75,7 +84,12 @@ $CC train --config configs/train/tiny-cpu.yaml --num-gpus 2 --resume auto "${MOD
   --set run.eval_every="$EVAL_EVERY" --set data.start_sample="$START"
 # Export beside the output first: OUT may be the folder this run started from.
 $CC export "$RUN" "$WORK/export" --overwrite --name "$(basename "$OUT")"
-rm -rf "$OUT" && cp -r "$WORK/export" "$OUT"
+if [ -n "$AVERAGE" ]; then
+  $CC export "$RUN" "$WORK/export-averaged" --overwrite --name "$(basename "$OUT")" --average-with "$FROM"
+  rm -rf "$OUT" && cp -r "$WORK/export-averaged" "$OUT"
+else
+  rm -rf "$OUT" && cp -r "$WORK/export" "$OUT"
+fi
 
 mkdir -p "$OUT/eval"
 $CC eval --model "$OUT" --task perplexity --data "$HELDOUT" --out "$OUT/eval/perplexity-heldout.json"

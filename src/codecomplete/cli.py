@@ -614,6 +614,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "where earlier runs kept their data outside the repository); paths under the current folder "
         "are always written relative to it",
     )
+    p.add_argument(
+        "--average-with",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="write the mean of the checkpoint's weights and this exported folder's (repeatable; same "
+        "architecture): weight averaging over the ends of earlier runs, e.g. the previous run's export",
+    )
     p.set_defaults(handler=_run_export)
 
 
@@ -641,8 +649,9 @@ def _run_export(args: argparse.Namespace, extra: list[str]) -> int:
             overwrite=args.overwrite,
             name=args.name,
             relocate=relocate,
+            average_with=args.average_with,
         )
-    except (FileNotFoundError, FileExistsError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"codecomplete export: {e}") from None
     print(out)
     return 0

@@ -253,6 +253,27 @@ def test_a_run_continued_from_an_export_adds_to_its_history(zero2_run, token_dat
     assert card.startswith("---") and "# mine" in card
     assert f"{STEPS + 10:,} optimizer steps" in card and "in 2 run(s)" in card
 
+    # Weight averaging: the continued run's end and the export it started from, averaged.
+    averaged = _codecomplete(
+        "export", str(tmp / "continued"), str(tmp / "averaged"), "--average-with", str(base), timeout=180
+    )
+    assert averaged.returncode == 0, averaged.stderr[-3000:]
+    import torch
+    from safetensors.torch import load_file
+
+    mean, end, start = (load_file(tmp / d / "model.safetensors") for d in ("averaged", "second", "base"))
+    assert mean.keys() == end.keys() == start.keys()
+    for k in mean:
+        torch.testing.assert_close(mean[k], (end[k] + start[k]) / 2, rtol=0, atol=1e-6)
+    state = json.loads((tmp / "averaged" / "training_state.json").read_text())
+    assert state["total"]["steps"] == STEPS + 10  # averaging adds no training
+    assert state["history"][-1]["averaged_with"] == [
+        {"path": str(base), "steps": STEPS, "tokens": first["tokens"]}
+    ]
+    card = (tmp / "averaged" / "README.md").read_text()
+    assert f"the mean of this run's final weights and those of `{base}`" in card
+    assert f"--average-with {base}" in card  # the export command that made it
+
 
 def test_exported_model_is_served_to_the_openai_client(zero2_run):
     """Export -> `codecomplete serve --model <out>` -> a completion through the openai client, and

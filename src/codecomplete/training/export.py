@@ -5,6 +5,12 @@ fp32 weights, loaded into a model built from the checkpoint's config, and saved 
 to the tokenizer, a generation config and a model card (recipe, data stats, eval numbers). Tied input
 and output embeddings stay tied: the merged state dict may carry the shared matrix once, and the
 export checks that both ends point at the same tensor before writing.
+
+`--average-with FOLDER` (repeatable) writes the uniform mean of the checkpoint's weights and those
+of earlier exports of the same model instead: weight averaging over the ends of the runs'
+learning-rate cycles (stochastic weight averaging, Izmailov et al. 2018). Every run of the bundled
+model warms up and decays its learning rate again, so the end of each run is the end of a cycle;
+docs/train.md has what the mean of two such ends measured against either end alone.
 """
 
 from __future__ import annotations
@@ -64,6 +70,45 @@ def load_model_from_checkpoint(checkpoint: Path):
         if out_emb is not None and out_emb.weight is not in_emb.weight:
             raise RuntimeError("tie_word_embeddings is set but the exported embeddings are not tied")
     return model
+
+
+def average_weights(model, folders: list[Path]) -> list[dict[str, Any]]:
+    """Set `model`'s weights to the uniform mean of its own and those of each exported folder in
+    `folders` (summed in float64), and return what was averaged in, for the state and the card.
+
+    The folders must hold the same architecture: same parameter names and shapes, else ValueError
+    (averaging two unrelated models gives a broken one, silently). Tied parameters are averaged
+    once and stay tied."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    params = dict(model.named_parameters())  # tied aliases once
+    total = {name: p.detach().to(torch.float64).clone() for name, p in params.items()}
+    sources = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--average-with {folder}: no such model folder")
+        other = dict(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).named_parameters())
+        if other.keys() != params.keys():
+            diff = sorted(other.keys() ^ params.keys())
+            raise ValueError(
+                f"--average-with {folder}: not the same architecture as the checkpoint "
+                f"(parameters only in one of them: {diff[:5]})"
+            )
+        for name, p in other.items():
+            if p.shape != params[name].shape:
+                raise ValueError(
+                    f"--average-with {folder}: {name} is {tuple(p.shape)} there and "
+                    f"{tuple(params[name].shape)} in the checkpoint"
+                )
+            total[name] += p.detach().to(torch.float64)
+        past = history.totals(history.read_history(folder))
+        sources.append({"path": str(folder), "steps": past["steps"], "tokens": past["tokens"]})
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_((total[name] / (len(folders) + 1)).to(p.dtype))
+    return sources
 
 
 def relocate_paths(obj: Any, pairs: list[tuple[str, str]], root: str | Path | None = None) -> Any:
@@ -143,6 +188,13 @@ def model_card(
         if isinstance(state.get("last_loss"), float)
         else f"- final training loss: {state.get('last_loss')}",
     ]
+    if state.get("averaged_with"):
+        lines.append(
+            "- weights: the mean of this run's final weights and those of "
+            + ", ".join(f"`{a['path']}` ({a.get('tokens') or 0:,} tokens)" for a in state["averaged_with"])
+            + " (weight averaging over the ends of the runs' learning-rate cycles); the losses logged "
+            "during training are the run's own weights', before averaging"
+        )
     if command:
         lines += ["", "Commands:", "", "```", command, *([export_command] if export_command else []), "```"]
     if relocated:
@@ -204,10 +256,12 @@ def export(
     overwrite: bool = False,
     name: str | None = None,
     relocate: list[tuple[str, str]] | None = None,
+    average_with: list[str | Path] | None = None,
 ) -> Path:
     """Write a Hugging Face model folder to `out` from a complete checkpoint (or a run directory).
 
-    The card and the recorded history name paths relative to the current folder (run it from the
+    With `average_with`, the weights written are the mean of the checkpoint's and those folders'
+    (`average_weights`), and the state, the history and the card say so. The card and the recorded history name paths relative to the current folder (run it from the
     repository), after rewriting each `relocate` prefix (OLD, NEW)."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig
@@ -220,6 +274,7 @@ def export(
         raise FileExistsError(f"{out} exists and is not empty (pass --overwrite)")
     state = ckpt.read_state(src)
     model = load_model_from_checkpoint(src)
+    averaged = average_weights(model, [Path(f) for f in average_with]) if average_with else []
     model = model.to(getattr(torch, dtype))
     tokenizer = AutoTokenizer.from_pretrained(src)
 
@@ -239,12 +294,16 @@ def export(
         f"codecomplete export {src} {out}"
         + (f" --dtype {dtype}" if dtype != "float32" else "")
         + (f" --name {name}" if name else "")
+        + "".join(f" --average-with {a['path']}" for a in averaged)
     )
     # This run's record (its curve from the run folder's metrics log) after the runs it continued.
     run_dir = src.parent.parent if src.parent.name == "checkpoints" else None
     runs = history.parent_history(state) + [
         history.run_record(state, history.read_metrics(run_dir, state.get("step")) if run_dir else [])
     ]
+    if averaged:
+        state = {**state, "averaged_with": averaged}
+        runs[-1]["averaged_with"] = averaged
     relocate = list(relocate or [])
     state, runs, command, export_command = relocate_paths(
         [state, runs, command, export_command], relocate, root=Path.cwd()

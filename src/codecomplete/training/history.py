@@ -181,6 +181,14 @@ def markdown(history: list[dict[str, Any]], curve_file: str | None = None) -> li
             "",
             "\\* time in optimizer steps only (no evaluation or checkpoints), from the run's metrics log.",
         ]
+    for i, r in enumerate(history, 1):
+        if r.get("averaged_with"):
+            lines += [
+                "",
+                f"Run {i} was exported as the mean of its final weights and those of "
+                + ", ".join(f"`{a['path']}`" for a in r["averaged_with"])
+                + " (weight averaging; its losses above are its own weights', before averaging).",
+            ]
     last = history[-1]
     if last.get("samples") and last.get("seed") is not None:
         lines += [
