@@ -191,9 +191,11 @@ def model_card(
     if state.get("averaged_with"):
         lines.append(
             "- weights: the mean of this run's final weights and those of "
-            + ", ".join(f"`{a['path']}` ({a.get('tokens') or 0:,} tokens)" for a in state["averaged_with"])
-            + " (weight averaging over the ends of the runs' learning-rate cycles); the losses logged "
-            "during training are the run's own weights', before averaging"
+            + ", ".join(
+                f"`{a['path']}` (after {a.get('tokens') or 0:,} tokens)" for a in state["averaged_with"]
+            )
+            + ": weight averaging over the ends of the runs' learning-rate cycles. The losses logged "
+            "during training are the run's own weights', before averaging."
         )
     if command:
         lines += ["", "Commands:", "", "```", command, *([export_command] if export_command else []), "```"]
