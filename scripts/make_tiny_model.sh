@@ -84,12 +84,12 @@ $CC train --config configs/train/tiny-cpu.yaml --num-gpus 2 --resume auto "${MOD
   --set run.eval_every="$EVAL_EVERY" --set data.start_sample="$START"
 # Export beside the output first: OUT may be the folder this run started from.
 $CC export "$RUN" "$WORK/export" --overwrite --name "$(basename "$OUT")"
+SHIP=$WORK/export
 if [ -n "$AVERAGE" ]; then
-  $CC export "$RUN" "$WORK/export-averaged" --overwrite --name "$(basename "$OUT")" --average-with "$FROM"
-  rm -rf "$OUT" && cp -r "$WORK/export-averaged" "$OUT"
-else
-  rm -rf "$OUT" && cp -r "$WORK/export" "$OUT"
+  SHIP=$WORK/export-averaged
+  $CC export "$RUN" "$SHIP" --overwrite --name "$(basename "$OUT")" --average-with "$FROM"
 fi
+rm -rf "$OUT" && cp -r "$SHIP" "$OUT"
 
 mkdir -p "$OUT/eval"
 $CC eval --model "$OUT" --task perplexity --data "$HELDOUT" --out "$OUT/eval/perplexity-heldout.json"

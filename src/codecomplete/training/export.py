@@ -188,12 +188,11 @@ def model_card(
         if isinstance(state.get("last_loss"), float)
         else f"- final training loss: {state.get('last_loss')}",
     ]
-    if state.get("averaged_with"):
+    averaged = runs[-1].get("averaged_with") if runs else None
+    if averaged:
         lines.append(
             "- weights: the mean of this run's final weights and those of "
-            + ", ".join(
-                f"`{a['path']}` (after {a.get('tokens') or 0:,} tokens)" for a in state["averaged_with"]
-            )
+            + ", ".join(f"`{a['path']}` (after {a.get('tokens') or 0:,} tokens)" for a in averaged)
             + ": weight averaging over the ends of the runs' learning-rate cycles. The losses logged "
             "during training are the run's own weights', before averaging."
         )
@@ -263,8 +262,9 @@ def export(
     """Write a Hugging Face model folder to `out` from a complete checkpoint (or a run directory).
 
     With `average_with`, the weights written are the mean of the checkpoint's and those folders'
-    (`average_weights`), and the state, the history and the card say so. The card and the recorded history name paths relative to the current folder (run it from the
-    repository), after rewriting each `relocate` prefix (OLD, NEW)."""
+    (`average_weights`), and the run's history record and the card say so. The card and the
+    recorded history name paths relative to the current folder (run it from the repository), after
+    rewriting each `relocate` prefix (OLD, NEW)."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -303,8 +303,7 @@ def export(
     runs = history.parent_history(state) + [
         history.run_record(state, history.read_metrics(run_dir, state.get("step")) if run_dir else [])
     ]
-    if averaged:
-        state = {**state, "averaged_with": averaged}
+    if averaged:  # recorded once, in the run's record: the card and later histories read it there
         runs[-1]["averaged_with"] = averaged
     relocate = list(relocate or [])
     state, runs, command, export_command = relocate_paths(
