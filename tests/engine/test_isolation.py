@@ -135,3 +135,35 @@ def test_a_model_that_fails_for_everyone_still_counts_against_health(tiny_model_
         assert o[-1].error is not None and "broken" in o[-1].error.message
     assert core.metrics()["step_failures_total"] >= 1 and core.consecutive_failures >= 1
     assert core.metrics()["requests_failed_alone_total"] == 0
+
+
+def test_a_batched_prefill_that_fails_on_its_first_tokens_leaves_nothing_behind(tiny_model_dir):
+    """The forward of a batched prefill succeeds but applying the first tokens raises for one
+    request: each is prefilled again on its own, and the attempt's sequences must not stay with
+    the requests (they used to, unfinished: the healthy requests never ended and the engine
+    stepped forever)."""
+    from engine_helpers import make_core
+
+    core = make_core(tiny_model_dir, prefix_cache_mb=0)
+    prompts = [PROMPT + " " * i for i in range(3)]
+    solos = []
+    for i, prompt in enumerate(prompts):
+        solos.append(submit(core, f"solo{i}", greedy(12, n=2 if i == 1 else 1), prompt))
+        run_until_idle(core)
+    real = core._update
+
+    def update(batch, logits):
+        if any(s.request.request_id == "bad" for s in batch.seqs):
+            raise ValueError("cannot apply this request's first token")
+        return real(batch, logits)
+
+    core._update = update
+    normal = [submit(core, f"n{i}", greedy(12, n=2 if i == 1 else 1), p) for i, p in enumerate(prompts)]
+    bad = submit(core, "bad", greedy(8), "x = ")
+    run_until_idle(core, max_steps=200)
+    assert bad[-1].finished and bad[-1].error is not None and "this request" in bad[-1].error.message
+    for outs, solo in zip(normal, solos, strict=True):
+        assert outs[-1].error is None and outs[-1].finished
+        assert ids_of(outs) == ids_of(solo) and text_of(outs) == text_of(solo)
+    assert core.metrics()["running_requests"] == 0
+    assert core.metrics()["requests_failed_alone_total"] == 1

@@ -53,6 +53,9 @@ def _distributions():
     yield np.full(vocab, 1.0 / vocab)  # every token tied
     p = rng.dirichlet(np.full(64, 0.5))
     yield np.concatenate([p, np.zeros(vocab - 64)])  # most of the vocabulary at zero mass
+    one = np.zeros(vocab)
+    one[17] = 1.0  # all the mass on one token (token healing can leave a single one allowed)
+    yield one
 
 
 @pytest.mark.parametrize("top_p", [0.0, 0.3, 0.9, 0.95, 0.999])
@@ -108,3 +111,19 @@ def test_a_row_that_cannot_be_sampled_fails_alone():
     res = sampling.sample(logits, seqs)
     assert set(res.failed) == {1, 2}
     assert res.token_ids[0] == 5
+
+
+def test_an_unexpected_error_in_one_row_fails_only_that_row(monkeypatch):
+    real = sampling._sample_row
+
+    def flaky(row, seq):
+        if seq.seed == 2:
+            raise ValueError("a bug in one row")
+        return real(row, seq)
+
+    monkeypatch.setattr(sampling, "_sample_row", flaky)
+    logits = torch.zeros(3, 16)
+    logits[:, 9] = 20.0
+    res = sampling.sample(logits, [_seq(seed=s) for s in (1, 2, 3)])
+    assert set(res.failed) == {1} and "ValueError" in res.failed[1]
+    assert res.token_ids[0] == res.token_ids[2] == 9

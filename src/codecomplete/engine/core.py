@@ -525,8 +525,23 @@ class EngineCore:
                 )
             )
         batch, logits, full_logits = self.runner.prefill(rows, first=first)
+        # Until the first tokens are applied nothing may stick: when this batch fails here,
+        # _prefill_step prefills each request again on its own, and a request left holding this
+        # attempt's sequences would wait for them forever (and its chunked prompt's KV is needed).
+        seqs_before = [len(req.seqs) for req in reqs]
+        try:
+            batch = self._first_tokens(reqs, batch, logits, full_logits)
+        except BaseException:
+            for req, n in zip(reqs, seqs_before, strict=True):
+                del req.seqs[n:]
+            raise
         for req in reqs:
             req.partial_kv = None
+        return batch
+
+    def _first_tokens(self, reqs: list[RequestState], batch: Batch, logits, full_logits) -> Batch:
+        """Cache the prompts, fork the n choices (the batch returned has a row per choice) and
+        sample every sequence's first token."""
         if self.prefix_cache.enabled:
             for i, req in enumerate(reqs):
                 if self._worth_caching(req, len(req.prompt_ids)):

@@ -78,8 +78,10 @@ def _nucleus(probs: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
     the running mass passes top_p. They are the best tokens, and any token left out has at least
     their whole mass ranked above it.
     """
-    _, exponent = np.frexp(probs)  # p = m * 2**e, m in [0.5, 1); 0 mass: e = 0, sent to the last bin
-    octave = np.where(probs > 0, np.minimum(-exponent, _OCTAVES - 1), _OCTAVES - 1)
+    # p = m * 2**e with m in [0.5, 1): octave -e, but 0 for p = 1 (e = 1), and 0 mass (e = 0) goes
+    # to the last bin with everything below 2**-63
+    _, exponent = np.frexp(probs)
+    octave = np.where(probs > 0, np.clip(-exponent, 0, _OCTAVES - 1), _OCTAVES - 1)
     mass = np.bincount(octave, weights=probs, minlength=_OCTAVES)
     last = int(np.count_nonzero(np.cumsum(mass) <= top_p))  # the bin where the mass passes top_p
     candidates = np.flatnonzero(octave <= last)
@@ -172,8 +174,10 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
     for r, i in enumerate(sampled):
         try:
             tokens[i] = _sample_row(rows[r], seqs[i])
-        except RuntimeError as exc:  # torch.multinomial on a degenerate distribution
+        except RuntimeError as exc:  # a distribution with no finite logit or no mass
             failed[i] = f"sampling failed: {exc}"
+        except Exception as exc:  # anything else that goes wrong in one row stays in that row
+            failed[i] = f"sampling failed: {type(exc).__name__}: {exc}"
 
     chosen = top = None
     if raw_lp is not None:
