@@ -68,6 +68,11 @@ def _constrain_to_tail(logits: torch.Tensor, seqs: list[Sequence], rows: list[in
     return logits
 
 
+# Bins of the nucleus search: octave k holds the probabilities in [2**-(k+1), 2**-k); the last
+# one also everything smaller.
+_OCTAVES = 64
+
+
 def _nucleus(probs: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
     """The top-p nucleus of a full distribution: (its probabilities in descending order, their
     token ids). A token is kept when the mass ranked above it is at most top_p (the first always).
@@ -96,9 +101,6 @@ def _nucleus(probs: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
         cum = np.cumsum(vals)
     kept = max(1, int(np.count_nonzero(cum - vals <= top_p)))  # a prefix: the mass above only grows
     return vals[:kept], candidates[order[:kept]]
-
-
-_OCTAVES = 64
 
 
 def _sample_row(logits: np.ndarray, seq: Sequence) -> int:
