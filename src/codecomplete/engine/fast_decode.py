@@ -98,6 +98,8 @@ class SlotDecoder:
         lone row and its ghost twin share one slot). The caller has set the cache's `flat_index`
         and `width`. Returns logits (B, V)."""
         c = self.cache
+        if first is None:  # gathered rows: _attend_one reads their slot numbers on the host, so
+            slots = slots.cpu()  # one copy per step on a GPU, not a sync per layer
         return self.forward(ids, pos, slots, first, c.width, c.flat_index)
 
     def forward(self, ids, pos, slots, first: int | None, width: int, flat: torch.Tensor) -> torch.Tensor:
