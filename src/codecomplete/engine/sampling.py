@@ -68,6 +68,13 @@ def _constrain_to_tail(logits: torch.Tensor, seqs: list[Sequence], rows: list[in
     return logits
 
 
+def _top_p_kept(vals: np.ndarray, cum: np.ndarray, top_p: float) -> int:
+    """How many of the best tokens top-p keeps, given their probabilities in descending order and
+    the running sum of those: each one whose mass ranked above it is at most top_p (the first
+    always). A prefix, as the mass above only grows."""
+    return max(1, int(np.count_nonzero(cum - vals <= top_p)))
+
+
 # Bins of the nucleus search: octave k holds the probabilities in [2**-(k+1), 2**-k); the last
 # one also everything smaller.
 _OCTAVES = 64
@@ -99,7 +106,7 @@ def _nucleus(probs: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(-probs, kind="stable")
         vals = probs[order]
         cum = np.cumsum(vals)
-    kept = max(1, int(np.count_nonzero(cum - vals <= top_p)))  # a prefix: the mass above only grows
+    kept = _top_p_kept(vals, cum, top_p)
     return vals[:kept], candidates[order[:kept]]
 
 
@@ -131,7 +138,7 @@ def _sample_row(logits: np.ndarray, seq: Sequence) -> int:
         probs = np.exp(x[ids] - top, dtype=np.float64)
         probs /= probs.sum()  # top-k first: top-p then reads the renormalised mass
         if p.top_p < 1.0:
-            kept = max(1, int(np.count_nonzero(np.cumsum(probs) - probs <= p.top_p)))
+            kept = _top_p_kept(probs, np.cumsum(probs), p.top_p)
             probs, ids = probs[:kept], ids[:kept]
     else:
         probs = np.exp(x - top, dtype=np.float64)
