@@ -635,6 +635,27 @@ async def bench(args) -> tuple[list[str], dict]:
             f"TTFT p50 {pct(r['ttft'], 50) * 1e3:.0f} ms p99 {pct(r['ttft'], 99) * 1e3:.0f} ms; "
             f"ITL p50 {pct(r['itl'], 50) * 1e3:.1f} ms p99 {pct(r['itl'], 99) * 1e3:.1f} ms"
         )
+    # The 16-client target is a ratio of two rates measured at different moments: on a shared
+    # machine the rate of everything moves by 10-25% from minute to minute (three runs of this
+    # benchmark on one afternoon gave 5.9x, 7.3x and 7.4x). So the ratio is also taken in rounds,
+    # each a slice of the baseline right before (or after, alternating) a 16-client run on the
+    # same server, and the verdict reads the median round.
+    results["ratio_rounds"] = rounds = []
+    if 16 in args.concurrency and args.ratio_rounds:
+        size = max(1, len(prompts) // 4)
+        for i in range(args.ratio_rounds):
+            part = [prompts[(i * size + j) % len(prompts)] for j in range(size)]
+            if i % 2 == 0:
+                b = generate_baseline(model, tokenizer, part, max_tokens)
+                r = await runner.clients(prompts, 16, max_tokens)
+            else:
+                r = await runner.clients(prompts, 16, max_tokens)
+                b = generate_baseline(model, tokenizer, part, max_tokens)
+            rounds.append(dict(baseline=b["tps"], tps=r["tps"], ratio=r["tps"] / b["tps"]))
+            say(
+                f"ratio round {i + 1}: 16 clients {r['tps']:.1f} tok/s / generate {b['tps']:.1f} tok/s = "
+                f"{r['tps'] / b['tps']:.2f}x"
+            )
     runner.sampled = True
     results["throughput_sampled_16"] = (await runner.clients(prompts, 16, max_tokens))["tps"]
     runner.sampled = False
@@ -946,7 +967,9 @@ def report(args, results: dict, elapsed: float) -> str:
     lat = results["latency"]
     k = results["keystroke"]
     c = results["cancel"]
-    at16 = tp.get(16, {}).get("tps", float("nan")) / base["tps"]
+    sweep16 = tp.get(16, {}).get("tps", float("nan")) / base["tps"]
+    rounds = [r["ratio"] for r in results.get("ratio_rounds", [])]
+    at16 = statistics.median(rounds) if rounds else sweep16
     lat_ratio = lat["engine"] / lat["generate"]
     per_req = c["after_cancel"] / c["requests"]
 
@@ -1016,7 +1039,14 @@ def report(args, results: dict, elapsed: float) -> str:
         "| --- | --- | --- |",
         f"| throughput at 16 clients >= 8x one-at-a-time `model.generate` | {at16:.2f}x"
         + (
-            f" (without speculative decoding: {results['throughput_plain_16'] / base['tps']:.2f}x, measured after)"
+            f" (median of {len(rounds)} side-by-side rounds, {min(rounds):.2f}-{max(rounds):.2f}x; the "
+            f"sweep below: {sweep16:.2f}x)"
+            if rounds
+            else ""
+        )
+        + (
+            f" (without speculative decoding, against the sweep's baseline: "
+            f"{results['throughput_plain_16'] / base['tps']:.2f}x, measured after)"
             if results.get("throughput_plain_16")
             else ""
         )
@@ -1064,6 +1094,16 @@ def report(args, results: dict, elapsed: float) -> str:
             f"Sampled load, 16 clients (temperature {SAMPLED['temperature']}, top_p {SAMPLED['top_p']}, each "
             f"request seeded; measured after the greedy rows): {ts:.1f} tokens/s = {ts / base['tps']:.2f}x "
             "baseline (the baseline is greedy).",
+        ]
+    if results.get("ratio_rounds"):
+        cells = "; ".join(
+            f"{r['tps']:.0f} / {r['baseline']:.1f} = {r['ratio']:.2f}x" for r in results["ratio_rounds"]
+        )
+        lines += [
+            "",
+            "Side by side, for the 16-client target (each round: 16 clients on all the prompts and "
+            "`model.generate` on a quarter of them, in alternating order; tokens/s over tokens/s): "
+            f"{cells}. The verdict reads the median round.",
         ]
     if 1 in tp and 16 in tp:
         itl1, itl16 = pct(tp[1]["itl"], 50), pct(tp[16]["itl"], 50)
@@ -1175,6 +1215,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])
     p.add_argument("--latency-reps", type=int, default=6)
+    p.add_argument(
+        "--ratio-rounds",
+        type=int,
+        default=5,
+        help="rounds of (a quarter of the baseline, a 16-client run) side by side for the 16-client "
+        "target's ratio; the verdict reads their median (0: the sweep's single ratio)",
+    )
     p.add_argument("--keystroke-tokens", type=int, default=1024)
     p.add_argument("--keystroke-max-tokens", type=int, default=8)
     p.add_argument(
