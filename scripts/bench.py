@@ -1234,7 +1234,7 @@ def main(argv: list[str] | None = None) -> None:
         "--compile",
         choices=["auto", "on", "off"],
         default="auto",
-        help="the server's --compile (torch.compile of the decode step; auto: CUDA only)",
+        help="the server's --compile (torch.compile of the decode step; auto: off for now)",
     )
     p.add_argument(
         "--engine-process",

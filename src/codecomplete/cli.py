@@ -67,7 +67,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compile",
         choices=["auto", "on", "off"],
-        help="torch.compile the decode step (default auto: on for CUDA with CUDA graphs, off on the CPU)",
+        help="torch.compile the decode step; on CUDA as CUDA graphs, not yet run on a GPU (default auto: "
+        "off for now on every device)",
     )
     p.add_argument(
         "--engine-process",

@@ -82,7 +82,7 @@ class ServerSettings(BaseSettings):
     """CPU threads for torch (process-wide); None: all cores but one on the CPU (the event loop
     keeps one), torch's default on CUDA."""
     compile: Literal["auto", "on", "off"] = "auto"
-    """torch.compile the one-token decode step: auto = on for CUDA (CUDA graphs), off on the CPU."""
+    """torch.compile the one-token decode step: auto = off for now (on every device); on (CUDA graphs on CUDA)."""
     engine_process: Literal["auto", "on", "off"] = "auto"
     """Run the engine in its own process (vLLM v1's split: the server process does HTTP, JSON and
     SSE while the engine steps, neither waiting for the other's GIL); auto = on with more than one

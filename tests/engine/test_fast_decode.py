@@ -99,9 +99,14 @@ def test_model_errors_are_not_mistaken_for_compile_errors(tiny_model_dir, monkey
 
 
 @pytest.mark.slow
-def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir):
+@pytest.mark.parametrize("graphs", [False, True], ids=["cpu", "cuda-graphs-configuration"])
+def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir, graphs):
     """A real torch.compile (Inductor: needs a C++ compiler) of the tiny test model: warm at
-    startup, no recompilation for new batch sizes or widths, and the same greedy tokens.
+    startup, no recompilation for new batch sizes or widths, and the same greedy tokens. Also in
+    the configuration CUDA gets (rows padded to buckets, a lone row to two, widths rounded,
+    mode "reduce-overhead"), which on CPU tensors compiles and runs without recording graphs:
+    what it checks is that no new shape recompiles after the warm-up (static shapes did, for every
+    width) and that the padding rows change nothing.
 
     In a fresh interpreter, as a server starts: earlier tests in this process import the stdlib's
     `distutils`, after which Inductor's C++ builder cannot import setuptools' copy of it (a real
@@ -117,7 +122,7 @@ def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir):
         "import json, sys\n"
         f"sys.path[:0] = [{str(here)!r}, {str(src)!r}]\n"
         "from test_fast_decode import compiled_vs_eager\n"
-        f"print(json.dumps(compiled_vs_eager({str(tiny_model_dir)!r})))\n"
+        f"print(json.dumps(compiled_vs_eager({str(tiny_model_dir)!r}, graphs={graphs})))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -128,24 +133,41 @@ def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir):
     assert result["new_graphs"] == 0  # the warm-up compiled every shape used
 
 
-def compiled_vs_eager(model_dir: str) -> dict:
+def compiled_vs_eager(model_dir: str, graphs: bool = False) -> dict:
     from torch._dynamo.utils import counters
 
+    if graphs:  # as on CUDA (this runs in its own interpreter: the patch ends with it)
+        init = fast_decode.CompiledDecoder.__init__
+        fast_decode.CompiledDecoder.__init__ = lambda self, dec, device, rows: init(
+            self, dec, device, rows, graphs=True
+        )
     compiled = make_core(model_dir, prefix_cache_mb=0, compile="on")
     dec = compiled.runner.fast
     assert isinstance(dec, fast_decode.CompiledDecoder)
+    assert dec.graphs == graphs
     if dec.failed is not None:
         return dict(failed=dec.failed)
     graphs = counters["stats"]["unique_graphs"]
     eager = make_core(model_dir, prefix_cache_mb=0, compile="off")
-    runs = (PROMPTS[:1], PROMPTS, PROMPTS * 3)
+    runs = (PROMPTS[:1], PROMPTS, PROMPTS * 3, [PROMPTS[1] * 8])  # the last one: widths 128, 192
     out = dict(
-        compiled=[_generate(compiled, p, 20) for p in runs],
-        eager=[_generate(eager, p, 20) for p in runs],
+        compiled=[_generate(compiled, p, 20) for p in runs] + [_staggered(compiled)],
+        eager=[_generate(eager, p, 20) for p in runs] + [_staggered(eager)],
         failed=dec.failed,
     )
     out["new_graphs"] = counters["stats"]["unique_graphs"] - graphs
     return out
+
+
+def _staggered(core) -> list[list[int]]:
+    """One request, then a second joining while the first decodes, which then decodes alone in
+    the second slot (a batch whose first slot is not 0)."""
+    first = submit(core, "s0", greedy(10), PROMPTS[0])
+    for _ in range(4):
+        core.step()
+    second = submit(core, "s1", greedy(30), PROMPTS[2])
+    run_until_idle(core)
+    return [ids_of(first), ids_of(second)]
 
 
 @pytest.mark.parametrize("arch", ["gpt_neo", "codegen"])

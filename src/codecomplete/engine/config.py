@@ -48,8 +48,9 @@ class EngineConfig:
     the families that support it (GPT-2, GPTBigCode, Llama, Qwen2), the dynamic left-padded cache
     for the others; "dynamic" forces the dynamic cache for every family (docs/engine.md)."""
     compile: str = "auto"
-    """The one-token decode step (engine/fast_decode.py) under torch.compile: "on", "off", or
-    "auto" (on for CUDA, where its graphs are captured as CUDA graphs; off on the CPU). Families
+    """The one-token decode step (engine/fast_decode.py) under torch.compile: "on" (on CUDA its
+    graphs are captured as CUDA graphs; not yet run on a GPU), "off", or "auto" (off for now on
+    every device, until the CUDA graphs are measured on a GPU: engine/core.py). Families
     without a fast decode step are never compiled; a compilation that fails falls back to eager
     with a log line (docs/engine.md)."""
     process: str = "off"

@@ -722,7 +722,7 @@ def _build_runner(model, device, config: EngineConfig, pad: int):
 
     auto = config.kv_cache == "auto" and config.attn_implementation in (None, "auto")
     if (auto or config.kv_cache == "slots") and slot_runner.supports(model):
-        compile = _wants_compile(config.compile, device)
+        compile = _wants_compile(config.compile)
         runner = slot_runner.SlotRunner(model, device, config.max_batch_size, pad_id=pad, compile=compile)
         log.info(
             "static KV cache: %d slots x %d positions, %.0f MiB; decode step: %s",
@@ -756,15 +756,13 @@ def _promises_invariance(config: EngineConfig, device) -> bool:
     return str(device) == "cpu" and config.batch_invariance != "off"
 
 
-def _wants_compile(setting: str, device) -> bool:
-    """--compile auto|on|off. auto: on for CUDA (CUDA graphs remove the per-step launch
-    overhead), off on the CPU, where compiling takes a minute of a small machine's start (measured
-    in BENCHMARKS.md) and the eager fast path is used."""
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    return str(device).startswith("cuda")
+def _wants_compile(setting: str) -> bool:
+    """--compile auto|on|off. auto is off for now, on every device: on the CPU compiling takes
+    19-52 s of a small machine's start for ~1 ms a step (measured, docs/engine.md), and the CUDA
+    graphs of `--compile on` have not yet run on a GPU. (Before 2026-12-03 auto was on for CUDA with
+    static shapes, which recompiled for every attention width and then ran uncompiled: measured
+    on the CPU.) Measured on a GPU, auto can turn CUDA graphs on there."""
+    return setting == "on"
 
 
 def _draft_width(lengths: list[int]) -> int:

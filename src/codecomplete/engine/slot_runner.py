@@ -331,8 +331,9 @@ class SlotRunner:
         """One token per row through fast_decode.py (no model forward). Logits (B, V)."""
         c = self.cache
         c.locate(slots, pos[:, None])
-        if slots.shape[0] == 1:  # a lone row (no ghost twin): its own columns exactly, no mask
-            c.width = int(pos[0]) + 1
+        if slots.shape[0] == 1 and not getattr(self.fast, "graphs", False):
+            c.width = int(pos[0]) + 1  # a lone row (no ghost twin): its own columns exactly, no mask
+            # (CUDA graphs pad it to two rows, masked, at a rounded width: fewer shapes to record)
         else:
             c.width = self._width(pos)
         return self.fast(ids, pos, slots, int(slots[0]) if self._consecutive(slots) else None)
