@@ -602,6 +602,7 @@ async def bench(args) -> tuple[list[str], dict]:
                 device=args.device,
                 prefix_cache_mb=prefix_cache_mb,
                 num_threads=args.threads,
+                compile=args.compile,
                 **({} if speculative_tokens is None else {"speculative_tokens": speculative_tokens}),
             )
         )

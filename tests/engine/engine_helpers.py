@@ -10,14 +10,15 @@ from codecomplete.engine.types import GenerationRequest, RequestOutput, Sampling
 
 
 def make_core(model_dir, **overrides):
-    """An engine on the CPU. Token healing is off unless asked for: most tests compare against
+    """An engine on the CPU (unless `device` says otherwise). Token healing is off unless asked for: most tests compare against
     `model.generate` or a forward pass over the prompt as tokenised (test_healing.py turns it on)."""
     from codecomplete.engine.core import EngineCore
 
     overrides.setdefault("token_healing", False)
     # float32 always: "auto" may pick bf16 on a CPU where it measures faster (models/loading.py).
     overrides.setdefault("dtype", "float32")
-    return EngineCore.from_config(EngineConfig(model=str(model_dir), device="cpu", **overrides))
+    overrides.setdefault("device", "cpu")
+    return EngineCore.from_config(EngineConfig(model=str(model_dir), **overrides))
 
 
 def greedy(max_tokens=20, **kw) -> SamplingParams:

@@ -133,7 +133,7 @@ def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir, graphs
     assert result["new_graphs"] == 0  # the warm-up compiled every shape used
 
 
-def compiled_vs_eager(model_dir: str, graphs: bool = False) -> dict:
+def compiled_vs_eager(model_dir: str, graphs: bool = False, device: str = "cpu") -> dict:
     from torch._dynamo.utils import counters
 
     if graphs:  # as on CUDA (this runs in its own interpreter: the patch ends with it)
@@ -141,14 +141,14 @@ def compiled_vs_eager(model_dir: str, graphs: bool = False) -> dict:
         fast_decode.CompiledDecoder.__init__ = lambda self, dec, device, rows: init(
             self, dec, device, rows, graphs=True
         )
-    compiled = make_core(model_dir, prefix_cache_mb=0, compile="on")
+    compiled = make_core(model_dir, prefix_cache_mb=0, compile="on", device=device)
     dec = compiled.runner.fast
     assert isinstance(dec, fast_decode.CompiledDecoder)
     assert dec.graphs == graphs
     if dec.failed is not None:
         return dict(failed=dec.failed)
     graphs = counters["stats"]["unique_graphs"]
-    eager = make_core(model_dir, prefix_cache_mb=0, compile="off")
+    eager = make_core(model_dir, prefix_cache_mb=0, compile="off", device=device)
     runs = (PROMPTS[:1], PROMPTS, PROMPTS * 3, [PROMPTS[1] * 8])  # the last one: widths 128, 192
     out = dict(
         compiled=[_generate(compiled, p, 20) for p in runs] + [_staggered(compiled)],
