@@ -9,14 +9,12 @@ padded to buckets) writes the eager step's tokens without recompiling after its 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from engine_helpers import greedy, ids_of, make_core, run_until_idle, submit
+from test_fast_decode import compiled_vs_eager_in_a_fresh_interpreter
 
 pytestmark = pytest.mark.gpu
 
@@ -58,17 +56,7 @@ def test_the_engine_on_cuda_writes_generates_greedy_tokens():
 
 def test_cuda_graphs_write_the_eager_tokens_without_recompiling():
     """In a fresh interpreter, as a server starts (see test_fast_decode.py's CPU version)."""
-    here = Path(__file__).parent
-    src = here.parents[1] / "src"
-    code = (
-        "import json, sys\n"
-        f"sys.path[:0] = [{str(here)!r}, {str(src)!r}]\n"
-        "from test_fast_decode import compiled_vs_eager\n"
-        f"print(json.dumps(compiled_vs_eager({str(MODEL)!r}, graphs=True, device='cuda')))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = compiled_vs_eager_in_a_fresh_interpreter(MODEL, graphs=True, device="cuda")
     assert result["failed"] is None
     assert result["compiled"] == result["eager"]
     assert result["new_graphs"] == 0

@@ -111,6 +111,15 @@ def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir, graphs
     In a fresh interpreter, as a server starts: earlier tests in this process import the stdlib's
     `distutils`, after which Inductor's C++ builder cannot import setuptools' copy of it (a real
     failure mode, which the fallback test covers; here it would only hide this check)."""
+    result = compiled_vs_eager_in_a_fresh_interpreter(tiny_model_dir, graphs=graphs)
+    if result["failed"] is not None:
+        pytest.skip(f"torch.compile does not work on this machine: {result['failed']}")
+    assert result["compiled"] == result["eager"]
+    assert result["new_graphs"] == 0  # the warm-up compiled every shape used
+
+
+def compiled_vs_eager_in_a_fresh_interpreter(model_dir, graphs: bool = False, device: str = "cpu") -> dict:
+    """compiled_vs_eager() in a new Python process (what the compiled-step tests compare)."""
     import json
     import subprocess
     import sys
@@ -122,15 +131,11 @@ def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir, graphs
         "import json, sys\n"
         f"sys.path[:0] = [{str(here)!r}, {str(src)!r}]\n"
         "from test_fast_decode import compiled_vs_eager\n"
-        f"print(json.dumps(compiled_vs_eager({str(tiny_model_dir)!r}, graphs={graphs})))\n"
+        f"print(json.dumps(compiled_vs_eager({str(model_dir)!r}, graphs={graphs}, device={device!r})))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["failed"] is not None:
-        pytest.skip(f"torch.compile does not work on this machine: {result['failed']}")
-    assert result["compiled"] == result["eager"]
-    assert result["new_graphs"] == 0  # the warm-up compiled every shape used
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def compiled_vs_eager(model_dir: str, graphs: bool = False, device: str = "cpu") -> dict:
