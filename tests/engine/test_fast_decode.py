@@ -5,6 +5,7 @@ fails falls back to eager with a log line."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,7 +112,10 @@ def test_the_compiled_decode_step_writes_the_eager_tokens(tiny_model_dir, graphs
     In a fresh interpreter, as a server starts: earlier tests in this process import the stdlib's
     `distutils`, after which Inductor's C++ builder cannot import setuptools' copy of it (a real
     failure mode, which the fallback test covers; here it would only hide this check)."""
-    result = compiled_vs_eager_in_a_fresh_interpreter(tiny_model_dir, graphs=graphs)
+    # CUDA's configuration on the bundled model: trained, its tokens show what a random model's
+    # do not (a lone row reading columns past its end changed them; the random model's stayed)
+    model = Path(__file__).parents[2] / "models" / "codecomplete-tiny-py" if graphs else tiny_model_dir
+    result = compiled_vs_eager_in_a_fresh_interpreter(model, graphs=graphs)
     if result["failed"] is not None:
         pytest.skip(f"torch.compile does not work on this machine: {result['failed']}")
     assert result["compiled"] == result["eager"]
@@ -146,33 +150,46 @@ def compiled_vs_eager(model_dir: str, graphs: bool = False, device: str = "cpu")
         fast_decode.CompiledDecoder.__init__ = lambda self, dec, device, rows: init(
             self, dec, device, rows, graphs=True
         )
-    compiled = make_core(model_dir, prefix_cache_mb=0, compile="on", device=device)
-    dec = compiled.runner.fast
-    assert isinstance(dec, fast_decode.CompiledDecoder)
-    assert dec.graphs == graphs
-    if dec.failed is not None:
-        return dict(failed=dec.failed)
+    # Four slots: batches of 1-4 rows and, in _staggered, rows leaving and joining; and a core with
+    # one slot, whose lone row has no slot after it to pad into. No drafts, so every decode step is
+    # the one-token step that is compiled.
+    opts = dict(prefix_cache_mb=0, speculative_tokens=0, device=device)
+    compiled = make_core(model_dir, compile="on", max_batch_size=4, **opts)
+    single = make_core(model_dir, compile="on", max_batch_size=1, **opts)
+    for dec in (compiled.runner.fast, single.runner.fast):
+        assert isinstance(dec, fast_decode.CompiledDecoder)
+        assert dec.graphs == graphs
+        if dec.failed is not None:
+            return dict(failed=dec.failed)
     graphs = counters["stats"]["unique_graphs"]
-    eager = make_core(model_dir, prefix_cache_mb=0, compile="off", device=device)
+    eager = make_core(model_dir, compile="off", max_batch_size=4, **opts)
     runs = (PROMPTS[:1], PROMPTS, PROMPTS * 3, [PROMPTS[1] * 8])  # the last one: widths 128, 192
+    # The one-slot core: a long prompt, then a short one (its slot's columns past its end still
+    # hold the long one's keys: reading them would change its tokens).
+    lone = (runs[-1], PROMPTS[:1])
     out = dict(
-        compiled=[_generate(compiled, p, 20) for p in runs] + [_staggered(compiled)],
-        eager=[_generate(eager, p, 20) for p in runs] + [_staggered(eager)],
-        failed=dec.failed,
+        compiled=[_generate(compiled, p, 20) for p in runs]
+        + [_staggered(compiled)]
+        + [_generate(single, p, 20) for p in lone],
+        eager=[_generate(eager, p, 20) for p in runs]
+        + [_staggered(eager)]
+        + [_generate(eager, p, 20) for p in lone],
+        failed=compiled.runner.fast.failed or single.runner.fast.failed,
     )
     out["new_graphs"] = counters["stats"]["unique_graphs"] - graphs
     return out
 
 
 def _staggered(core) -> list[list[int]]:
-    """One request, then a second joining while the first decodes, which then decodes alone in
-    the second slot (a batch whose first slot is not 0)."""
-    first = submit(core, "s0", greedy(10), PROMPTS[0])
-    for _ in range(4):
-        core.step()
-    second = submit(core, "s1", greedy(30), PROMPTS[2])
+    """Three requests joining one after another while the ones before decode, leaving before the
+    last (whose row then moves into a freed slot: slot_runner's `drop`)."""
+    outs = []
+    for i, (n, prompt) in enumerate(zip((6, 10, 30), (PROMPTS[0], PROMPTS[2], PROMPTS[1]), strict=True)):
+        outs.append(submit(core, f"s{i}", greedy(n), prompt))
+        for _ in range(2):
+            core.step()
     run_until_idle(core)
-    return [ids_of(first), ids_of(second)]
+    return [ids_of(o) for o in outs]
 
 
 @pytest.mark.parametrize("arch", ["gpt_neo", "codegen"])

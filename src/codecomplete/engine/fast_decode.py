@@ -734,6 +734,8 @@ class CompiledDecoder:
             pos = torch.cat([pos, pos[-1:].expand(extra)])
             slots = torch.arange(first, first + bucket, device=slots.device)
             self.cache.locate(slots, pos[:, None])
+        elif b == 1:  # a lone row with no slot after it to pad into: unmasked, so its own width
+            self.cache.width = int(pos[0]) + 1
         return self.compiled(ids, pos, slots, first, self.cache.width, self.cache.flat_index)
 
     def warm_up(self, width: int = 64) -> float:
@@ -743,8 +745,11 @@ class CompiledDecoder:
         import time
 
         t0 = time.perf_counter()
+        width = min(width, self.cache.layers[0].k.shape[2] - 1)  # (the last column is padding's)
         sizes = sorted(
-            {1, 2, 3} if not self.graphs else {max(2, _bucket(n)) for n in range(1, self.max_rows + 1)}
+            {1, 2, 3}
+            if not self.graphs
+            else {min(max(2, _bucket(n)), self.max_rows) for n in range(1, self.max_rows + 1)}
         )
         for n in sizes:
             if n > self.max_rows:
@@ -752,7 +757,9 @@ class CompiledDecoder:
             dev = self.cache.layers[0].k.device
             with torch.inference_mode():  # the engine's tensors are inference tensors: same guards
                 ids = torch.zeros(n, dtype=torch.long, device=dev)
-                pos = torch.zeros(n, dtype=torch.long, device=dev)
+                # at the width's last column: a lone row that is not padded attends to exactly its
+                # own columns, and a width of 1 would be compiled as a constant
+                pos = torch.full((n,), width - 1, dtype=torch.long, device=dev)
                 slots = torch.arange(n, device=dev)
                 self.cache.locate(slots, pos[:, None])
             self.cache.width = width
