@@ -10,8 +10,9 @@ from codecomplete.engine.types import GenerationRequest, RequestOutput, Sampling
 
 
 def make_core(model_dir, **overrides):
-    """An engine on the CPU (unless `device` says otherwise). Token healing is off unless asked for: most tests compare against
-    `model.generate` or a forward pass over the prompt as tokenised (test_healing.py turns it on)."""
+    """An engine on the CPU (unless `device` says otherwise). Token healing is off unless asked
+    for: most tests compare against `model.generate` or a forward pass over the prompt as
+    tokenised (test_healing.py turns it on)."""
     from codecomplete.engine.core import EngineCore
 
     overrides.setdefault("token_healing", False)

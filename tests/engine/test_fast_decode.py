@@ -147,8 +147,8 @@ def compiled_vs_eager(model_dir: str, graphs: bool = False, device: str = "cpu")
 
     if graphs:  # as on CUDA (this runs in its own interpreter: the patch ends with it)
         init = fast_decode.CompiledDecoder.__init__
-        fast_decode.CompiledDecoder.__init__ = lambda self, dec, device, rows: init(
-            self, dec, device, rows, graphs=True
+        fast_decode.CompiledDecoder.__init__ = lambda self, dec, device, rows, **kw: init(
+            self, dec, device, rows, graphs=True, **kw
         )
     # Four slots: batches of 1-4 rows and, in _staggered, rows leaving and joining; and a core with
     # one slot, whose lone row has no slot after it to pad into. No drafts, so every decode step is

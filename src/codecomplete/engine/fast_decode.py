@@ -63,10 +63,11 @@ _DECODERS = {
 }
 
 
-def build(model, cache, compile: bool = False, max_rows: int = 1):
+def build(model, cache, compile: bool = False, max_rows: int = 1, columns=None):
     """A decoder for `model` over `cache` (a SlotCache), or None when this family is not written
     here or its config asks for something this path does not do. compile: wrap it in
-    CompiledDecoder (call its warm_up() before the first request)."""
+    CompiledDecoder (call its warm_up() before the first request); columns: the runner's rounding
+    of an attention width (for CUDA graphs' padded rows)."""
     cfg = model.config
     if not writes(cfg):
         return None
@@ -76,7 +77,7 @@ def build(model, cache, compile: bool = False, max_rows: int = 1):
         log.info("fast decode off for %s: %s", cfg.model_type, exc)
         return None
     if compile:
-        return CompiledDecoder(decoder, cache.layers[0].k.device, max_rows)
+        return CompiledDecoder(decoder, cache.layers[0].k.device, max_rows, columns=columns)
     return decoder
 
 
@@ -693,10 +694,18 @@ class CompiledDecoder:
     compilation fails, for a family or a platform, the decoder falls back to eager for good and
     says so in the log (`failed` holds why)."""
 
-    def __init__(self, decoder: SlotDecoder, device: torch.device, max_rows: int, graphs: bool | None = None):
+    def __init__(
+        self,
+        decoder: SlotDecoder,
+        device: torch.device,
+        max_rows: int,
+        graphs: bool | None = None,
+        columns=None,
+    ):
         self.decoder = decoder
         self.graphs = device.type == "cuda" if graphs is None else graphs
         self.max_rows = max_rows
+        self.columns = columns or (lambda end: end)  # the width padded rows attend over
         self.failed: str | None = None
         self.compiled = torch.compile(
             decoder.forward, dynamic=True, mode="reduce-overhead" if self.graphs else None
@@ -725,7 +734,9 @@ class CompiledDecoder:
     def _bucketed(self, ids, pos, slots, first):
         """CUDA graphs replay fixed shapes: pad the rows to the next bucket with copies of the
         last row aimed at the slots after the batch (free at decode time: a prefill joining this
-        step writes those slots after the decode)."""
+        step writes those slots after the decode). Padded rows are masked, so their width is
+        rounded as a batch's (a lone row comes with its exact width, and keeps it when there is no
+        slot after it to pad into)."""
         b = ids.shape[0]
         bucket = min(max(2, _bucket(b)), self.max_rows - first)
         if bucket > b:
@@ -734,8 +745,7 @@ class CompiledDecoder:
             pos = torch.cat([pos, pos[-1:].expand(extra)])
             slots = torch.arange(first, first + bucket, device=slots.device)
             self.cache.locate(slots, pos[:, None])
-        elif b == 1:  # a lone row with no slot after it to pad into: unmasked, so its own width
-            self.cache.width = int(pos[0]) + 1
+            self.cache.width = self.columns(self.cache.width)
         return self.compiled(ids, pos, slots, first, self.cache.width, self.cache.flat_index)
 
     def warm_up(self, width: int = 64) -> float:

@@ -195,7 +195,9 @@ class SlotRunner:
         from codecomplete.engine import fast_decode
 
         # One-token steps without the model's forward where the family is written (fast_decode.py).
-        self.fast = fast_decode.build(model, self.cache, compile=compile, max_rows=max_rows)
+        self.fast = fast_decode.build(
+            model, self.cache, compile=compile, max_rows=max_rows, columns=self._columns
+        )
         if self.fast is None and not self.model_forward:
             raise ValueError(f"no decode step for {model.config.model_type} over the slot cache")
         # Prompts too, through the decoder's multi-token step (every family fast_decode.py writes).
@@ -331,9 +333,8 @@ class SlotRunner:
         """One token per row through fast_decode.py (no model forward). Logits (B, V)."""
         c = self.cache
         c.locate(slots, pos[:, None])
-        if slots.shape[0] == 1 and not getattr(self.fast, "graphs", False):
-            c.width = int(pos[0]) + 1  # a lone row (no ghost twin): its own columns exactly, no mask
-            # (CUDA graphs pad it to two rows, masked, at a rounded width: fewer shapes to record)
+        if slots.shape[0] == 1:  # a lone row (no ghost twin): its own columns exactly, no mask
+            c.width = int(pos[0]) + 1
         else:
             c.width = self._width(pos)
         return self.fast(ids, pos, slots, int(slots[0]) if self._consecutive(slots) else None)
